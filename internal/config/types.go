@@ -1,0 +1,66 @@
+package config
+
+import "github.com/hashicorp/hcl/v2"
+
+// Config is a fully parsed, validated and expanded agents file. Nothing in it
+// has touched an engine yet.
+type Config struct {
+	// File is the absolute path of the file that was loaded; Dir its directory
+	// (relative mount sources are resolved against it).
+	File string
+	Dir  string
+
+	Run    Run
+	Agents []Agent // expanded (count = 3 gives eng-1..eng-3), sorted by Name
+}
+
+// Run is the `run "NAME" { ... }` block.
+type Run struct {
+	Name            string
+	Engine          string // "docker" (default) or "containerd"
+	RequireRootless bool
+	// AcceptUnenforced lists limits the operator accepts the engine cannot
+	// enforce (subset of "memory", "cpus", "pids"). Anything else not
+	// enforceable is an apply error.
+	AcceptUnenforced []string
+	DeclRange        hcl.Range
+}
+
+// Agent is one `agent "NAME" { ... }` block after count expansion.
+type Agent struct {
+	Name     string
+	Image    string            // default DefaultImage
+	Command  []string          // required, argv; never given to a shell by runner
+	Env      map[string]string // plain environment
+	User     string            // "uid:gid", numeric, uid != 0; default "1000:1000"
+	Memory   int64             // bytes; default 512 MiB
+	NanoCPUs int64             // cpus * 1e9; default 1 CPU
+	Pids     int64             // default 256
+	Network  string            // "none" (default) or "bridge"
+	Workdir  string            // default "/home/agent" (or the first mount's target if set? no: explicit only)
+	Mounts   []Mount
+	TmpSize  int64 // bytes for the /tmp tmpfs; default 64 MiB
+	HomeSize int64 // bytes for the /home/agent tmpfs; default 64 MiB
+
+	DeclRange hcl.Range // where the block was declared, for errors found later
+}
+
+// Mount is a host bind mount.
+type Mount struct {
+	Source   string // absolute host path (resolved against Config.Dir)
+	Target   string // absolute container path
+	ReadOnly bool
+}
+
+// Defaults.
+const (
+	DefaultImage   = "localhost/runner-agent:latest"
+	DefaultUser    = "1000:1000"
+	DefaultMemory  = 512 << 20
+	DefaultCPUs    = 1.0
+	DefaultPids    = 256
+	DefaultNetwork = "none"
+	DefaultWorkdir = "/home/agent"
+	DefaultTmpSize = 64 << 20
+	HomeDir        = "/home/agent"
+)

@@ -1,0 +1,149 @@
+// Package engine is the small interface every container engine implements.
+// The runner never talks to an engine except through it, so plan/apply logic
+// is shared and the conformance tests in enginetest run against each engine.
+package engine
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Labels every runner container carries. The engine is the source of truth:
+// plan reads these back instead of keeping a local state file.
+const (
+	LabelRun        = "runner.run"
+	LabelAgent      = "runner.agent"
+	LabelConfigHash = "runner.config-hash"
+)
+
+// Engine is what plan/apply/destroy need from a container engine.
+type Engine interface {
+	// Info describes the engine's security-relevant capabilities.
+	Info(ctx context.Context) (Info, error)
+	// List returns every container labelled with runner.run=run.
+	List(ctx context.Context, run string) ([]Container, error)
+	// ImageExists reports whether ref is present locally.
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	// Create creates (but does not start) a container and returns its ID.
+	Create(ctx context.Context, spec Spec) (string, error)
+	// Inspect reads a container back, in engine-neutral terms, for the
+	// fail-closed profile check.
+	Inspect(ctx context.Context, id string) (Observed, error)
+	Start(ctx context.Context, id string) error
+	// Remove stops (if needed) and removes a container; a missing one is not an error.
+	Remove(ctx context.Context, id string) error
+	// Exec runs argv in the container as user and returns its stdout, stderr
+	// and exit code.
+	Exec(ctx context.Context, id, user string, argv []string) (ExecResult, error)
+	// Logs returns the container's last tail lines of stdout/stderr.
+	Logs(ctx context.Context, id string, tail int) (string, error)
+	// BuildImage builds an image from a tar build context (with a Dockerfile at
+	// its root), tagging it ref; progress lines go to progress.
+	BuildImage(ctx context.Context, contextTar io.Reader, ref string, labels map[string]string, progress io.Writer) error
+	// Describe says which engine this is and where, for error messages.
+	Describe() string
+	Close() error
+}
+
+// Info is what `runner doctor` reports and apply checks before creating.
+type Info struct {
+	Name          string // "docker"
+	Version       string
+	Endpoint      string // e.g. unix:///var/run/docker.sock
+	Rootless      bool   // daemon runs as a non-root user
+	UserNS        bool   // user namespace remapping is on
+	Seccomp       bool   // seccomp supported and enabled
+	CgroupVersion string // "1" or "2"
+	CgroupDriver  string
+	// Which limits the engine can enforce.
+	MemoryLimit bool
+	PidsLimit   bool
+	CPULimit    bool
+}
+
+// Container is one runner container as the engine reports it.
+type Container struct {
+	ID         string
+	Name       string
+	Run        string
+	Agent      string
+	ConfigHash string
+	Image      string
+	State      string // running, exited, created, ...
+	Created    time.Time
+	Labels     map[string]string
+}
+
+// Spec is everything needed to create one hardened agent container. It is
+// built by the profile package from a config.Agent; engines translate it.
+type Spec struct {
+	Name       string // container name, e.g. runner-demo-alice
+	Image      string
+	Entrypoint []string
+	Cmd        []string
+	Env        []string // KEY=VALUE
+	User       string   // uid:gid
+	Workdir    string
+	Hostname   string
+	Labels     map[string]string
+
+	CapDrop         []string // always ["ALL"]
+	NoNewPrivileges bool
+	SeccompJSON     string // the profile itself, inline
+	ReadonlyRootfs  bool
+	Tmpfs           map[string]string // path -> mount options (size=...,mode=...)
+	Memory          int64             // bytes (and memory+swap = same: no swap)
+	NanoCPUs        int64
+	PidsLimit       int64
+	Network         string // "none" or "bridge"
+	Mounts          []Mount
+	Init            bool // never use the engine's init: runner-agent is PID 1
+}
+
+// Mount is a bind mount.
+type Mount struct {
+	Source   string
+	Target   string
+	ReadOnly bool
+}
+
+// Observed is a created container read back from the engine, in the same
+// terms as Spec, plus the settings that must be off.
+type Observed struct {
+	ID              string
+	Name            string
+	Image           string
+	User            string
+	Labels          map[string]string
+	CapAdd          []string
+	CapDrop         []string
+	NoNewPrivileges bool
+	SeccompProfile  string // inline JSON as the engine stored it, "" if none, "unconfined" if disabled
+	ReadonlyRootfs  bool
+	Tmpfs           map[string]string
+	Memory          int64
+	MemorySwap      int64
+	NanoCPUs        int64
+	PidsLimit       int64
+	NetworkMode     string
+	Privileged      bool
+	PidMode         string
+	IpcMode         string
+	UTSMode         string
+	UsernsMode      string
+	CgroupnsMode    string
+	Devices         int // number of devices passed through
+	Mounts          []Mount
+	State           string
+	ExitCode        int
+	StartedAt       time.Time
+	Env             []string
+}
+
+// ExecResult is the outcome of Exec.
+type ExecResult struct {
+	Stdout   string
+	Stderr   string
+	ExitCode int
+}
