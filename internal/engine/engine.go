@@ -23,8 +23,9 @@ type Engine interface {
 	Info(ctx context.Context) (Info, error)
 	// List returns every container labelled with runner.run=run.
 	List(ctx context.Context, run string) ([]Container, error)
-	// ImageExists reports whether ref is present locally.
-	ImageExists(ctx context.Context, ref string) (bool, error)
+	// Image looks up ref in the local image store; found is false when it is
+	// not there (not an error: no registry is assumed).
+	Image(ctx context.Context, ref string) (img Image, found bool, err error)
 	// Create creates (but does not start) a container and returns its ID.
 	Create(ctx context.Context, spec Spec) (string, error)
 	// Inspect reads a container back, in engine-neutral terms, for the
@@ -60,6 +61,12 @@ type Info struct {
 	MemoryLimit bool
 	PidsLimit   bool
 	CPULimit    bool
+}
+
+// Image is a local image.
+type Image struct {
+	ID     string
+	Labels map[string]string
 }
 
 // Container is one runner container as the engine reports it.
@@ -135,6 +142,8 @@ type Observed struct {
 	CgroupnsMode    string
 	Devices         int // number of devices passed through
 	Mounts          []Mount
+	Entrypoint      []string
+	Cmd             []string
 	State           string
 	ExitCode        int
 	StartedAt       time.Time

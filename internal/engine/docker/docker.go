@@ -1,0 +1,387 @@
+// Package docker implements engine.Engine with the Docker Engine API. It also
+// serves rootless Docker and Podman's Docker-compatible socket: the endpoint
+// comes from DOCKER_HOST and the usual Docker environment.
+package docker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/runner-dev/runner/internal/engine"
+)
+
+// Engine talks to one Docker daemon.
+type Engine struct {
+	cli *client.Client
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// New connects using the Docker environment (DOCKER_HOST, DOCKER_API_VERSION,
+// DOCKER_CERT_PATH, DOCKER_TLS_VERIFY) and negotiates the API version, so a
+// 1.41 daemon works with this newer client.
+func New(ctx context.Context) (*Engine, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker: bad client settings: %w (check DOCKER_HOST=%q and DOCKER_CERT_PATH)", err, os.Getenv("DOCKER_HOST"))
+	}
+	e := &Engine{cli: cli}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, e.wrap("connect", err)
+	}
+	return e, nil
+}
+
+// Describe names the daemon endpoint for messages.
+func (e *Engine) Describe() string { return "docker at " + e.cli.DaemonHost() }
+
+// Close releases the client's connections.
+func (e *Engine) Close() error { return e.cli.Close() }
+
+// wrap adds what the user should check to errors from the daemon.
+func (e *Engine) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if client.IsErrConnectionFailed(err) || errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "connect: ") {
+		return fmt.Errorf("docker %s: cannot reach the engine at %s: %w (is the daemon running? DOCKER_HOST=%q; try `docker info`)",
+			op, e.cli.DaemonHost(), err, os.Getenv("DOCKER_HOST"))
+	}
+	return fmt.Errorf("docker %s: %w", op, err)
+}
+
+// Info reports the security-relevant facts of the daemon.
+func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
+	in, err := e.cli.Info(ctx)
+	if err != nil {
+		return engine.Info{}, e.wrap("info", err)
+	}
+	out := engine.Info{
+		Name:          "docker",
+		Version:       in.ServerVersion,
+		Endpoint:      e.cli.DaemonHost(),
+		CgroupVersion: in.CgroupVersion,
+		CgroupDriver:  in.CgroupDriver,
+		MemoryLimit:   in.MemoryLimit,
+		PidsLimit:     in.PidsLimit,
+		CPULimit:      in.CPUCfsQuota && in.CPUCfsPeriod,
+	}
+	if out.CgroupVersion == "" {
+		out.CgroupVersion = "1"
+	}
+	for _, opt := range in.SecurityOptions {
+		// Entries look like "name=seccomp,profile=default".
+		for _, kv := range strings.Split(opt, ",") {
+			switch kv {
+			case "name=rootless":
+				out.Rootless = true
+			case "name=userns":
+				out.UserNS = true
+			case "name=seccomp":
+				out.Seccomp = true
+			}
+		}
+	}
+	// Rootless without a cgroup manager cannot apply limits even when the
+	// kernel has the controllers, whatever MemoryLimit says.
+	if out.CgroupDriver == "none" {
+		out.MemoryLimit, out.PidsLimit, out.CPULimit = false, false, false
+	}
+	return out, nil
+}
+
+// List returns the containers of one run, sorted by agent name.
+func (e *Engine) List(ctx context.Context, run string) ([]engine.Container, error) {
+	f := filters.NewArgs(filters.Arg("label", engine.LabelRun+"="+run))
+	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, e.wrap("list containers", err)
+	}
+	out := make([]engine.Container, 0, len(list))
+	for _, c := range list {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, engine.Container{
+			ID:         c.ID,
+			Name:       name,
+			Run:        c.Labels[engine.LabelRun],
+			Agent:      c.Labels[engine.LabelAgent],
+			ConfigHash: c.Labels[engine.LabelConfigHash],
+			Image:      c.Image,
+			State:      c.State,
+			Created:    time.Unix(c.Created, 0),
+			Labels:     c.Labels,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Agent < out[j].Agent })
+	return out, nil
+}
+
+// Image looks ref up in the local image store.
+func (e *Engine) Image(ctx context.Context, ref string) (engine.Image, bool, error) {
+	in, err := e.cli.ImageInspect(ctx, ref)
+	if errdefs.IsNotFound(err) {
+		return engine.Image{}, false, nil
+	}
+	if err != nil {
+		return engine.Image{}, false, e.wrap("inspect image "+ref, err)
+	}
+	img := engine.Image{ID: in.ID}
+	if in.Config != nil {
+		img.Labels = in.Config.Labels
+	}
+	return img, true, nil
+}
+
+// Create translates the spec into Docker's create options.
+func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
+	cfg := &container.Config{
+		Image:      s.Image,
+		Entrypoint: s.Entrypoint,
+		Cmd:        s.Cmd,
+		Env:        s.Env,
+		User:       s.User,
+		WorkingDir: s.Workdir,
+		Hostname:   s.Hostname,
+		Labels:     s.Labels,
+		// No TTY: tmux owns the terminal inside; stdout is init's log.
+	}
+	sec := []string{"no-new-privileges:true", "seccomp=" + s.SeccompJSON}
+	if !s.NoNewPrivileges {
+		sec = sec[1:]
+	}
+	pids := s.PidsLimit
+	host := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(s.Network),
+		CapDrop:        s.CapDrop,
+		SecurityOpt:    sec,
+		ReadonlyRootfs: s.ReadonlyRootfs,
+		Tmpfs:          s.Tmpfs,
+		Privileged:     false,
+		IpcMode:        container.IPCModePrivate,
+		Init:           &s.Init,
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		Resources: container.Resources{
+			Memory:     s.Memory,
+			MemorySwap: s.Memory, // equal to Memory: no swap
+			NanoCPUs:   s.NanoCPUs,
+			PidsLimit:  &pids,
+		},
+	}
+	for _, m := range s.Mounts {
+		host.Mounts = append(host.Mounts, mount.Mount{
+			Type:     mount.TypeBind,
+			Source:   m.Source,
+			Target:   m.Target,
+			ReadOnly: m.ReadOnly,
+			// Don't pull in mounts beneath the source (e.g. a docker
+			// socket mounted somewhere under a workspace).
+			BindOptions: &mount.BindOptions{NonRecursive: true},
+		})
+	}
+	resp, err := e.cli.ContainerCreate(ctx, cfg, host, nil, nil, s.Name)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return "", fmt.Errorf("image %q not found on %s: build it with `runner image build` (the default image) or `docker build` (see images/README.md)", s.Image, e.Describe())
+		}
+		return "", e.wrap("create "+s.Name, err)
+	}
+	return resp.ID, nil
+}
+
+// Inspect reads a container back in engine-neutral terms.
+func (e *Engine) Inspect(ctx context.Context, id string) (engine.Observed, error) {
+	c, err := e.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return engine.Observed{}, e.wrap("inspect "+id, err)
+	}
+	return observe(c), nil
+}
+
+// observe is separate from Inspect so the translation is unit-testable.
+func observe(c container.InspectResponse) engine.Observed {
+	o := engine.Observed{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/")}
+	if c.Config != nil {
+		o.Image = c.Config.Image
+		o.User = c.Config.User
+		o.Labels = c.Config.Labels
+		o.Env = c.Config.Env
+		o.Entrypoint = c.Config.Entrypoint
+		o.Cmd = c.Config.Cmd
+	}
+	if c.State != nil {
+		o.State = c.State.Status
+		o.ExitCode = c.State.ExitCode
+		o.StartedAt, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
+	}
+	if h := c.HostConfig; h != nil {
+		o.CapAdd = h.CapAdd
+		o.CapDrop = h.CapDrop
+		for _, opt := range h.SecurityOpt {
+			k, v, _ := strings.Cut(opt, "=")
+			if !strings.Contains(opt, "=") {
+				k, v, _ = strings.Cut(opt, ":")
+			}
+			switch k {
+			case "no-new-privileges":
+				o.NoNewPrivileges = v == "" || v == "true"
+			case "seccomp":
+				o.SeccompProfile = v
+			}
+		}
+		o.ReadonlyRootfs = h.ReadonlyRootfs
+		o.Tmpfs = h.Tmpfs
+		o.Memory = h.Memory
+		o.MemorySwap = h.MemorySwap
+		o.NanoCPUs = h.NanoCPUs
+		if h.PidsLimit != nil {
+			o.PidsLimit = *h.PidsLimit
+		}
+		o.NetworkMode = string(h.NetworkMode)
+		o.Privileged = h.Privileged
+		o.PidMode = string(h.PidMode)
+		o.IpcMode = string(h.IpcMode)
+		o.UTSMode = string(h.UTSMode)
+		o.UsernsMode = string(h.UsernsMode)
+		o.CgroupnsMode = string(h.CgroupnsMode)
+		o.Devices = len(h.Devices) + len(h.DeviceRequests) + len(h.DeviceCgroupRules)
+		// Old-style binds ("/a:/b") would not show in Mounts as typed
+		// mounts; count them as mounts so Check sees them.
+		for _, b := range h.Binds {
+			parts := strings.Split(b, ":")
+			m := engine.Mount{Source: parts[0]}
+			if len(parts) > 1 {
+				m.Target = parts[1]
+			}
+			o.Mounts = append(o.Mounts, m)
+		}
+	}
+	for _, m := range c.Mounts {
+		if m.Type == mount.TypeTmpfs {
+			continue // compared through HostConfig.Tmpfs
+		}
+		if containsTarget(o.Mounts, m.Destination) {
+			continue
+		}
+		o.Mounts = append(o.Mounts, engine.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
+	}
+	return o
+}
+
+func containsTarget(ms []engine.Mount, target string) bool {
+	for _, m := range ms {
+		if m.Target == target {
+			return true
+		}
+	}
+	return false
+}
+
+// Start starts a created container.
+func (e *Engine) Start(ctx context.Context, id string) error {
+	return e.wrap("start "+id, e.cli.ContainerStart(ctx, id, container.StartOptions{}))
+}
+
+// Remove stops and removes a container; one that is already gone is fine.
+func (e *Engine) Remove(ctx context.Context, id string) error {
+	timeout := 5
+	err := e.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &timeout})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return e.wrap("stop "+id, err)
+	}
+	err = e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return e.wrap("remove "+id, err)
+	}
+	return nil
+}
+
+// Exec runs argv in the container (no shell) and collects its output.
+func (e *Engine) Exec(ctx context.Context, id, user string, argv []string) (engine.ExecResult, error) {
+	created, err := e.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
+		User: user, Cmd: argv, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return engine.ExecResult{}, e.wrap("exec in "+id, err)
+	}
+	att, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return engine.ExecResult{}, e.wrap("exec attach in "+id, err)
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
+		return engine.ExecResult{}, e.wrap("exec read in "+id, err)
+	}
+	ins, err := e.cli.ContainerExecInspect(ctx, created.ID)
+	if err != nil {
+		return engine.ExecResult{}, e.wrap("exec inspect in "+id, err)
+	}
+	return engine.ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: ins.ExitCode}, nil
+}
+
+// Logs returns the last lines the container's init printed.
+func (e *Engine) Logs(ctx context.Context, id string, tail int) (string, error) {
+	rc, err := e.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(tail)})
+	if err != nil {
+		return "", e.wrap("logs "+id, err)
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return "", e.wrap("logs "+id, err)
+	}
+	return out.String(), nil
+}
+
+// BuildImage runs a classic (non-BuildKit) build from a tar context: it needs
+// no registry when the Dockerfile starts FROM scratch.
+func (e *Engine) BuildImage(ctx context.Context, tarCtx io.Reader, ref string, labels map[string]string, progress io.Writer) error {
+	resp, err := e.cli.ImageBuild(ctx, tarCtx, build.ImageBuildOptions{
+		Tags: []string{ref}, Labels: labels, Remove: true, ForceRemove: true, NetworkMode: "none",
+	})
+	if err != nil {
+		return e.wrap("build "+ref, err)
+	}
+	defer resp.Body.Close()
+	// The body is a stream of JSON messages; an error arrives as a message,
+	// not as an HTTP status.
+	dec := json.NewDecoder(bufio.NewReader(resp.Body))
+	for {
+		var msg struct {
+			Stream string `json:"stream"`
+			Error  string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return e.wrap("build "+ref, err)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("docker build %s: %s", ref, msg.Error)
+		}
+		if progress != nil && strings.TrimSpace(msg.Stream) != "" {
+			fmt.Fprint(progress, msg.Stream)
+		}
+	}
+}
