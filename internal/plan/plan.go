@@ -1,0 +1,128 @@
+// Package plan compares the desired agents of a run with the containers the
+// engine reports for it and decides, per agent, what apply must do. It is
+// pure: no engine calls, so every decision is unit-tested.
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/runner-dev/runner/internal/engine"
+)
+
+// Kind is what happens to one agent.
+type Kind string
+
+const (
+	Create  Kind = "create"
+	Replace Kind = "replace"
+	Delete  Kind = "delete"
+	Keep    Kind = "keep"
+)
+
+// Desired is one agent as the config wants it.
+type Desired struct {
+	Agent string
+	Hash  string // the runner.config-hash its container must carry
+}
+
+// Action is the decision for one agent.
+type Action struct {
+	Kind   Kind
+	Agent  string
+	Reason string // why: set for create, replace and delete
+	// Existing are the containers this action removes (replace, delete)
+	// or keeps (keep).
+	Existing []engine.Container
+}
+
+// Plan is the ordered list of actions, sorted by agent name.
+type Plan struct {
+	Run     string
+	Actions []Action
+}
+
+// Diff decides the actions that make actual equal desired.
+func Diff(run string, desired []Desired, actual []engine.Container) Plan {
+	byAgent := map[string][]engine.Container{}
+	for _, c := range actual {
+		byAgent[c.Agent] = append(byAgent[c.Agent], c)
+	}
+	p := Plan{Run: run}
+	want := map[string]bool{}
+	for _, d := range desired {
+		want[d.Agent] = true
+		have := byAgent[d.Agent]
+		switch {
+		case len(have) == 0:
+			p.Actions = append(p.Actions, Action{Kind: Create, Agent: d.Agent, Reason: "not running"})
+		case len(have) > 1:
+			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
+				Reason: fmt.Sprintf("%d containers carry this agent's label; one is expected", len(have))})
+		case have[0].ConfigHash != d.Hash:
+			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
+				Reason: fmt.Sprintf("configuration changed (config-hash %s -> %s)", short(have[0].ConfigHash), short(d.Hash))})
+		case have[0].State != "running":
+			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
+				Reason: fmt.Sprintf("container is %s, not running", have[0].State)})
+		default:
+			p.Actions = append(p.Actions, Action{Kind: Keep, Agent: d.Agent, Existing: have})
+		}
+	}
+	for agent, have := range byAgent {
+		if !want[agent] {
+			p.Actions = append(p.Actions, Action{Kind: Delete, Agent: agent, Existing: have, Reason: "no longer in the configuration"})
+		}
+	}
+	sort.Slice(p.Actions, func(i, j int) bool { return p.Actions[i].Agent < p.Actions[j].Agent })
+	return p
+}
+
+func short(h string) string {
+	if h == "" {
+		return "none"
+	}
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// Count returns how many actions of kind k the plan holds.
+func (p Plan) Count(k Kind) int {
+	n := 0
+	for _, a := range p.Actions {
+		if a.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Changes reports whether applying the plan would change anything.
+func (p Plan) Changes() bool { return p.Count(Keep) != len(p.Actions) }
+
+// Summary is the closing line, as Terraform prints it.
+func (p Plan) Summary() string {
+	if !p.Changes() {
+		return fmt.Sprintf("No changes. Run %q matches the configuration (%d agents).", p.Run, len(p.Actions))
+	}
+	return fmt.Sprintf("Plan: %d to create, %d to replace, %d to delete, %d unchanged.",
+		p.Count(Create), p.Count(Replace), p.Count(Delete), p.Count(Keep))
+}
+
+// String renders the plan for people.
+func (p Plan) String() string {
+	var b strings.Builder
+	for _, a := range p.Actions {
+		sym := map[Kind]string{Create: "+", Replace: "-/+", Delete: "-", Keep: " "}[a.Kind]
+		fmt.Fprintf(&b, "  %3s %-8s %s", sym, a.Kind, a.Agent)
+		if a.Reason != "" {
+			fmt.Fprintf(&b, "  (%s)", a.Reason)
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString("\n" + p.Summary() + "\n")
+	return b.String()
+}
