@@ -63,6 +63,14 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 		}
 	}
 
+	// The shim must be PID 1 and run exactly the configured argv.
+	if !slices.Equal(got.Entrypoint, want.Entrypoint) {
+		add("Entrypoint", argv(want.Entrypoint), argv(got.Entrypoint))
+	}
+	if !slices.Equal(got.Cmd, want.Cmd) {
+		add("Cmd", argv(want.Cmd), argv(got.Cmd))
+	}
+
 	// Invariant 1: never uid 0.
 	if uid, _, ok := parseUser(got.User); !ok || uid == 0 {
 		add("User", "a non-root numeric uid:gid ("+q(want.User)+")", q(got.User))
@@ -160,6 +168,14 @@ func present(s string, ok bool) string {
 		return "absent"
 	}
 	return q(s)
+}
+
+func argv(a []string) string {
+	qs := make([]string, len(a))
+	for i, s := range a {
+		qs[i] = q(s)
+	}
+	return "[" + strings.Join(qs, " ") + "]"
 }
 
 func list(s []string) string { return "[" + strings.Join(s, " ") + "]" }

@@ -212,6 +212,8 @@ func observed(s engine.Spec) engine.Observed {
 		IpcMode:         "private",
 		CgroupnsMode:    "private",
 		Mounts:          slices.Clone(s.Mounts),
+		Entrypoint:      slices.Clone(s.Entrypoint),
+		Cmd:             slices.Clone(s.Cmd),
 		State:           "created",
 	}
 }
@@ -247,6 +249,9 @@ func TestCheck(t *testing.T) {
 		{"label run", func(o *engine.Observed) { o.Labels["runner.run"] = "other" }, "Labels[runner.run]", "", ""},
 		{"label agent", func(o *engine.Observed) { delete(o.Labels, "runner.agent") }, "Labels[runner.agent]", "", "no label"},
 		{"label hash", func(o *engine.Observed) { o.Labels["runner.config-hash"] = "0" }, "Labels[runner.config-hash]", "", ""},
+		{"entrypoint", func(o *engine.Observed) { o.Entrypoint = []string{"/bin/sh", "-c"} }, "Entrypoint", "", `"/bin/sh"`},
+		{"entrypoint none", func(o *engine.Observed) { o.Entrypoint = nil }, "Entrypoint", "", "[]"},
+		{"cmd", func(o *engine.Observed) { o.Cmd = []string{"claude --model x; rm -rf / $(id)"} }, "Cmd", "", ""},
 		{"user differs", func(o *engine.Observed) { o.User = "1000:1000" }, "User", "", ""},
 		{"user root", func(o *engine.Observed) { o.User = "0:1001" }, "User", "", `"0:1001"`},
 		{"user empty", func(o *engine.Observed) { o.User = "" }, "User", "", ""},
