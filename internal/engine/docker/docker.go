@@ -35,10 +35,14 @@ type Engine struct {
 var _ engine.Engine = (*Engine)(nil)
 
 // New connects using the Docker environment (DOCKER_HOST, DOCKER_API_VERSION,
-// DOCKER_CERT_PATH, DOCKER_TLS_VERIFY) and negotiates the API version, so a
-// 1.41 daemon works with this newer client.
-func New(ctx context.Context) (*Engine, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+// DOCKER_CERT_PATH, DOCKER_TLS_VERIFY), or to host when it is not empty, and
+// negotiates the API version, so a 1.41 daemon works with this newer client.
+func New(ctx context.Context, host string) (*Engine, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker: bad client settings: %w (check DOCKER_HOST=%q and DOCKER_CERT_PATH)", err, os.Getenv("DOCKER_HOST"))
 	}
@@ -179,8 +183,10 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		Tmpfs:          s.Tmpfs,
 		Privileged:     false,
 		IpcMode:        container.IPCModePrivate,
-		Init:           &s.Init,
-		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		// On cgroup v1 the default is the host's cgroup namespace.
+		CgroupnsMode:  container.CgroupnsModePrivate,
+		Init:          &s.Init,
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Resources: container.Resources{
 			Memory:     s.Memory,
 			MemorySwap: s.Memory, // equal to Memory: no swap
