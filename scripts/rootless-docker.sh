@@ -48,8 +48,10 @@ if ! id -u "$user" >/dev/null 2>&1; then
 	uid_opt=()
 	getent passwd "$want_uid" >/dev/null || getent group "$want_uid" >/dev/null ||
 		uid_opt=(--uid "$want_uid")
+	group_opt=(--user-group)
+	getent group "$user" >/dev/null && group_opt=(--gid "$user")
 	log "creating user $user"
-	useradd --create-home --shell /bin/bash --user-group "${uid_opt[@]}" "$user" >&2
+	useradd --create-home --shell /bin/bash "${group_opt[@]}" "${uid_opt[@]}" "$user" >&2
 fi
 uid=$(id -u "$user")
 gid=$(id -g "$user")
@@ -75,8 +77,7 @@ done
 run_dir=/run/user/$uid
 sock=$run_dir/docker.sock
 host_url=unix://$sock
-install -d -m 0700 -o "$uid" -g "$gid" /run/user/"$uid"
-chown "$uid:$gid" "$run_dir" && chmod 0700 "$run_dir"
+install -d -m 0700 -o "$uid" -g "$gid" "$run_dir" # also fixes an existing one
 data_root=$home/.local/share/docker
 daemon_log=$home/dockerd-rootless.log
 
