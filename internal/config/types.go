@@ -63,4 +63,8 @@ const (
 	DefaultWorkdir = "/home/agent"
 	DefaultTmpSize = 64 << 20
 	HomeDir        = "/home/agent"
+
+	// RelayDir is where every container gets the relay socket's directory;
+	// mount targets may not overlap it.
+	RelayDir = "/run/runner"
 )

@@ -1,0 +1,375 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/runner-dev/runner/internal/names"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Limits on agent resources. The minimum memory is Docker's; the minimum CPU
+// share keeps NanoCPUs from rounding to 0, which engines read as "no limit".
+const (
+	minMemory  = 6 << 20
+	minTmpfs   = 1 << 20
+	minCPUs    = 0.01
+	maxCPUs    = 64
+	minPids    = 16
+	maxPids    = 32768
+	maxCount   = 64
+	maxUserID  = math.MaxUint32 - 1 // (uid_t)-1 means "no change" to the kernel
+	nanoPerCPU = 1e9
+)
+
+var runSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "engine"},
+		{Name: "require_rootless"},
+		{Name: "accept_unenforced"},
+	},
+}
+
+var agentSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "image"},
+		{Name: "command", Required: true},
+		{Name: "env"},
+		{Name: "user"},
+		{Name: "memory"},
+		{Name: "cpus"},
+		{Name: "pids"},
+		{Name: "network"},
+		{Name: "workdir"},
+		{Name: "tmp_size"},
+		{Name: "home_size"},
+		{Name: "count"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}},
+}
+
+var mountSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "source", Required: true},
+		{Name: "target", Required: true},
+		{Name: "read_only"},
+	},
+}
+
+func (d *decoder) checkName(kind, name string, rng hcl.Range) bool {
+	if err := names.Check(kind, name); err != nil {
+		d.errorf(rng, fmt.Sprintf("Invalid %s name", kind), "%s.", sentence(err.Error()))
+		return false
+	}
+	return true
+}
+
+// sentence capitalises the first letter of an error message.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func (d *decoder) run(blocks []*hcl.Block) Run {
+	if len(blocks) == 0 {
+		d.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Missing run block",
+			Detail:   `An agents file needs exactly one run block, which names the run: run "NAME" {}.`,
+		})
+		return Run{}
+	}
+	for _, b := range blocks[1:] {
+		d.errorf(b.DefRange, "Duplicate run block",
+			"The run is already declared at %s; a file holds exactly one run. Put other runs in their own files.", at(blocks[0].DefRange))
+	}
+	b := blocks[0]
+	r := Run{Name: b.Labels[0], Engine: "docker", DeclRange: b.DefRange}
+	d.checkName("run", r.Name, b.LabelRanges[0])
+	content, diags := b.Body.Content(runSchema)
+	d.diags = append(d.diags, diags...)
+	s := scope{ctx: d.ctx}
+	attrs := content.Attributes
+
+	if v, ok := d.str(s, attrs["engine"], false); ok {
+		if v != "docker" && v != "containerd" {
+			d.fail(s, attrs["engine"].Expr, "Unsupported engine",
+				`Engine %q is not supported. Use "docker" (also rootless Docker and Podman's Docker API) or "containerd".`, v)
+		}
+		r.Engine = v
+	}
+	if v, ok := d.boolean(s, attrs["require_rootless"]); ok {
+		r.RequireRootless = v
+	}
+	if attr := attrs["accept_unenforced"]; attr != nil {
+		list, _ := d.strings(s, attr, false)
+		for i, v := range list {
+			if v != "memory" && v != "cpus" && v != "pids" {
+				d.fail(s, elemExpr(attr, i), "Unknown limit",
+					`%q is not a limit. accept_unenforced takes "memory", "cpus" and "pids".`, v)
+				continue
+			}
+			if !slices.Contains(r.AcceptUnenforced, v) {
+				r.AcceptUnenforced = append(r.AcceptUnenforced, v)
+			}
+		}
+		slices.Sort(r.AcceptUnenforced)
+	}
+	return r
+}
+
+// agentBlock is an agent block whose schema has been checked; it is
+// evaluated once per count instance.
+type agentBlock struct {
+	block   *hcl.Block
+	content *hcl.BodyContent
+	mounts  []*hcl.BodyContent
+}
+
+func (d *decoder) agents(blocks []*hcl.Block) []Agent {
+	if len(blocks) == 0 {
+		d.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No agents",
+			Detail:   `Declare at least one agent: agent "NAME" { command = ["..."] }.`,
+		})
+		return nil
+	}
+	type origin struct {
+		block   *hcl.Block
+		counted bool
+	}
+	seen := map[string]origin{}
+	var out []Agent
+	for _, b := range blocks {
+		base := b.Labels[0]
+		if !d.checkName("agent", base, b.LabelRanges[0]) {
+			continue
+		}
+		ab := agentBlock{block: b}
+		var diags hcl.Diagnostics
+		ab.content, diags = b.Body.Content(agentSchema)
+		d.diags = append(d.diags, diags...)
+		for _, mb := range ab.content.Blocks {
+			mc, diags := mb.Body.Content(mountSchema)
+			d.diags = append(d.diags, diags...)
+			ab.mounts = append(ab.mounts, mc)
+		}
+
+		n, counted, ok := d.count(ab.content.Attributes["count"])
+		if !ok {
+			continue
+		}
+		for i := range n {
+			name, s := base, scope{ctx: d.ctx}
+			if counted {
+				// Names start at 1 and do not change when count grows, so
+				// raising count only adds agents.
+				name = fmt.Sprintf("%s-%d", base, i+1)
+				s = scope{ctx: d.ctx.NewChild(), counted: true}
+				s.ctx.Variables = map[string]cty.Value{
+					"count": cty.ObjectVal(map[string]cty.Value{"index": cty.NumberIntVal(int64(i))}),
+				}
+				if !names.Valid(name) {
+					d.errorf(b.LabelRanges[0], "Invalid agent name",
+						"With count, this block makes agents named %s-1 to %s-%d, and %q breaks the name rule: %s. Shorten the name.",
+						base, base, n, name, names.Check("agent", name))
+					break
+				}
+			}
+			if prev, dup := seen[name]; dup {
+				how := ""
+				if prev.counted {
+					how = " with count"
+				}
+				d.errorf(b.LabelRanges[0], "Duplicate agent name",
+					"The name %q is already used by agent %q%s at %s. Agent names must be unique, including the NAME-1, NAME-2, ... names that count makes: rename one of the blocks.",
+					name, prev.block.Labels[0], how, at(prev.block.DefRange))
+				continue
+			}
+			seen[name] = origin{b, counted}
+			if a, ok := d.agent(s, ab, name); ok {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Agent) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// count returns how many instances an agent block makes and whether count
+// was set (which changes the names and enables count.index).
+func (d *decoder) count(attr *hcl.Attribute) (n int, counted, ok bool) {
+	if attr == nil {
+		return 1, false, true
+	}
+	c, ok := d.integer(scope{ctx: d.ctx}, attr, 1, maxCount, "To run no agent of this kind, remove the block.", true)
+	return int(c), true, ok
+}
+
+func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
+	errs := len(d.diags.Errs())
+	a := Agent{
+		Name:      name,
+		Image:     DefaultImage,
+		User:      DefaultUser,
+		Memory:    DefaultMemory,
+		NanoCPUs:  DefaultCPUs * nanoPerCPU,
+		Pids:      DefaultPids,
+		Network:   DefaultNetwork,
+		Workdir:   DefaultWorkdir,
+		TmpSize:   DefaultTmpSize,
+		HomeSize:  DefaultTmpSize,
+		DeclRange: ab.block.DefRange,
+	}
+	attrs := ab.content.Attributes
+
+	if v, ok := d.str(s, attrs["image"], false); ok {
+		if _, err := reference.ParseNormalizedNamed(v); err != nil {
+			d.fail(s, attrs["image"].Expr, "Invalid image reference",
+				`%q is not an image reference (%s). Use NAME[:TAG] or NAME@DIGEST, e.g. %q.`, v, err, DefaultImage)
+		}
+		a.Image = v
+	}
+	if attr := attrs["command"]; attr != nil {
+		a.Command = d.command(s, attr)
+	}
+	if attr := attrs["env"]; attr != nil {
+		a.Env = d.env(s, attr)
+	}
+	if attr := attrs["user"]; attr != nil {
+		if v, ok := d.str(s, attr, false); ok {
+			if u, summary, detail := parseUser(v); summary != "" {
+				d.fail(s, attr.Expr, summary, "%s", detail)
+			} else {
+				a.User = u
+			}
+		}
+	}
+	if v, ok := d.size(s, attrs["memory"], minMemory, "the engine's minimum"); ok {
+		a.Memory = v
+	}
+	if v, ok := d.size(s, attrs["tmp_size"], minTmpfs, "a size of 0 would mean an unbounded tmpfs"); ok {
+		a.TmpSize = v
+	}
+	if v, ok := d.size(s, attrs["home_size"], minTmpfs, "a size of 0 would mean an unbounded tmpfs"); ok {
+		a.HomeSize = v
+	}
+	if attr := attrs["cpus"]; attr != nil {
+		if f, ok := d.number(s, attr, false); ok {
+			c, _ := f.Float64()
+			if c < minCPUs || c > maxCPUs {
+				d.fail(s, attr.Expr, "Invalid cpus",
+					"cpus must be from %g to %d (fractions allowed, e.g. 0.5); got %s.", minCPUs, maxCPUs, f.Text('g', 10))
+			} else {
+				a.NanoCPUs = int64(math.Round(c * nanoPerCPU))
+			}
+		}
+	}
+	if attr := attrs["pids"]; attr != nil {
+		if v, ok := d.integer(s, attr, minPids, maxPids, "It caps the number of processes in the container.", false); ok {
+			a.Pids = v
+		}
+	}
+	if attr := attrs["network"]; attr != nil {
+		if v, ok := d.str(s, attr, false); ok {
+			if v != "none" && v != "bridge" {
+				d.fail(s, attr.Expr, "Unsupported network",
+					`Network %q is not supported. Use "none" (no network; the relay still works) or "bridge" (outbound access through the engine's NAT).`, v)
+			}
+			a.Network = v
+		}
+	}
+	if attr := attrs["workdir"]; attr != nil {
+		if v, ok := d.str(s, attr, false); ok {
+			if !path.IsAbs(v) || path.Clean(v) != v || strings.ContainsRune(v, 0) {
+				d.fail(s, attr.Expr, "Invalid workdir",
+					`workdir must be a clean absolute path in the container, such as %q; got %q.`, DefaultWorkdir, v)
+			}
+			a.Workdir = v
+		}
+	}
+	a.Mounts = d.mounts(s, ab)
+	return a, len(d.diags.Errs()) == errs
+}
+
+func (d *decoder) command(s scope, attr *hcl.Attribute) []string {
+	argv, ok := d.strings(s, attr, true)
+	switch {
+	case !ok:
+		return nil
+	case len(argv) == 0:
+		d.fail(s, attr.Expr, "Empty command",
+			`command is the argv the agent runs, e.g. ["claude"] or ["sh", "-c", "..."]; it needs at least one element.`)
+	case argv[0] == "":
+		d.fail(s, elemExpr(attr, 0), "Empty program name",
+			"The first element of command names the program to run and cannot be empty.")
+	}
+	for i, arg := range argv {
+		if strings.ContainsRune(arg, 0) {
+			d.fail(s, elemExpr(attr, i), "NUL byte in command",
+				"Element %d of command contains a NUL byte, which cannot be passed to a program. Remove it.", i)
+		}
+	}
+	return argv
+}
+
+// envKey is the portable environment variable name rule.
+var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (d *decoder) env(s scope, attr *hcl.Attribute) map[string]string {
+	v := d.value(s, attr, cty.Map(cty.String), false)
+	if v == cty.NilVal {
+		return nil
+	}
+	env := map[string]string{}
+	vals := v.AsValueMap()
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
+		val := vals[k]
+		switch {
+		case !envKey.MatchString(k):
+			d.fail(s, keyExpr(s, attr, k, false), "Invalid environment variable name",
+				"%q is not a valid variable name. Use letters, digits and underscores, not starting with a digit.", k)
+		case strings.HasPrefix(k, "RUNNER_"):
+			d.fail(s, keyExpr(s, attr, k, false), "Reserved environment variable",
+				"Names starting with RUNNER_ are reserved for runner itself inside the container. Rename %q.", k)
+		case val.IsNull():
+			d.fail(s, keyExpr(s, attr, k, true), "Null environment value",
+				"The value of %q is null. Give it a string, or remove it.", k)
+		case strings.ContainsRune(val.AsString(), 0):
+			d.fail(s, keyExpr(s, attr, k, true), "NUL byte in environment value",
+				"The value of %q contains a NUL byte, which cannot be put in an environment. Remove it.", k)
+		default:
+			env[k] = val.AsString()
+		}
+	}
+	return env
+}
+
+// size reads a byte size such as "256MiB" (or a plain number of bytes).
+func (d *decoder) size(s scope, attr *hcl.Attribute, lo int64, why string) (int64, bool) {
+	str, ok := d.str(s, attr, false)
+	if !ok {
+		return 0, false
+	}
+	n, err := parseSize(str)
+	if err != nil {
+		d.fail(s, attr.Expr, fmt.Sprintf("Invalid %s", attr.Name), "%s.", sentence(err.Error()))
+		return 0, false
+	}
+	if n < lo {
+		d.fail(s, attr.Expr, fmt.Sprintf("%s too small", sentence(attr.Name)),
+			"%s must be at least %s (%s); got %q.", attr.Name, formatSize(lo), why, str)
+		return 0, false
+	}
+	return n, true
+}

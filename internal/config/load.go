@@ -1,0 +1,163 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Loader reads agents files. It keeps the source of everything it parsed so
+// that diagnostics can be printed with snippets:
+//
+//	l := config.NewLoader()
+//	cfg, diags := l.Load(path, vars)
+//	config.WriteDiagnostics(os.Stderr, diags, l.Files(), color)
+type Loader struct {
+	parser *hclparse.Parser
+}
+
+// NewLoader returns a Loader with an empty file cache.
+func NewLoader() *Loader {
+	return &Loader{parser: hclparse.NewParser()}
+}
+
+// Files returns every source the loader parsed (the agents file and any -var
+// values that were parsed as expressions), keyed by the file name that
+// diagnostics use.
+func (l *Loader) Files() map[string]*hcl.File {
+	return l.parser.Files()
+}
+
+// Load parses, evaluates, expands and validates an agents file; vars are the
+// -var name=value pairs from the command line. It reads the file system (the
+// file itself, file() arguments, mount sources) and nothing else: no network,
+// no engine. The Config is nil whenever diags has errors. Diagnostics name the
+// file as path was given, so pass the path the user typed.
+//
+// Load is NewLoader().Load; use a Loader to print diagnostics with snippets.
+func Load(path string, vars map[string]string) (*Config, hcl.Diagnostics) {
+	return NewLoader().Load(path, vars)
+}
+
+// Load is the package-level Load, keeping what it parsed for Files.
+func (l *Loader) Load(path string, vars map[string]string) (*Config, hcl.Diagnostics) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid configuration path",
+			Detail:   fmt.Sprintf("Cannot make %q absolute: %s.", path, err),
+		}}
+	}
+	file, diags := l.parser.ParseHCLFile(path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	d := &decoder{
+		dir:       filepath.Dir(abs),
+		parser:    l.parser,
+		forbidden: forbiddenSources(),
+		diags:     diags,
+	}
+	cfg := d.decode(file.Body, vars)
+	cfg.File, cfg.Dir = abs, d.dir
+	diags = dedup(d.diags)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+var rootSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "run", LabelNames: []string{"name"}},
+		{Type: "agent", LabelNames: []string{"name"}},
+	},
+}
+
+// decoder turns one file's body into a Config, collecting every problem it
+// finds rather than stopping at the first, so one run shows all of them.
+type decoder struct {
+	dir       string // the config file's directory: base for relative paths
+	parser    *hclparse.Parser
+	forbidden []forbiddenPath
+
+	ctx      *hcl.EvalContext // var.* and functions; count.index is added per agent instance
+	declared map[string]bool  // declared variable names, for reference errors
+
+	diags hcl.Diagnostics
+}
+
+func (d *decoder) decode(body hcl.Body, vars map[string]string) *Config {
+	content, diags := body.Content(rootSchema)
+	d.diags = append(d.diags, diags...)
+	var variables, runs, agents []*hcl.Block
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "variable":
+			variables = append(variables, b)
+		case "run":
+			runs = append(runs, b)
+		case "agent":
+			agents = append(agents, b)
+		}
+	}
+	d.variables(variables, vars)
+	return &Config{
+		Run:    d.run(runs),
+		Agents: d.agents(agents),
+	}
+}
+
+func (d *decoder) add(diag *hcl.Diagnostic) {
+	d.diags = append(d.diags, diag)
+}
+
+// errorf reports a problem at rng with no expression context.
+func (d *decoder) errorf(rng hcl.Range, summary, detail string, args ...any) {
+	d.add(&hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(detail, args...),
+		Subject:  rng.Ptr(),
+	})
+}
+
+// at formats a range as FILE:LINE for details that point elsewhere.
+func at(rng hcl.Range) string {
+	return fmt.Sprintf("%s:%d", rng.Filename, rng.Start.Line)
+}
+
+// dedup drops repeated diagnostics. A counted agent evaluates its body once
+// per instance, so an error that does not depend on count.index would
+// otherwise be printed count times.
+func dedup(diags hcl.Diagnostics) hcl.Diagnostics {
+	seen := map[string]bool{}
+	var out hcl.Diagnostics
+	for _, diag := range diags {
+		var subject string
+		if diag.Subject != nil {
+			subject = diag.Subject.String()
+		}
+		key := strings.Join([]string{fmt.Sprint(diag.Severity), diag.Summary, diag.Detail, subject, exprValues(diag)}, "\x00")
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, diag)
+	}
+	return out
+}
+
+// varsObject is the value of `var` in expressions.
+func varsObject(values map[string]cty.Value) cty.Value {
+	if len(values) == 0 {
+		return cty.EmptyObjectVal
+	}
+	return cty.ObjectVal(values)
+}

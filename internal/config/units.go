@@ -1,0 +1,84 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var sizeUnits = map[string]int64{
+	"":    1,
+	"B":   1,
+	"KiB": 1 << 10,
+	"MiB": 1 << 20,
+	"GiB": 1 << 30,
+	"KB":  1000,
+	"MB":  1000 * 1000,
+	"GB":  1000 * 1000 * 1000,
+}
+
+var sizeSyntax = regexp.MustCompile(`^([0-9]+) ?([A-Za-z]*)$`)
+
+// parseSize reads "256MiB", "1GB", "4096B" or "4096" as a number of bytes.
+// Units are case-sensitive so that "mb" cannot be misread as MiB or MB.
+func parseSize(s string) (int64, error) {
+	m := sizeSyntax.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf(`%q is not a size: use a whole number and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. "512MiB"`, s)
+	}
+	mult, ok := sizeUnits[m[2]]
+	if !ok {
+		return 0, fmt.Errorf(`unknown unit %q in %q: use B, KiB, MiB, GiB, KB, MB or GB, e.g. "512MiB"`, m[2], s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// formatSize writes n in the largest binary unit that divides it exactly.
+func formatSize(n int64) string {
+	for _, u := range []string{"GiB", "MiB", "KiB"} {
+		if n != 0 && n%sizeUnits[u] == 0 {
+			return fmt.Sprintf("%d%s", n/sizeUnits[u], u)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// parseUser checks a user value and returns it as "uid:gid". A bare "uid"
+// becomes "uid:uid": without a gid, engines pick the image's group for that
+// uid, which is gid 0 (root) when the image has no entry for it.
+// On error it returns a summary and a detail for the diagnostic.
+func parseUser(s string) (user, summary, detail string) {
+	uidStr, gidStr, hasGid := strings.Cut(s, ":")
+	if !hasGid {
+		gidStr = uidStr
+	}
+	uid, err1 := parseID(uidStr)
+	gid, err2 := parseID(gidStr)
+	switch {
+	case err1 != nil || err2 != nil:
+		return "", "Invalid user", fmt.Sprintf(`user must be a numeric "UID" or "UID:GID" from 1 to %d, e.g. %q; got %q. Names are not accepted: they would be looked up in the image.`, maxUserID, DefaultUser, s)
+	case uid == 0:
+		return "", "Agent would run as root", fmt.Sprintf(`uid 0 is root, and agents never run as root. Use a non-zero uid, e.g. %q.`, DefaultUser)
+	case gid == 0:
+		return "", "Agent would run in the root group", fmt.Sprintf(`gid 0 is the root group, which can read and write root's group-owned files. Use a non-zero gid, e.g. %q.`, DefaultUser)
+	}
+	return fmt.Sprintf("%d:%d", uid, gid), "", ""
+}
+
+// parseID accepts only plain decimal digits: no sign, no spaces, no names.
+func parseID(s string) (uint64, error) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Errorf("not a number: %q", s)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > maxUserID {
+		return 0, fmt.Errorf("out of range: %q", s)
+	}
+	return n, nil
+}
