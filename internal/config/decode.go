@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -152,9 +153,9 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 	var out []Agent
 	for _, b := range blocks {
 		base := b.Labels[0]
-		if !d.checkName("agent", base, b.LabelRanges[0]) {
-			continue
-		}
+		// A bad name is reported, but the body is still checked so that one
+		// run shows every error.
+		nameOK := d.checkName("agent", base, b.LabelRanges[0])
 		ab := agentBlock{block: b}
 		var diags hcl.Diagnostics
 		ab.content, diags = b.Body.Content(agentSchema)
@@ -165,10 +166,14 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 			ab.mounts = append(ab.mounts, mc)
 		}
 
-		n, counted, ok := d.count(ab.content.Attributes["count"])
+		countAttr := ab.content.Attributes["count"]
+		n, ok := d.count(countAttr)
 		if !ok {
-			continue
+			n = 1 // still check the body once, as instance 0
 		}
+		counted := countAttr != nil
+		var clashes []string // names an earlier block already has
+		var clashWith origin
 		for i := range n {
 			name, s := base, scope{ctx: d.ctx}
 			if counted {
@@ -179,41 +184,60 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 				s.ctx.Variables = map[string]cty.Value{
 					"count": cty.ObjectVal(map[string]cty.Value{"index": cty.NumberIntVal(int64(i))}),
 				}
-				if !names.Valid(name) {
+				if nameOK && !names.Valid(name) {
 					d.errorf(b.LabelRanges[0], "Invalid agent name",
-						"With count, this block makes agents named %s-1 to %s-%d, and %q breaks the name rule: %s. Shorten the name.",
-						base, base, n, name, names.Check("agent", name))
-					break
+						"With count, this block makes agents named %s-1 to %s-%d, and %q does not match the name rule %s (at most 40 characters). Shorten the name.",
+						base, base, n, name, names.Pattern)
+					nameOK = false
 				}
 			}
 			if prev, dup := seen[name]; dup {
-				how := ""
-				if prev.counted {
-					how = " with count"
+				if len(clashes) == 0 {
+					clashWith = prev
 				}
-				d.errorf(b.LabelRanges[0], "Duplicate agent name",
-					"The name %q is already used by agent %q%s at %s. Agent names must be unique, including the NAME-1, NAME-2, ... names that count makes: rename one of the blocks.",
-					name, prev.block.Labels[0], how, at(prev.block.DefRange))
-				continue
+				if prev.block == clashWith.block {
+					clashes = append(clashes, name)
+				}
+			} else {
+				seen[name] = origin{b, counted}
 			}
-			seen[name] = origin{b, counted}
 			if a, ok := d.agent(s, ab, name); ok {
 				out = append(out, a)
 			}
+		}
+		if len(clashes) > 0 {
+			how := ""
+			if clashWith.counted {
+				how = " with count"
+			}
+			d.errorf(b.LabelRanges[0], "Duplicate agent name",
+				"%s already used by agent %q%s at %s. Agent names must be unique, including the NAME-1, NAME-2, ... names that count makes: rename one of the blocks.",
+				nameList(clashes), clashWith.block.Labels[0], how, at(clashWith.block.DefRange))
 		}
 	}
 	slices.SortFunc(out, func(a, b Agent) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-// count returns how many instances an agent block makes and whether count
-// was set (which changes the names and enables count.index).
-func (d *decoder) count(attr *hcl.Attribute) (n int, counted, ok bool) {
+// count returns how many instances an agent block makes.
+func (d *decoder) count(attr *hcl.Attribute) (int, bool) {
 	if attr == nil {
-		return 1, false, true
+		return 1, true
 	}
 	c, ok := d.integer(scope{ctx: d.ctx}, attr, 1, maxCount, "To run no agent of this kind, remove the block.", true)
-	return int(c), true, ok
+	return int(c), ok
+}
+
+// nameList writes `The name "a" is` or `The names "a", "b" and "c" are`.
+func nameList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	if len(q) == 1 {
+		return "The name " + q[0] + " is"
+	}
+	return "The names " + strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1] + " are"
 }
 
 func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
@@ -367,7 +391,7 @@ func (d *decoder) size(s scope, attr *hcl.Attribute, lo int64, why string) (int6
 		return 0, false
 	}
 	if n < lo {
-		d.fail(s, attr.Expr, fmt.Sprintf("%s too small", sentence(attr.Name)),
+		d.fail(s, attr.Expr, fmt.Sprintf("Invalid %s", attr.Name),
 			"%s must be at least %s (%s); got %q.", attr.Name, formatSize(lo), why, str)
 		return 0, false
 	}

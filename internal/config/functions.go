@@ -135,7 +135,7 @@ func readFile(dir, name string) ([]byte, error) {
 	case err != nil:
 		return nil, err
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%q is not a regular file", name)
+		return nil, fmt.Errorf("%q is not a regular file; file() reads text files", name)
 	case fi.Size() > maxFileSize:
 		return nil, fmt.Errorf("%q is %d bytes; file() reads at most 1 MiB (%d bytes)", name, fi.Size(), maxFileSize)
 	}

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -65,7 +67,7 @@ func (l *Loader) Load(path string, vars map[string]string) (*Config, hcl.Diagnos
 	}
 	cfg := d.decode(file.Body, vars)
 	cfg.File, cfg.Dir = abs, d.dir
-	diags = dedup(d.diags)
+	diags = sortDiags(dedup(d.diags))
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -160,4 +162,28 @@ func varsObject(values map[string]cty.Value) cty.Value {
 		return cty.EmptyObjectVal
 	}
 	return cty.ObjectVal(values)
+}
+
+// sortDiags orders diagnostics by where they are, so they read top to bottom
+// and come out the same every time (hcl reports unknown attributes in map
+// order). Those without a place (about -var, or something missing) go first.
+func sortDiags(diags hcl.Diagnostics) hcl.Diagnostics {
+	slices.SortStableFunc(diags, func(a, b *hcl.Diagnostic) int {
+		switch {
+		case a.Subject == nil || b.Subject == nil:
+			return cmp.Compare(boolInt(a.Subject != nil), boolInt(b.Subject != nil))
+		case a.Subject.Filename != b.Subject.Filename:
+			return strings.Compare(a.Subject.Filename, b.Subject.Filename)
+		default:
+			return cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte)
+		}
+	})
+	return diags
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -136,7 +136,7 @@ func checkTarget(t string) (summary, detail string) {
 	}
 	for _, f := range targetForbidden {
 		if rel, with := conflict(t, forbiddenPath{path: f}); rel == "is" || rel == "is inside" {
-			return "Forbidden mount target", fmt.Sprintf("%q is inside %s, the container's system files; a mount there could replace them. Use a directory such as \"/workspace\".", t, with)
+			return "Forbidden mount target", fmt.Sprintf("%q %s %s, the container's system files; a mount there could replace them. Use a directory such as \"/workspace\".", t, rel, with)
 		}
 	}
 	if rel, _ := conflict(t, forbiddenPath{path: RelayDir}); rel != "" {

@@ -48,7 +48,7 @@ func (d *decoder) value(s scope, attr *hcl.Attribute, ty cty.Type, required bool
 		return cty.NilVal
 	case val.IsNull():
 		if required {
-			d.fail(s, attr.Expr, "Missing value", "%q is required and cannot be null.", attr.Name)
+			d.fail(s, attr.Expr, "Missing value", "%q cannot be null. Give it a value.", attr.Name)
 		}
 		return cty.NilVal
 	}

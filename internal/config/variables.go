@@ -136,14 +136,25 @@ func (d *decoder) cliValue(name, raw string, v *variable) cty.Value {
 	// Registered as a file so errors in the value are shown with a snippet.
 	filename := fmt.Sprintf("<value for var.%s>", name)
 	d.parser.AddFile(filename, &hcl.File{Bytes: []byte(raw)})
-	expr, diags := hclsyntax.ParseExpression([]byte(raw), filename, hcl.InitialPos)
-	d.diags = append(d.diags, diags...)
-	if diags.HasErrors() {
-		return cty.DynamicVal
+	// hcl's own messages ("Variables not allowed" for -var n=abc) do not say
+	// why the value was parsed at all, so say it.
+	kind := "has type " + typeexpr.TypeString(v.typ)
+	if !v.typed {
+		kind = "has a default that is not a string"
 	}
-	val, diags := expr.Value(nil)
-	d.diags = append(d.diags, diags...)
+	hint := fmt.Sprintf(" The -var value for %q is read as an HCL expression because the variable %s: quote strings, and write lists as [\"a\", \"b\"].", name, kind)
+	expr, diags := hclsyntax.ParseExpression([]byte(raw), filename, hcl.InitialPos)
+	var val cty.Value
+	if !diags.HasErrors() {
+		var more hcl.Diagnostics
+		val, more = expr.Value(nil)
+		diags = append(diags, more...)
+	}
 	if diags.HasErrors() {
+		for _, diag := range diags {
+			diag.Detail += hint
+		}
+		d.diags = append(d.diags, diags...)
 		return cty.DynamicVal
 	}
 	conv, err := convert.Convert(val, v.typ)

@@ -1,0 +1,331 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// goldenVars are the -var values each testdata case is loaded with.
+var goldenVars = map[string]map[string]string{
+	"var_override": {
+		"command": `["python3", "-m", "http.server"]`,
+		"image":   "localhost/custom:1",
+		"agents":  "2",
+		"user":    "2000:2000",
+	},
+	"var_undeclared": {"nope": "1"},
+	"var_bad_value":  {"pids": "lots", "cmd": `{ a = 1 }`, "tags": `["a",`},
+}
+
+// TestGolden loads every testdata/NAME.hcl and compares what the CLI would
+// print (diagnostics, or the loaded Config) with testdata/NAME.golden.
+// Each case runs in a fresh directory with the fixtures from fixtures(), and
+// the directory's path is written as $TMP so the goldens are stable.
+func TestGolden(t *testing.T) {
+	hostEnv(t)
+	inputs, err := filepath.Glob("testdata/*.hcl")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no testdata/*.hcl: %v", err)
+	}
+	for name := range goldenVars {
+		if !slices.Contains(inputs, filepath.Join("testdata", name+".hcl")) {
+			t.Errorf("goldenVars names %q, but there is no testdata/%s.hcl", name, name)
+		}
+	}
+	for _, input := range inputs {
+		name := strings.TrimSuffix(filepath.Base(input), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden, err := filepath.Abs(filepath.Join("testdata", name+".golden"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := fixtures(t)
+			file := name + ".hcl"
+			if err := os.WriteFile(filepath.Join(dir, file), src, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(dir)
+
+			l := NewLoader()
+			cfg, diags := l.Load(file, goldenVars[name])
+			if cfg != nil && diags.HasErrors() {
+				t.Error("Load returned a Config along with errors")
+			}
+			var b strings.Builder
+			if err := WriteDiagnostics(&b, diags, l.Files(), false); err != nil {
+				t.Fatal(err)
+			}
+			if cfg != nil {
+				dump(&b, cfg)
+			}
+			got := strings.ReplaceAll(b.String(), realPath(t, dir), "$TMP")
+			got = strings.ReplaceAll(got, dir, "$TMP")
+
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// hostEnv pins the environment that adds forbidden mount sources, so the
+// goldens do not depend on who runs the tests.
+func hostEnv(t *testing.T) {
+	t.Setenv("HOME", "/nonexistent/home")
+	t.Setenv("XDG_RUNTIME_DIR", "/nonexistent/xdg")
+	t.Setenv("DOCKER_HOST", "")
+	t.Setenv("CONTAINERD_ADDRESS", "")
+}
+
+// fixtures makes a directory holding what the testdata files refer to.
+func fixtures(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(dir, "work"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "prompt.txt"), []byte("You review code.\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "big.txt"), make([]byte, maxFileSize+1), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "latin1.txt"), []byte{0xe9, '\n'}, 0o644))
+	must(syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
+	// A real listening socket, as an engine's would be, and links to it.
+	ln, err := net.Listen("unix", filepath.Join(dir, "engine.sock"))
+	must(err)
+	t.Cleanup(func() { ln.Close() })
+	must(os.Symlink("engine.sock", filepath.Join(dir, "sock-link")))
+	must(os.Symlink("sock-link", filepath.Join(dir, "link-to-link")))
+	must(os.Symlink("/etc", filepath.Join(dir, "etc-link")))
+	must(os.Symlink("work", filepath.Join(dir, "work-link")))
+	return dir
+}
+
+func realPath(t *testing.T, p string) string {
+	t.Helper()
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// dump writes a loaded Config in a form that is easy to review in a golden.
+func dump(b *strings.Builder, cfg *Config) {
+	fmt.Fprintf(b, "file %s (dir %s)\n", cfg.File, cfg.Dir)
+	r := cfg.Run
+	fmt.Fprintf(b, "run %q engine=%s require_rootless=%t accept_unenforced=%q at %s\n",
+		r.Name, r.Engine, r.RequireRootless, r.AcceptUnenforced, at(r.DeclRange))
+	for _, a := range cfg.Agents {
+		fmt.Fprintf(b, "agent %q at %s\n", a.Name, at(a.DeclRange))
+		fmt.Fprintf(b, "  image     %s\n", a.Image)
+		fmt.Fprintf(b, "  command   %q\n", a.Command)
+		for _, k := range slices.Sorted(maps.Keys(a.Env)) {
+			fmt.Fprintf(b, "  env       %s=%q\n", k, a.Env[k])
+		}
+		fmt.Fprintf(b, "  user      %s\n", a.User)
+		fmt.Fprintf(b, "  memory    %d\n", a.Memory)
+		fmt.Fprintf(b, "  nano_cpus %d\n", a.NanoCPUs)
+		fmt.Fprintf(b, "  pids      %d\n", a.Pids)
+		fmt.Fprintf(b, "  network   %s\n", a.Network)
+		fmt.Fprintf(b, "  workdir   %s\n", a.Workdir)
+		fmt.Fprintf(b, "  tmp_size  %d\n", a.TmpSize)
+		fmt.Fprintf(b, "  home_size %d\n", a.HomeSize)
+		for _, m := range a.Mounts {
+			fmt.Fprintf(b, "  mount     %s -> %s read_only=%t\n", m.Source, m.Target, m.ReadOnly)
+		}
+	}
+}
+
+func TestCountedAgentsDoNotShareEnv(t *testing.T) {
+	hostEnv(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agents.hcl")
+	src := `run "r" {}
+agent "eng" {
+  count   = 2
+  command = ["true"]
+  env     = { A = "x" }
+}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := Load(path, nil)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	cfg.Agents[0].Env["A"] = "changed"
+	if got := cfg.Agents[1].Env["A"]; got != "x" {
+		t.Errorf("eng-2 env A = %q after changing eng-1's; instances must not share a map", got)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	cfg, diags := Load(filepath.Join(t.TempDir(), "nope.hcl"), nil)
+	if cfg != nil || !diags.HasErrors() {
+		t.Fatalf("Load of a missing file = %v, %v; want an error", cfg, diags)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0":             0,
+		"4096":          4096,
+		"4096B":         4096,
+		"1KiB":          1024,
+		"256MiB":        256 << 20,
+		"256 MiB":       256 << 20,
+		"2GiB":          2 << 30,
+		"1KB":           1000,
+		"5MB":           5_000_000,
+		"3GB":           3_000_000_000,
+		"0GiB":          0,
+		"8589934591GiB": 8589934591 << 30,
+	} {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "1.5GiB", "-1", "+1", "1mb", "1M", "1 GiB ", "1  GiB", "1TiB", "9223372036854775808", "8589934592GiB", "0x10"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d; want an error", in, got)
+		}
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for in, want := range map[int64]string{0: "0B", 1: "1B", 1024: "1KiB", 6 << 20: "6MiB", 1536 << 20: "1536MiB", 2 << 30: "2GiB"} {
+		if got := formatSize(in); got != want {
+			t.Errorf("formatSize(%d) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseUser(t *testing.T) {
+	for in, want := range map[string]string{
+		"1000":         "1000:1000",
+		"1000:1000":    "1000:1000",
+		"1000:2000":    "1000:2000",
+		"0100:0100":    "100:100",
+		"4294967294:1": "4294967294:1",
+		"1:4294967294": "1:4294967294",
+	} {
+		got, summary, detail := parseUser(in)
+		if got != want || summary != "" {
+			t.Errorf("parseUser(%q) = %q, %q, %q; want %q", in, got, summary, detail, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"0":             "Agent would run as root",
+		"0:1000":        "Agent would run as root",
+		"000:1000":      "Agent would run as root",
+		"1000:0":        "Agent would run in the root group",
+		"0:0":           "Agent would run as root",
+		"":              "Invalid user",
+		"root":          "Invalid user",
+		"1000:":         "Invalid user",
+		":1000":         "Invalid user",
+		"-1":            "Invalid user",
+		"+1000":         "Invalid user",
+		" 1000":         "Invalid user",
+		"1000:1000:1":   "Invalid user",
+		"4294967295":    "Invalid user",
+		"1:99999999999": "Invalid user",
+	} {
+		if got, summary, _ := parseUser(in); summary != want {
+			t.Errorf("parseUser(%q) = %q, %q; want error %q", in, got, summary, want)
+		}
+	}
+}
+
+func TestCheckSource(t *testing.T) {
+	t.Setenv("HOME", "/srv/home/u")
+	t.Setenv("XDG_RUNTIME_DIR", "/xdg/1000")
+	t.Setenv("DOCKER_HOST", "unix:///opt/docker/docker.sock")
+	t.Setenv("CONTAINERD_ADDRESS", "/opt/ctr/containerd.sock")
+	forbidden := forbiddenSources()
+	for _, p := range []string{
+		"/", "/proc", "/proc/1/root", "/sys/fs/cgroup", "/dev", "/dev/null", "/etc", "/etc/shadow", "/boot",
+		"/run", "/run/docker.sock", "/var/run/docker.sock", "/run/containerd", "/run/containerd/containerd.sock",
+		"/run/podman/podman.sock", "/run/user/1000/docker.sock", "/run/user/1000/podman/podman.sock",
+		"/var", "/var/lib", "/var/lib/docker", "/var/lib/docker/volumes/x", "/var/lib/containerd", "/var/lib/containers/storage",
+		"/tmp", "/tmp/.X11-unix", "/tmp/.X11-unix/X0", "/tmp/tmux-1000", "/tmp/tmux-1000/default", "/tmp/ssh-abc/agent.1",
+		"/home", "/home/bob", "/home/bob/.docker", "/home/bob/.docker/desktop/docker.sock", "/home/bob/.local",
+		"/home/bob/.local/share/docker", "/home/bob/.local/share/containers/storage", "/root", "/root/.local/share/containerd",
+		"/srv/home/u", "/srv/home/u/.docker/config.json", "/srv/home/u/.local/share/docker", "/srv", "/srv/home",
+		"/xdg/1000", "/xdg/1000/bus", "/xdg",
+		"/opt", "/opt/docker", "/opt/docker/docker.sock", "/opt/ctr/containerd.sock", "/opt/ctr",
+	} {
+		if checkSource(p, forbidden) == "" {
+			t.Errorf("checkSource(%q) allowed it; want it forbidden", p)
+		}
+	}
+	for _, p := range []string{
+		"/home/bob/project", "/home/bob/.local/share/other", "/srv/home/u/src", "/srv/data", "/tmp/work",
+		"/tmp/tmux", "/var/tmp/x", "/var/lib/other", "/xdg2", "/opt/app", "/opt/docker2", "/workspace", "/runner", "/devices", "/etcetera",
+	} {
+		if why := checkSource(p, forbidden); why != "" {
+			t.Errorf("checkSource(%q) = %q; want it allowed", p, why)
+		}
+	}
+}
+
+func TestWriteDiagnosticsColor(t *testing.T) {
+	src := []byte("agent \"a\" {\n  user = \"0\"\n}\n")
+	rng := hcl.Range{Filename: "a.hcl", Start: hcl.Pos{Line: 2, Column: 10, Byte: 21}, End: hcl.Pos{Line: 2, Column: 13, Byte: 24}}
+	diags := hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Bad", Detail: "Fix it.", Subject: &rng}}
+	var b strings.Builder
+	if err := WriteDiagnostics(&b, diags, map[string]*hcl.File{"a.hcl": {Bytes: src}}, true); err != nil {
+		t.Fatal(err)
+	}
+	want := "\x1b[1;31mError:\x1b[0m \x1b[1mBad\x1b[0m\n\n  on a.hcl line 2:\n   2:   user = \x1b[1;4m\"0\"\x1b[0m\n\nFix it.\n\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+func TestWriteDiagnosticsWithoutSource(t *testing.T) {
+	rng := hcl.Range{Filename: "gone.hcl", Start: hcl.Pos{Line: 7, Column: 1}, End: hcl.Pos{Line: 7, Column: 2}}
+	diags := hcl.Diagnostics{
+		{Severity: hcl.DiagWarning, Summary: "Odd", Detail: "Look.", Subject: &rng},
+		{Severity: hcl.DiagError, Summary: "Bad"},
+	}
+	var b strings.Builder
+	if err := WriteDiagnostics(&b, diags, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	want := "Warning: Odd\n\n  on gone.hcl line 7:\n  (source code not available)\n\nLook.\n\nError: Bad\n\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}

@@ -1,0 +1,6 @@
+run "broken" {}
+
+agent "a" {
+  command = ["sh", "-c"
+  user    = "1000"
+}

@@ -1,0 +1,3 @@
+agent "a" {
+  command = ["true"]
+}

@@ -1,0 +1,7 @@
+run "one" {}
+
+run "two" {}
+
+agent "a" {
+  command = ["true"]
+}
