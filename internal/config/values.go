@@ -186,24 +186,25 @@ func keyExpr(s scope, attr *hcl.Attribute, key string, value bool) hcl.Expressio
 	return attr.Expr
 }
 
-// errText formats a conversion error, naming the element it is about.
+// errText formats a conversion error, naming the element it is about the
+// way cty's own type-mismatch messages do ("element 0: element \"a\": ...").
 func errText(err error) string {
 	var pe cty.PathError
-	if !errors.As(err, &pe) || len(pe.Path) == 0 {
+	if !errors.As(err, &pe) {
 		return err.Error()
 	}
-	var b strings.Builder
+	var parts []string
 	for _, step := range pe.Path {
 		switch step := step.(type) {
 		case cty.IndexStep:
 			if step.Key.Type() == cty.String {
-				fmt.Fprintf(&b, "[%q]", step.Key.AsString())
+				parts = append(parts, fmt.Sprintf("element %q", step.Key.AsString()))
 			} else {
-				fmt.Fprintf(&b, "[%s]", step.Key.AsBigFloat().Text('f', -1))
+				parts = append(parts, "element "+step.Key.AsBigFloat().Text('f', -1))
 			}
 		case cty.GetAttrStep:
-			fmt.Fprintf(&b, ".%s", step.Name)
+			parts = append(parts, fmt.Sprintf("attribute %q", step.Name))
 		}
 	}
-	return fmt.Sprintf("element %s: %s", b.String(), pe.Error())
+	return strings.Join(append(parts, pe.Error()), ": ")
 }

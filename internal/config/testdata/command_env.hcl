@@ -66,3 +66,8 @@ agent "types" {
   cpus    = "fast"
   memory  = ["1GiB"]
 }
+
+agent "nested" {
+  command = ["sh", ["x"]]
+  env     = { A = { B = "c" } }
+}

@@ -17,6 +17,11 @@ variable "mismatch" {
   default = "ten"
 }
 
+variable "nums" {
+  type    = map(list(number))
+  default = { a = [1, "two"] }
+}
+
 variable "computed" {
   default = upper("a")
 }
