@@ -1,0 +1,291 @@
+// Package audit is the per-run record of every security decision
+// (invariant 10): an append-only file of JSON lines, each carrying the hash of
+// the line before it, so that editing, deleting or reordering a line breaks
+// the chain and Verify reports where.
+//
+// The chain proves integrity, not completeness at the end: cutting lines off
+// the tail leaves a valid, shorter chain. Whoever needs that guarantee keeps
+// the last hash somewhere else and compares.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Event is one decision to record. The log assigns the sequence number and
+// the chain hashes; Time defaults to now.
+type Event struct {
+	Time   time.Time
+	Event  string // what happened: connect, auth_failed, deny, send, deliver, ...
+	Actor  string // who did it (an authenticated identity, or empty)
+	Target string // whom it concerned
+	Detail string // free text; never a secret or a message body
+}
+
+// Field bounds keep every line short, so Open can find the last one by
+// reading only the tail of the file.
+const (
+	maxActor  = 128
+	maxDetail = 1024
+	maxLine   = 16 << 10
+)
+
+// genesis is the "prev" of the first line.
+var genesis = strings.Repeat("0", 64)
+
+var eventName = regexp.MustCompile(`^[a-z][a-z_]{0,31}$`)
+
+// entry is one line of the file. Field order is the canonical order: the
+// hash covers the line encoded exactly like this with Hash empty.
+type entry struct {
+	Seq    uint64 `json:"seq"`
+	Time   string `json:"time"`
+	Event  string `json:"event"`
+	Actor  string `json:"actor"`
+	Target string `json:"target"`
+	Detail string `json:"detail"`
+	Prev   string `json:"prev"`
+	Hash   string `json:"hash,omitempty"`
+}
+
+// seal sets e.Hash and returns the line's bytes (without the newline).
+func (e *entry) seal() ([]byte, error) {
+	e.Hash = ""
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	e.Hash = hex.EncodeToString(sum[:])
+	return json.Marshal(e)
+}
+
+// Log appends events to one audit file. It is safe for concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	path   string
+	f      *os.File
+	seq    uint64
+	prev   string
+	broken error // set when a write may have left a partial line
+}
+
+// Open opens (or creates, mode 0600) the audit log at path and continues its
+// chain from the last line. It refuses a file others can read or write, a
+// file whose last line is damaged, and a file another Log holds open.
+func Open(path string) (*Log, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	l, err := resume(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func resume(path string, f *os.File) (*Log, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("audit log %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("audit log %s is not a regular file: give a path to a file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("audit log %s has mode %04o, others may read or change it: run chmod 600 on it", path, st.Mode().Perm())
+	}
+	// Two writers would fork the chain.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("audit log %s is in use by another process (%v): stop it first", path, err)
+	}
+	l := &Log{path: path, f: f, prev: genesis}
+	if st.Size() == 0 {
+		return l, nil
+	}
+	n := min(st.Size(), maxLine+1)
+	tail := make([]byte, n)
+	if _, err := f.ReadAt(tail, st.Size()-n); err != nil {
+		return nil, fmt.Errorf("read audit log %s: %w", path, err)
+	}
+	if tail[len(tail)-1] != '\n' {
+		return nil, fmt.Errorf("audit log %s ends in an incomplete line (a crash during a write?): check it with audit.Verify, then move it aside to start a new chain", path)
+	}
+	last := tail[:len(tail)-1]
+	if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
+		last = last[i+1:]
+	} else if n < st.Size() {
+		return nil, fmt.Errorf("audit log %s: last line is longer than %d bytes, so it was not written by this package: move the file aside", path, maxLine)
+	}
+	e, err := parseLine(last)
+	if err != nil {
+		return nil, fmt.Errorf("audit log %s: last line is damaged (%v): check it with audit.Verify, then move the file aside to start a new chain", path, err)
+	}
+	l.seq, l.prev = e.Seq, e.Hash
+	return l, nil
+}
+
+// Append writes e as the next line of the chain and syncs it to disk before
+// returning.
+func (l *Log) Append(e Event) error {
+	if !eventName.MatchString(e.Event) {
+		return fmt.Errorf("audit: event name %q must be lowercase letters and '_'", e.Event)
+	}
+	t := e.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken != nil {
+		return l.broken
+	}
+	ent := entry{
+		Seq:    l.seq + 1,
+		Time:   t.UTC().Format(time.RFC3339Nano),
+		Event:  e.Event,
+		Actor:  clean(e.Actor, maxActor),
+		Target: clean(e.Target, maxActor),
+		Detail: clean(e.Detail, maxDetail),
+		Prev:   l.prev,
+	}
+	line, err := ent.seal()
+	if err != nil {
+		return fmt.Errorf("audit: encode event: %w", err)
+	}
+	// One write call, so a line is never interleaved with another.
+	if _, err := l.f.Write(append(line, '\n')); err != nil {
+		l.broken = fmt.Errorf("audit log %s: write failed (%v); the file may end in a partial line: check it with audit.Verify", l.path, err)
+		return l.broken
+	}
+	if err := l.f.Sync(); err != nil {
+		l.broken = fmt.Errorf("audit log %s: sync failed (%v): check the disk, then restart", l.path, err)
+		return l.broken
+	}
+	l.seq, l.prev = ent.Seq, ent.Hash
+	return nil
+}
+
+// Close closes the file. Appending after Close fails.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken == nil {
+		l.broken = fmt.Errorf("audit log %s is closed", l.path)
+	}
+	return l.f.Close()
+}
+
+// Verify reads the log at path and checks every line: canonical encoding, its
+// own hash, the link to the line before and consecutive sequence numbers. It
+// returns how many lines verified, and for the first bad line an error naming
+// it.
+func Verify(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("verify audit log: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	prev, n := genesis, 0
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == io.EOF && len(line) == 0 {
+			return n, nil
+		}
+		lineNo := n + 1
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			return n, fmt.Errorf("audit log %s line %d: longer than %d bytes, not written by this package", path, lineNo, maxLine)
+		case err == io.EOF:
+			return n, fmt.Errorf("audit log %s line %d: incomplete (no newline), possibly cut short", path, lineNo)
+		case err != nil:
+			return n, fmt.Errorf("read audit log %s: %w", path, err)
+		}
+		e, err := parseLine(line[:len(line)-1])
+		if err != nil {
+			return n, fmt.Errorf("audit log %s line %d: %v", path, lineNo, err)
+		}
+		if e.Seq != uint64(lineNo) {
+			return n, fmt.Errorf("audit log %s line %d: sequence number is %d, want %d (a line was deleted, inserted or moved)", path, lineNo, e.Seq, lineNo)
+		}
+		if e.Prev != prev {
+			return n, fmt.Errorf("audit log %s line %d: does not link to the line before it (a line was deleted, inserted, moved or edited)", path, lineNo)
+		}
+		prev = e.Hash
+		n++
+	}
+}
+
+// parseLine decodes one line and checks that it is exactly the canonical
+// encoding of its fields and that its hash matches them.
+func parseLine(b []byte) (entry, error) {
+	var e entry
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, fmt.Errorf("not a valid audit entry: %v", err)
+	}
+	if e.Seq == 0 || !eventName.MatchString(e.Event) || len(e.Prev) != 64 || len(e.Hash) != 64 {
+		return e, errors.New("not a valid audit entry: missing or malformed seq, event, prev or hash")
+	}
+	if _, err := time.Parse(time.RFC3339Nano, e.Time); err != nil {
+		return e, fmt.Errorf("not a valid audit entry: time: %v", err)
+	}
+	claimed := e.Hash
+	again, err := e.seal()
+	if err != nil {
+		return e, err
+	}
+	if e.Hash != claimed {
+		return e, errors.New("hash does not match the line's content (the line was edited)")
+	}
+	if !bytes.Equal(again, b) {
+		return e, errors.New("line is not in canonical form (the line was edited)")
+	}
+	return e, nil
+}
+
+// clean makes s safe to print and bounded: invalid UTF-8 is replaced, control
+// and format characters (ESC, bidi overrides, ...) are escaped so that reading
+// the log in a terminal cannot be abused, and the result is cut to max bytes.
+func clean(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		} else {
+			b.WriteRune(r)
+		}
+		if b.Len() > max {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) <= max {
+		return out
+	}
+	out = out[:max]
+	for !utf8.ValidString(out) {
+		out = out[:len(out)-1]
+	}
+	return out
+}
