@@ -1,0 +1,35 @@
+# Every target runs from a clean clone; `make test` is the test command in
+# README.md and the one .ci/run calls.
+GO      ?= go
+BIN     := bin
+LDFLAGS := -s -w
+export CGO_ENABLED = 0
+
+.PHONY: build image test test-unit lint bench clean
+
+build: ## bin/runner and bin/runner-agent, static
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/runner ./cmd/runner
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/runner-agent ./cmd/runner-agent
+
+image: build ## the default agent image, from this machine's files
+	$(BIN)/runner image build
+
+# The engine suite needs a Docker daemon (and, in CI, the rootless one that
+# .ci/run starts); it fails rather than skips without one.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+test-unit: ## no engine needed
+	$(GO) test -count=1 ./internal/...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+
+clean:
+	rm -rf $(BIN)

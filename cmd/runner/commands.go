@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/runner"
+)
+
+var version = "dev"
+
+func cmdVersion(_ context.Context, _ *globals, _ []string, stdout, _ io.Writer) error {
+	fmt.Fprintln(stdout, "runner", version)
+	return nil
+}
+
+// fileCommand parses the flags of a command acting on a config file, loads
+// and validates the file, and returns the remaining positional arguments.
+func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra func(*flag.FlagSet), nargs int, argsUsage string) (*config.Config, []string, error) {
+	fs := flag.NewFlagSet("runner "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: runner %s FILE%s [flags]\n", name, argsUsage)
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return nil, nil, exitError{0}
+		}
+		return nil, nil, exitError{2}
+	}
+	if len(pos) != 1+nargs {
+		fs.Usage()
+		return nil, nil, exitError{2}
+	}
+	g.setupLog(stderr)
+	cfg, err := loadConfig(pos[0], g.vars, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pos[1:], nil
+}
+
+// loadConfig prints diagnostics as Terraform does and fails on errors.
+func loadConfig(path string, vars map[string]string, stderr io.Writer) (*config.Config, error) {
+	l := config.NewLoader()
+	cfg, diags := l.Load(path, vars)
+	if len(diags) > 0 {
+		config.WriteDiagnostics(stderr, diags, l.Files(), false)
+	}
+	if diags.HasErrors() {
+		return nil, exitError{1}
+	}
+	return cfg, nil
+}
+
+// connect opens the engine the run names.
+func connect(ctx context.Context, cfg *config.Config) (engine.Engine, error) {
+	name := "docker"
+	if cfg != nil {
+		name = cfg.Run.Engine
+	}
+	switch name {
+	case "docker", "":
+		return docker.New(ctx, "")
+	default:
+		return nil, fmt.Errorf("engine %q is not implemented yet; use engine = \"docker\"", name)
+	}
+}
+
+func newRunner(g *globals, eng engine.Engine, progress io.Writer) *runner.Runner {
+	return &runner.Runner{Engine: eng, Log: g.log, Progress: progress}
+}
+
+func cmdValidate(_ context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := fileCommand(g, "validate", args, stderr, nil, 0, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Success! %s is valid: run %q with %d agents.\n", cfg.File, cfg.Run.Name, len(cfg.Agents))
+	return nil
+}
+
+func cmdPlan(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := fileCommand(g, "plan", args, stderr, nil, 0, "")
+	if err != nil {
+		return err
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	p, err := newRunner(g, eng, nil).Plan(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Run %q on %s:\n\n%s", cfg.Run.Name, eng.Describe(), p)
+	return nil
+}
+
+func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := fileCommand(g, "apply", args, stderr, nil, 0, "")
+	if err != nil {
+		return err
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	start := time.Now()
+	res, err := newRunner(g, eng, stdout).Apply(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if !res.Plan.Changes() {
+		fmt.Fprintln(stdout, res.Plan.Summary())
+		return nil
+	}
+	fmt.Fprintf(stdout, "\nApply complete after %s: %d created, %d replaced, %d deleted, %d unchanged.\n",
+		time.Since(start).Round(10*time.Millisecond), res.Plan.Count("create"), res.Plan.Count("replace"), res.Plan.Count("delete"), res.Plan.Count("keep"))
+	return nil
+}
+
+func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := fileCommand(g, "destroy", args, stderr, nil, 0, "")
+	if err != nil {
+		return err
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	n, err := newRunner(g, eng, stdout).Destroy(ctx, cfg.Run.Name)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		fmt.Fprintf(stdout, "Run %q has nothing to destroy.\n", cfg.Run.Name)
+		return nil
+	}
+	fmt.Fprintf(stdout, "Destroy complete: run %q, %d containers removed.\n", cfg.Run.Name, n)
+	return nil
+}
+
+func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var output string
+	cfg, _, err := fileCommand(g, "status", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&output, "o", "table", "output format: table or json")
+	}, 0, "")
+	if err != nil {
+		return err
+	}
+	if output != "table" && output != "json" {
+		return fmt.Errorf("-o %q: use table or json", output)
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	rep, err := newRunner(g, eng, nil).Status(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	mode := "rootful (container uid 0 would be host uid 0; agents never run as uid 0)"
+	switch {
+	case rep.Rootless:
+		mode = "rootless"
+	case rep.UserNS:
+		mode = "user-namespaced"
+	}
+	fmt.Fprintf(stdout, "Run %q on %s, %s\n\n", rep.Run, rep.Engine, mode)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tCONTAINER\tSTATE\tPROCESS\tUPTIME\tIMAGE\tSECURITY\tLIMITS")
+	for _, a := range rep.Agents {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Agent, dash(a.ID), a.State, dash(a.Process), dash(a.Uptime), dash(a.Image), a.Security, dash(a.Limits))
+	}
+	tw.Flush()
+	for _, a := range rep.Agents {
+		for _, v := range a.Violations {
+			fmt.Fprintf(stdout, "  %s: %s\n", a.Agent, v)
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdCapture(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var lines int
+	cfg, rest, err := fileCommand(g, "capture", args, stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&lines, "lines", 0, "also print up to N lines of scrollback above the screen")
+	}, 1, " AGENT")
+	if err != nil {
+		return err
+	}
+	if lines < 0 {
+		return fmt.Errorf("--lines %d: use a number >= 0", lines)
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	out, err := newRunner(g, eng, nil).Capture(ctx, cfg, rest[0], lines)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, out)
+	return err
+}
+
+func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("runner doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	if _, err := parse(fs, args); err != nil {
+		return exitError{2}
+	}
+	g.setupLog(stderr)
+	eng, err := connect(ctx, nil)
+	if err != nil {
+		fmt.Fprintf(stdout, "✗ engine: %v\n", err)
+		return exitError{1}
+	}
+	defer eng.Close()
+	info, err := eng.Info(ctx)
+	if err != nil {
+		fmt.Fprintf(stdout, "✗ engine: %v\n", err)
+		return exitError{1}
+	}
+	rep := runner.Doctor(info)
+	for _, c := range rep.Checks {
+		fmt.Fprintf(stdout, "%s %-10s %s\n", c.Mark(), c.Name, c.Detail)
+	}
+	if !rep.Safe() {
+		fmt.Fprintln(stdout, "\nThis engine is not safe for agents: fix the items marked ✗.")
+		return exitError{1}
+	}
+	return nil
+}
+
+func cmdImage(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("runner image build", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	tag := fs.String("tag", config.DefaultImage, "image reference to build")
+	agentBin := fs.String("agent-bin", "", "static runner-agent binary to put in the image (default: runner-agent next to this runner)")
+	force := fs.Bool("force", false, "rebuild even if an identical image exists")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: runner image build [--tag REF] [--agent-bin PATH] [--force]")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitError{2}
+	}
+	if len(pos) != 1 || pos[0] != "build" {
+		fs.Usage()
+		return exitError{2}
+	}
+	g.setupLog(stderr)
+	bin := *agentBin
+	if bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("cannot find runner-agent: %w; pass --agent-bin", err)
+		}
+		bin = filepath.Join(filepath.Dir(self), "runner-agent")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("runner-agent binary %s: %w; build it with `make build` or pass --agent-bin PATH", bin, err)
+	}
+	eng, err := connect(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	return runner.BuildImage(ctx, eng, runner.ImageOptions{Ref: *tag, AgentBin: bin, Force: *force, Progress: stdout})
+}

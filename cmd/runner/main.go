@@ -1,0 +1,166 @@
+// Command runner runs teams of AI coding agents in locked-down containers.
+// main only parses flags and wires packages together; the work is in
+// runner/ and internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+const usage = `Usage: runner [global flags] COMMAND [args]
+
+Commands that act on a run take the config file first; the run name comes from it.
+
+  validate FILE                 check a config file without touching an engine
+  plan     FILE                 show what apply would create, replace (and why), delete, keep
+  apply    FILE                 create or update the run's agents (a second apply is a no-op)
+  status   FILE [-o json]       each agent: container, state, image, security, uptime
+  capture  FILE AGENT [--lines N]   print a snapshot of the agent's tmux pane (read-only)
+  destroy  FILE                 remove the run's containers (idempotent)
+  doctor                        check the engine: reachable, rootless, seccomp, cgroups, limits
+  image build [--tag REF]       build the default agent image from this machine's files (no registry)
+  version                       print the version
+
+Flags for FILE commands: -var NAME=VALUE (repeatable)
+Global flags: --log-level (trace|debug|info|warn|error, default warn), --log-json
+`
+
+// exitError carries a process exit code; the message has been printed.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+// globals are flags every command accepts.
+type globals struct {
+	logLevel string
+	logJSON  bool
+	vars     varFlags
+	log      hclog.Logger
+}
+
+type varFlags map[string]string
+
+func (v varFlags) String() string { return "" }
+
+func (v varFlags) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("-var wants NAME=VALUE, got %q", s)
+	}
+	v[name] = value
+	return nil
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
+	fs.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
+	fs.Var(g.vars, "var", "set a config variable, NAME=VALUE (repeatable)")
+}
+
+// parse accepts flags before and after positional arguments, as people
+// type `runner capture agents.hcl alice --lines 20`.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{
+	"validate": {"check a config file", cmdValidate},
+	"plan":     {"show what apply would do", cmdPlan},
+	"apply":    {"create or update the run", cmdApply},
+	"status":   {"show the run's agents", cmdStatus},
+	"capture":  {"print an agent's pane", cmdCapture},
+	"destroy":  {"remove the run", cmdDestroy},
+	"doctor":   {"check the engine", cmdDoctor},
+	"image":    {"build the default agent image", cmdImage},
+	"version":  {"print the version", cmdVersion},
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g := &globals{vars: varFlags{}}
+	top := flag.NewFlagSet("runner", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	top.Usage = func() { fmt.Fprint(stderr, usage) }
+	g.register(top)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitError{2}
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError{2}
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		var known []string
+		for k := range commands {
+			known = append(known, k)
+		}
+		sort.Strings(known)
+		fmt.Fprintf(stderr, "Error: unknown command %q; commands: %s (see runner --help)\n", name, strings.Join(known, ", "))
+		return exitError{2}
+	}
+	return cmd.run(ctx, g, args[1:], stdout, stderr)
+}
+
+// setupLog builds the logger once the command's flags are parsed.
+func (g *globals) setupLog(stderr io.Writer) hclog.Logger {
+	level := hclog.LevelFromString(g.logLevel)
+	if level == hclog.NoLevel {
+		level = hclog.Warn
+	}
+	g.log = hclog.New(&hclog.LoggerOptions{Name: "runner", Level: level, JSONFormat: g.logJSON, Output: stderr})
+	return g.log
+}

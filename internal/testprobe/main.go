@@ -1,0 +1,158 @@
+// Command testprobe is built by the integration tests and mounted read-only
+// into agent containers, so invariants are checked from inside the container
+// by the kernel's own answers, without relying on tools in the image.
+// It prints one JSON document and exits 0; the test decides what is wrong.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Proc is the security-relevant part of /proc/PID/status.
+type Proc struct {
+	PID        int    `json:"pid"`
+	Name       string `json:"name"`
+	Uid        string `json:"uid"`
+	CapEff     string `json:"cap_eff"`
+	CapPrm     string `json:"cap_prm"`
+	CapBnd     string `json:"cap_bnd"`
+	CapAmb     string `json:"cap_amb"`
+	CapInh     string `json:"cap_inh"`
+	NoNewPrivs string `json:"no_new_privs"`
+	Seccomp    string `json:"seccomp"`
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: testprobe procs|touch PATH|mount|unshare|fork N|netifs|uidmap|sleep")
+		os.Exit(2)
+	}
+	var out any
+	switch os.Args[1] {
+	case "procs":
+		out = procs()
+	case "touch":
+		f, err := os.OpenFile(os.Args[2], os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			f.Close()
+		}
+		out = errString(err)
+	case "mount":
+		out = errString(unix.Mount("tmpfs", "/tmp", "tmpfs", 0, ""))
+	case "unshare":
+		out = map[string]string{
+			"user":  errString(unix.Unshare(unix.CLONE_NEWUSER)),
+			"mount": errString(unix.Unshare(unix.CLONE_NEWNS)),
+			"net":   errString(unix.Unshare(unix.CLONE_NEWNET)),
+		}
+	case "fork":
+		n, _ := strconv.Atoi(os.Args[2])
+		out = fork(n)
+	case "netifs":
+		ifs, err := net.Interfaces()
+		if err != nil {
+			out = err.Error()
+			break
+		}
+		var names []string
+		for _, i := range ifs {
+			names = append(names, i.Name)
+		}
+		out = names
+	case "uidmap":
+		b, err := os.ReadFile("/proc/self/uid_map")
+		if err != nil {
+			out = err.Error()
+			break
+		}
+		out = strings.Fields(string(b))
+	case "sleep":
+		time.Sleep(time.Hour)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown probe", os.Args[1])
+		os.Exit(2)
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+func procs() []Proc {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var out []Proc
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "status"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		p := Proc{}
+		p.PID, _ = strconv.Atoi(filepath.Base(d))
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			switch k {
+			case "Name":
+				p.Name = v
+			case "Uid":
+				p.Uid = v
+			case "CapEff":
+				p.CapEff = v
+			case "CapPrm":
+				p.CapPrm = v
+			case "CapBnd":
+				p.CapBnd = v
+			case "CapAmb":
+				p.CapAmb = v
+			case "CapInh":
+				p.CapInh = v
+			case "NoNewPrivs":
+				p.NoNewPrivs = v
+			case "Seccomp":
+				p.Seccomp = v
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// fork starts up to n sleeping children and reports how many started before
+// the kernel refused; all are killed before returning.
+func fork(n int) map[string]any {
+	var cmds []*exec.Cmd
+	var lastErr error
+	for i := 0; i < n; i++ {
+		// The image's single-threaded sleep, so the count is processes
+		// and not Go runtime threads.
+		c := exec.Command("sleep", "60")
+		if err := c.Start(); err != nil {
+			lastErr = err
+			break
+		}
+		cmds = append(cmds, c)
+	}
+	for _, c := range cmds {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+	}
+	return map[string]any{"started": len(cmds), "error": errString(lastErr)}
+}

@@ -1,0 +1,452 @@
+package runner_test
+
+// The Docker suite: every test here runs against the real Docker Engine on
+// the machine, and a second time against a rootless dockerd when
+// RUNNER_TEST_ROOTLESS_DOCKER_HOST points at one (.ci/run starts it). In CI
+// (CI=true) both engines are required: a missing one fails, never skips.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/runner"
+)
+
+// testImage is a tag of its own so tests never disturb a user's default image.
+const testImage = "localhost/runner-agent:test"
+
+var (
+	bins     string // dir with runner, runner-agent and testprobe, mode 0755
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "runner-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Readable by the rootless daemon's user, which bind-mounts testprobe.
+	os.Chmod(dir, 0o755)
+	bins = dir
+	buildErr = buildBinaries(dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func buildBinaries(dir string) error {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	for name, pkg := range map[string]string{
+		"runner":       "./cmd/runner",
+		"runner-agent": "./cmd/runner-agent",
+		"testprobe":    "./internal/testprobe",
+	} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// testEngine is one daemon the suite runs against.
+type testEngine struct {
+	name   string // "docker" or "rootless"
+	host   string // DOCKER_HOST value; "" = the environment's
+	eng    engine.Engine
+	raw    *client.Client // the plain Docker client, for checks from outside
+	info   engine.Info
+	accept string // accept_unenforced line for run blocks
+}
+
+var (
+	enginesOnce sync.Once
+	engines     []*testEngine
+	enginesErr  error
+	imageOnce   sync.Map // engine name -> *sync.Once
+	imageErr    sync.Map
+)
+
+func setupEngines() {
+	type target struct{ name, host string }
+	targets := []target{{"docker", ""}}
+	if h := os.Getenv("RUNNER_TEST_ROOTLESS_DOCKER_HOST"); h != "" {
+		targets = append(targets, target{"rootless", h})
+	} else if os.Getenv("CI") == "true" {
+		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_ROOTLESS_DOCKER_HOST is not set: .ci/run must start the rootless dockerd (scripts/rootless-docker.sh)")
+		return
+	}
+	ctx := context.Background()
+	for _, tg := range targets {
+		eng, err := docker.New(ctx, tg.host)
+		if err != nil {
+			enginesErr = fmt.Errorf("engine %s: %w", tg.name, err)
+			return
+		}
+		opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+		if tg.host != "" {
+			opts = append(opts, client.WithHost(tg.host))
+		}
+		raw, err := client.NewClientWithOpts(opts...)
+		if err != nil {
+			enginesErr = err
+			return
+		}
+		info, err := eng.Info(ctx)
+		if err != nil {
+			enginesErr = err
+			return
+		}
+		te := &testEngine{name: tg.name, host: tg.host, eng: eng, raw: raw, info: info}
+		var acc []string
+		for _, l := range []struct {
+			name string
+			ok   bool
+		}{{"memory", info.MemoryLimit}, {"cpus", info.CPULimit}, {"pids", info.PidsLimit}} {
+			if !l.ok {
+				acc = append(acc, fmt.Sprintf("%q", l.name))
+			}
+		}
+		if len(acc) > 0 {
+			te.accept = "accept_unenforced = [" + strings.Join(acc, ", ") + "]"
+		}
+		engines = append(engines, te)
+	}
+}
+
+// forEachEngine runs f as a subtest per engine, with the test image built.
+func forEachEngine(t *testing.T, f func(t *testing.T, te *testEngine)) {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	enginesOnce.Do(setupEngines)
+	if enginesErr != nil {
+		t.Fatalf("the Docker suite needs a running engine: %v", enginesErr)
+	}
+	for _, te := range engines {
+		t.Run(te.name, func(t *testing.T) {
+			ensureImage(t, te)
+			f(t, te)
+		})
+	}
+}
+
+func ensureImage(t *testing.T, te *testEngine) {
+	t.Helper()
+	o, _ := imageOnce.LoadOrStore(te.name, &sync.Once{})
+	o.(*sync.Once).Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		err := runner.BuildImage(ctx, te.eng, runner.ImageOptions{Ref: testImage, AgentBin: filepath.Join(bins, "runner-agent")})
+		if err != nil {
+			imageErr.Store(te.name, err)
+		}
+	})
+	if err, ok := imageErr.Load(te.name); ok {
+		t.Fatalf("building %s on %s: %v", testImage, te.name, err)
+	}
+}
+
+// runName makes a valid run name unique to the test and engine.
+func runName(t *testing.T, te *testEngine, base string) string {
+	return fmt.Sprintf("t-%s-%s-%d", base, te.name[:1], time.Now().UnixNano()%100000)
+}
+
+// writeConfig writes an agents file into a fresh 0755 directory and loads it.
+func writeConfig(t *testing.T, body string) (*config.Config, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "runner-e2e-cfg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "agents.hcl")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return load(t, path), path
+}
+
+func load(t *testing.T, path string) *config.Config {
+	t.Helper()
+	l := config.NewLoader()
+	cfg, diags := l.Load(path, nil)
+	if diags.HasErrors() {
+		var b strings.Builder
+		config.WriteDiagnostics(&b, diags, l.Files(), false)
+		t.Fatalf("config %s:\n%s", path, b.String())
+	}
+	return cfg
+}
+
+func newRunner(te *testEngine) *runner.Runner {
+	return &runner.Runner{Engine: te.eng, Progress: testWriter{}}
+}
+
+// destroyAtEnd removes the run even when the test fails half-way.
+func destroyAtEnd(t *testing.T, te *testEngine, run string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := newRunner(te).Destroy(ctx, run); err != nil {
+			t.Errorf("cleanup destroy %s: %v", run, err)
+		}
+	})
+}
+
+type testWriter struct{}
+
+func (testWriter) Write(p []byte) (int, error) {
+	if testing.Verbose() {
+		os.Stderr.Write(p)
+	}
+	return len(p), nil
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// exec runs argv in the agent's container and decodes its JSON output.
+func execJSON(t *testing.T, te *testEngine, id string, out any, argv ...string) {
+	t.Helper()
+	res, err := te.eng.Exec(ctx(t), id, "", argv)
+	if err != nil {
+		t.Fatalf("exec %v: %v", argv, err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("exec %v: exit %d: %s %s", argv, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), out); err != nil {
+		t.Fatalf("exec %v: output %q: %v", argv, res.Stdout, err)
+	}
+}
+
+func TestHardenedContainer(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, te *testEngine) {
+		run := runName(t, te, "hard")
+		cfg, _ := writeConfig(t, fmt.Sprintf(`
+run %q {
+  %s
+}
+agent "alice" {
+  image   = %q
+  command = ["sh", "-c", "while :; do date; sleep 5; done"]
+  env     = { GREETING = "hello" }
+  user    = "1000:1000"
+  memory  = "256MiB"
+  cpus    = 0.5
+  pids    = 64
+  network = "none"
+  mount {
+    source    = %q
+    target    = "/probe"
+    read_only = true
+  }
+}
+`, run, te.accept, testImage, bins))
+		destroyAtEnd(t, te, run)
+		res, err := newRunner(te).Apply(ctx(t), cfg)
+		if err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		id := res.IDs["alice"]
+		if id == "" {
+			t.Fatalf("apply returned no container for alice: %+v", res.IDs)
+		}
+
+		t.Run("outside", func(t *testing.T) {
+			c, err := te.raw.ContainerInspect(ctx(t), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkInspect(t, c, te)
+		})
+
+		t.Run("inside", func(t *testing.T) {
+			var ps []map[string]any
+			execJSON(t, te, id, &ps, "/probe/testprobe", "procs")
+			if len(ps) < 3 {
+				t.Fatalf("expected init, tmux and the agent's processes, saw %d: %v", len(ps), ps)
+			}
+			for _, p := range ps {
+				name := fmt.Sprint(p["name"], "/", p["pid"])
+				for _, k := range []string{"cap_eff", "cap_prm", "cap_bnd", "cap_amb", "cap_inh"} {
+					if p[k] != "0000000000000000" {
+						t.Errorf("%s: %s = %v, want 0", name, k, p[k])
+					}
+				}
+				if p["no_new_privs"] != "1" {
+					t.Errorf("%s: NoNewPrivs = %v, want 1", name, p["no_new_privs"])
+				}
+				if p["seccomp"] != "2" {
+					t.Errorf("%s: Seccomp = %v, want 2 (filter)", name, p["seccomp"])
+				}
+				for _, uid := range strings.Fields(fmt.Sprint(p["uid"])) {
+					if uid == "0" {
+						t.Errorf("%s: runs as uid 0 (Uid: %v)", name, p["uid"])
+					}
+				}
+			}
+			var touch string
+			execJSON(t, te, id, &touch, "/probe/testprobe", "touch", "/x")
+			if !strings.Contains(touch, "read-only file system") {
+				t.Errorf("touch /x on the root filesystem: %q, want read-only file system", touch)
+			}
+			execJSON(t, te, id, &touch, "/probe/testprobe", "touch", "/tmp/x")
+			if touch != "ok" {
+				t.Errorf("touch /tmp/x (tmpfs): %q, want ok", touch)
+			}
+			var mnt string
+			execJSON(t, te, id, &mnt, "/probe/testprobe", "mount")
+			if mnt == "ok" {
+				t.Error("mount succeeded inside the container")
+			}
+			var uns map[string]string
+			execJSON(t, te, id, &uns, "/probe/testprobe", "unshare")
+			for kind, r := range uns {
+				if r == "ok" {
+					t.Errorf("unshare(%s) succeeded inside the container", kind)
+				}
+			}
+			var ifs []string
+			execJSON(t, te, id, &ifs, "/probe/testprobe", "netifs")
+			if len(ifs) != 1 || ifs[0] != "lo" {
+				t.Errorf("network none: interfaces %v, want only lo", ifs)
+			}
+			if te.info.PidsLimit {
+				var fork struct {
+					Started int
+					Error   string
+				}
+				execJSON(t, te, id, &fork, "/probe/testprobe", "fork", "200")
+				if fork.Started >= 64 || fork.Error == "ok" {
+					t.Errorf("fork loop started %d processes (error %q); the pids limit of 64 should stop it", fork.Started, fork.Error)
+				}
+			}
+			if te.info.Rootless || te.info.UserNS {
+				var m []string
+				execJSON(t, te, id, &m, "/probe/testprobe", "uidmap")
+				if len(m) < 3 || m[0] != "0" || m[1] == "0" {
+					t.Errorf("uid_map %v: container uid 0 must map to a non-zero host uid", m)
+				}
+			}
+		})
+
+		t.Run("capture", func(t *testing.T) {
+			year := fmt.Sprint(time.Now().Year())
+			out, err := newRunner(te).Capture(ctx(t), cfg, "alice", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out, year) {
+				t.Errorf("pane does not show date output (%s): %q", year, out)
+			}
+		})
+
+		t.Run("status", func(t *testing.T) {
+			rep, err := newRunner(te).Status(ctx(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Agents) != 1 || rep.Agents[0].State != "running" || rep.Agents[0].Security != "verified" || rep.Agents[0].Process != "running" {
+				t.Errorf("status: %+v", rep.Agents)
+			}
+			if rep.Rootless != te.info.Rootless {
+				t.Errorf("status says rootless=%v, engine says %v", rep.Rootless, te.info.Rootless)
+			}
+		})
+	})
+}
+
+// checkInspect checks the engine's own record of the container.
+func checkInspect(t *testing.T, c container.InspectResponse, te *testEngine) {
+	t.Helper()
+	h := c.HostConfig
+	if len(h.CapDrop) != 1 || strings.ToUpper(h.CapDrop[0]) != "ALL" {
+		t.Errorf("CapDrop = %v, want [ALL]", h.CapDrop)
+	}
+	if len(h.CapAdd) != 0 {
+		t.Errorf("CapAdd = %v, want none", h.CapAdd)
+	}
+	var nnp, seccomp bool
+	for _, o := range h.SecurityOpt {
+		nnp = nnp || o == "no-new-privileges:true" || o == "no-new-privileges"
+		seccomp = seccomp || (strings.HasPrefix(o, "seccomp=") && strings.Contains(o, "SCMP_ACT_ERRNO"))
+	}
+	if !nnp || !seccomp {
+		t.Errorf("SecurityOpt lacks no-new-privileges (%v) or our seccomp profile (%v)", nnp, seccomp)
+	}
+	if !h.ReadonlyRootfs {
+		t.Error("ReadonlyRootfs = false")
+	}
+	if h.Privileged {
+		t.Error("Privileged = true")
+	}
+	if te.info.MemoryLimit && h.Memory != 256<<20 {
+		t.Errorf("Memory = %d, want %d", h.Memory, 256<<20)
+	}
+	if te.info.MemoryLimit && h.MemorySwap != h.Memory {
+		t.Errorf("MemorySwap = %d, want %d (no swap)", h.MemorySwap, h.Memory)
+	}
+	if te.info.CPULimit && h.NanoCPUs != 500_000_000 {
+		t.Errorf("NanoCpus = %d, want 5e8", h.NanoCPUs)
+	}
+	if te.info.PidsLimit && (h.PidsLimit == nil || *h.PidsLimit != 64) {
+		t.Errorf("PidsLimit = %v, want 64", h.PidsLimit)
+	}
+	if h.NetworkMode != "none" {
+		t.Errorf("NetworkMode = %q, want none", h.NetworkMode)
+	}
+	for what, mode := range map[string]string{"pid": string(h.PidMode), "ipc": string(h.IpcMode), "uts": string(h.UTSMode), "userns": string(h.UsernsMode), "cgroupns": string(h.CgroupnsMode)} {
+		if mode == "host" {
+			t.Errorf("%s namespace is the host's", what)
+		}
+	}
+	if len(h.Devices) != 0 || len(h.DeviceRequests) != 0 {
+		t.Errorf("devices passed through: %v %v", h.Devices, h.DeviceRequests)
+	}
+	for _, m := range c.Mounts {
+		if strings.HasSuffix(m.Source, ".sock") || strings.Contains(m.Source, "docker") {
+			t.Errorf("suspicious mount %s -> %s", m.Source, m.Destination)
+		}
+		if m.Destination == "/probe" && m.RW {
+			t.Error("/probe mounted read-write; config says read_only")
+		}
+	}
+	if c.Config.User != "1000:1000" {
+		t.Errorf("User = %q", c.Config.User)
+	}
+	for _, e := range c.Config.Env {
+		if strings.HasPrefix(e, "GREETING=") && e != "GREETING=hello" {
+			t.Errorf("env %q", e)
+		}
+	}
+	if c.Config.Labels[engine.LabelRun] == "" || c.Config.Labels[engine.LabelAgent] != "alice" || c.Config.Labels[engine.LabelConfigHash] == "" {
+		t.Errorf("labels: %v", c.Config.Labels)
+	}
+}

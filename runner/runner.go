@@ -1,0 +1,375 @@
+// Package runner is the public Go API: plan, apply, status, capture and
+// destroy a run of agents described by a config.Config on an engine.
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/plan"
+	"github.com/runner-dev/runner/internal/profile"
+)
+
+// Runner carries what every operation needs.
+type Runner struct {
+	Engine engine.Engine
+	Log    hclog.Logger
+	// Progress receives one line per step of long operations.
+	Progress io.Writer
+	// Parallelism bounds concurrent container operations (default 8).
+	Parallelism int
+	// ReadyTimeout bounds how long apply waits for an agent's tmux to come up.
+	ReadyTimeout time.Duration
+}
+
+func (r *Runner) log() hclog.Logger {
+	if r.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return r.Log
+}
+
+func (r *Runner) progress(format string, args ...any) {
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, format+"\n", args...)
+	}
+}
+
+// desiredAgent is an agent with the hardened spec built for it.
+type desiredAgent struct {
+	agent config.Agent
+	spec  engine.Spec
+}
+
+// Desired builds the spec of every agent and checks every image is present,
+// so nothing is created when one is missing. The config hash covers the spec
+// and the image ID, so rebuilding an image replaces its agents.
+func (r *Runner) desired(ctx context.Context, cfg *config.Config) ([]desiredAgent, error) {
+	images := map[string]engine.Image{}
+	var missing []string
+	for _, a := range cfg.Agents {
+		if _, seen := images[a.Image]; seen {
+			continue
+		}
+		img, found, err := r.Engine.Image(ctx, a.Image)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			missing = append(missing, a.Image)
+		}
+		images[a.Image] = img
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("image %s not found on %s: build the default image with `runner image build`, or build yours with `docker build` (see images/README.md); no registry is used",
+			strings.Join(quote(missing), ", "), r.Engine.Describe())
+	}
+	out := make([]desiredAgent, 0, len(cfg.Agents))
+	for _, a := range cfg.Agents {
+		spec := profile.Build(cfg.Run.Name, a)
+		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID))
+		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
+		out = append(out, desiredAgent{agent: a, spec: spec})
+	}
+	return out, nil
+}
+
+func quote(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// Preflight refuses engines that cannot give the run what it asks for:
+// rootless when required, and every limit the config sets unless the config
+// accepts that the engine cannot enforce it.
+func Preflight(cfg *config.Config, info engine.Info) error {
+	var problems []string
+	if cfg.Run.RequireRootless && !info.Rootless && !info.UserNS {
+		problems = append(problems, fmt.Sprintf("run %q sets require_rootless = true but %s %s runs containers as host root (no rootless mode, no user namespace remapping): point DOCKER_HOST at a rootless daemon or enable userns-remap", cfg.Run.Name, info.Name, info.Endpoint))
+	}
+	if !info.Seccomp {
+		problems = append(problems, fmt.Sprintf("%s %s does not support seccomp; runner will not start agents without it", info.Name, info.Endpoint))
+	}
+	accepted := map[string]bool{}
+	for _, l := range cfg.Run.AcceptUnenforced {
+		accepted[l] = true
+	}
+	for _, l := range []struct {
+		name string
+		ok   bool
+	}{{"memory", info.MemoryLimit}, {"pids", info.PidsLimit}, {"cpus", info.CPULimit}} {
+		if !l.ok && !accepted[l.name] {
+			problems = append(problems, fmt.Sprintf("%s %s cannot enforce the %s limit (cgroup v%s, driver %q): use an engine that can, or accept it explicitly with accept_unenforced = [%q] in the run block", info.Name, info.Endpoint, l.name, info.CgroupVersion, info.CgroupDriver, l.name))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+// Plan computes what Apply would do.
+func (r *Runner) Plan(ctx context.Context, cfg *config.Config) (plan.Plan, error) {
+	p, _, err := r.plan(ctx, cfg)
+	return p, err
+}
+
+func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []desiredAgent, error) {
+	ds, err := r.desired(ctx, cfg)
+	if err != nil {
+		return plan.Plan{}, nil, err
+	}
+	actual, err := r.Engine.List(ctx, cfg.Run.Name)
+	if err != nil {
+		return plan.Plan{}, nil, err
+	}
+	want := make([]plan.Desired, len(ds))
+	for i, d := range ds {
+		want[i] = plan.Desired{Agent: d.agent.Name, Hash: d.spec.Labels[engine.LabelConfigHash]}
+	}
+	return plan.Diff(cfg.Run.Name, want, actual), ds, nil
+}
+
+// AgentError says which agent failed and why.
+type AgentError struct {
+	Agent string
+	Err   error
+}
+
+func (e *AgentError) Error() string { return e.Agent + ": " + e.Err.Error() }
+func (e *AgentError) Unwrap() error { return e.Err }
+
+// ApplyResult is what Apply did.
+type ApplyResult struct {
+	Plan plan.Plan
+	// IDs maps each agent to its container after apply.
+	IDs map[string]string
+}
+
+// Apply makes the engine match the config: it creates, replaces and deletes
+// containers in parallel, verifying each created container against the
+// security profile before starting it. A failing agent does not stop the
+// others; the error names every agent that failed, and a re-apply converges.
+func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, error) {
+	info, err := r.Engine.Info(ctx)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	if err := Preflight(cfg, info); err != nil {
+		return ApplyResult{}, err
+	}
+	p, ds, err := r.plan(ctx, cfg)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	res := ApplyResult{Plan: p, IDs: map[string]string{}}
+	specs := map[string]desiredAgent{}
+	for _, d := range ds {
+		specs[d.agent.Name] = d
+	}
+	accepted := map[string]bool{}
+	for _, l := range cfg.Run.AcceptUnenforced {
+		accepted[l] = true
+	}
+
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, r.parallelism())
+	)
+	for _, a := range p.Actions {
+		if a.Kind == plan.Keep {
+			res.IDs[a.Agent] = a.Existing[0].ID
+			continue
+		}
+		wg.Add(1)
+		go func(a plan.Action) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			id, err := r.execute(ctx, a, specs[a.Agent], accepted)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, &AgentError{Agent: a.Agent, Err: err})
+				return
+			}
+			if id != "" {
+				res.IDs[a.Agent] = id
+			}
+		}(a)
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+		return res, fmt.Errorf("%d of %d agents failed (the others are applied; fix the cause and apply again):\n  %w", len(errs), len(cfg.Agents), errors.Join(errs...))
+	}
+	return res, nil
+}
+
+func (r *Runner) parallelism() int {
+	if r.Parallelism > 0 {
+		return r.Parallelism
+	}
+	return 8
+}
+
+func (r *Runner) execute(ctx context.Context, a plan.Action, d desiredAgent, accepted map[string]bool) (string, error) {
+	start := time.Now()
+	for _, c := range a.Existing {
+		r.progress("%s: removing %s (%s)...", a.Agent, shortID(c.ID), a.Reason)
+		if err := r.Engine.Remove(ctx, c.ID); err != nil {
+			return "", err
+		}
+	}
+	if a.Kind == plan.Delete {
+		r.progress("%s: deleted after %s", a.Agent, since(start))
+		return "", nil
+	}
+	r.progress("%s: creating %s...", a.Agent, d.spec.Name)
+	id, err := r.createVerified(ctx, d.spec, accepted)
+	if err != nil {
+		return "", err
+	}
+	if err := r.Engine.Start(ctx, id); err != nil {
+		r.cleanup(id)
+		return "", err
+	}
+	if err := r.waitReady(ctx, id); err != nil {
+		r.cleanup(id)
+		return "", err
+	}
+	r.progress("%s: running [id=%s] after %s", a.Agent, shortID(id), since(start))
+	return id, nil
+}
+
+// createVerified creates the container and reads it back; any difference
+// from the profile removes it again (fail closed).
+func (r *Runner) createVerified(ctx context.Context, spec engine.Spec, accepted map[string]bool) (string, error) {
+	id, err := r.Engine.Create(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	obs, err := r.Engine.Inspect(ctx, id)
+	if err != nil {
+		r.cleanup(id)
+		return "", err
+	}
+	var bad []string
+	for _, v := range profile.Check(spec, obs) {
+		if v.Limit != "" && accepted[v.Limit] {
+			r.log().Warn("limit not enforced by the engine, accepted by the config", "container", spec.Name, "limit", v.Limit, "detail", v.String())
+			continue
+		}
+		bad = append(bad, v.String())
+	}
+	if len(bad) > 0 {
+		r.cleanup(id)
+		return "", fmt.Errorf("refusing to start %s: the engine created it with settings that differ from the security profile:\n    %s", spec.Name, strings.Join(bad, "\n    "))
+	}
+	return id, nil
+}
+
+// cleanup removes a container that failed half-way; it uses its own context
+// so an interrupted apply still leaves nothing half-created.
+func (r *Runner) cleanup(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Engine.Remove(ctx, id); err != nil {
+		r.log().Error("could not remove a failed container", "id", id, "error", err)
+	}
+}
+
+// waitReady waits until the agent's tmux session exists, or reports why the
+// container stopped (e.g. an image without tmux).
+func (r *Runner) waitReady(ctx context.Context, id string) error {
+	timeout := r.ReadyTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	delay := 20 * time.Millisecond
+	for {
+		obs, err := r.Engine.Inspect(ctx, id)
+		if err != nil {
+			return err
+		}
+		if obs.State != "running" && obs.State != "created" {
+			logs, _ := r.Engine.Logs(ctx, id, 20)
+			return fmt.Errorf("container %s during start (exit code %d): %s", obs.State, obs.ExitCode, strings.TrimSpace(logs))
+		}
+		if obs.State == "running" {
+			st, err := r.paneState(ctx, id)
+			if err == nil && st.Tmux {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			logs, _ := r.Engine.Logs(ctx, id, 20)
+			return fmt.Errorf("agent's tmux session did not come up within %s: %s", timeout, strings.TrimSpace(logs))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		if delay < 250*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Destroy removes every container of the run; running it twice is fine.
+func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
+	list, err := r.Engine.List(ctx, run)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, r.parallelism())
+	)
+	for _, c := range list {
+		wg.Add(1)
+		go func(c engine.Container) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r.progress("%s: destroying %s...", c.Agent, shortID(c.ID))
+			if err := r.Engine.Remove(ctx, c.ID); err != nil {
+				mu.Lock()
+				errs = append(errs, &AgentError{Agent: c.Agent, Err: err})
+				mu.Unlock()
+			}
+		}(c)
+	}
+	wg.Wait()
+	return len(list), errors.Join(errs...)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }

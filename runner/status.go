@@ -1,0 +1,208 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/profile"
+)
+
+// agentBin is where the in-container program lives in every agent image.
+const agentBin = "/usr/local/bin/runner-agent"
+
+// PaneState is what `runner-agent status` reports from inside a container.
+type PaneState struct {
+	Tmux       bool     `json:"tmux"`
+	PaneDead   bool     `json:"pane_dead"`
+	ExitStatus *int     `json:"exit_status"`
+	PID        int      `json:"pid"`
+	Command    []string `json:"command"`
+}
+
+func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
+	res, err := r.Engine.Exec(ctx, id, "", []string{agentBin, "status"})
+	if err != nil {
+		return PaneState{}, err
+	}
+	if res.ExitCode != 0 {
+		return PaneState{}, fmt.Errorf("runner-agent status exited %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	var st PaneState
+	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
+		return PaneState{}, fmt.Errorf("runner-agent status: unreadable output %q: %w", res.Stdout, err)
+	}
+	return st, nil
+}
+
+// AgentStatus is one row of `runner status`.
+type AgentStatus struct {
+	Agent     string    `json:"agent"`
+	Container string    `json:"container,omitempty"`
+	ID        string    `json:"id,omitempty"`
+	State     string    `json:"state"` // running, exited, ..., or "absent"
+	Image     string    `json:"image,omitempty"`
+	StartedAt time.Time `json:"started_at,omitempty"`
+	Uptime    string    `json:"uptime,omitempty"`
+	// Process is the agent command's state in its pane: running, exited (N).
+	Process string `json:"process,omitempty"`
+	// Security is "verified" when the container matches the profile, else
+	// the list of differences.
+	Security   string   `json:"security"`
+	Violations []string `json:"violations,omitempty"`
+	Limits     string   `json:"limits,omitempty"`
+	InConfig   bool     `json:"in_config"`
+}
+
+// StatusReport is the run's status plus the engine facts that matter.
+type StatusReport struct {
+	Run      string        `json:"run"`
+	Engine   string        `json:"engine"`
+	Rootless bool          `json:"rootless"`
+	UserNS   bool          `json:"userns"`
+	Agents   []AgentStatus `json:"agents"`
+}
+
+// Status reports every agent of the config and any stray container of the run.
+func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, error) {
+	info, err := r.Engine.Info(ctx)
+	if err != nil {
+		return StatusReport{}, err
+	}
+	list, err := r.Engine.List(ctx, cfg.Run.Name)
+	if err != nil {
+		return StatusReport{}, err
+	}
+	rep := StatusReport{Run: cfg.Run.Name, Engine: r.Engine.Describe(), Rootless: info.Rootless, UserNS: info.UserNS}
+	byAgent := map[string]engine.Container{}
+	for _, c := range list {
+		byAgent[c.Agent] = c
+	}
+	seen := map[string]bool{}
+	for _, a := range cfg.Agents {
+		seen[a.Name] = true
+		c, ok := byAgent[a.Name]
+		if !ok {
+			rep.Agents = append(rep.Agents, AgentStatus{Agent: a.Name, State: "absent", Security: "-", InConfig: true})
+			continue
+		}
+		rep.Agents = append(rep.Agents, r.agentStatus(ctx, cfg.Run.Name, a, c, true))
+	}
+	for _, c := range list {
+		if !seen[c.Agent] {
+			rep.Agents = append(rep.Agents, r.agentStatus(ctx, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false))
+		}
+	}
+	return rep, nil
+}
+
+func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c engine.Container, inConfig bool) AgentStatus {
+	st := AgentStatus{Agent: a.Name, Container: c.Name, ID: shortID(c.ID), State: c.State, Image: c.Image, InConfig: inConfig}
+	obs, err := r.Engine.Inspect(ctx, c.ID)
+	if err != nil {
+		st.Security = "unknown: " + err.Error()
+		return st
+	}
+	if !obs.StartedAt.IsZero() && obs.State == "running" {
+		st.StartedAt = obs.StartedAt
+		st.Uptime = time.Since(obs.StartedAt).Round(time.Second).String()
+	}
+	st.Limits = fmt.Sprintf("mem=%s cpus=%s pids=%d net=%s", bytesHuman(obs.Memory), strconv.FormatFloat(float64(obs.NanoCPUs)/1e9, 'f', -1, 64), obs.PidsLimit, obs.NetworkMode)
+	if inConfig {
+		// Compare against the spec the config wants now; a config change
+		// since apply shows up here as a difference (and in plan).
+		want := profile.Build(run, a)
+		want.Labels[engine.LabelConfigHash] = c.ConfigHash
+		for _, v := range profile.Check(want, obs) {
+			st.Violations = append(st.Violations, v.String())
+		}
+	}
+	switch {
+	case !inConfig:
+		st.Security = "not in config (plan will delete it)"
+	case len(st.Violations) == 0:
+		st.Security = "verified"
+	default:
+		st.Security = fmt.Sprintf("%d differences", len(st.Violations))
+	}
+	if obs.State == "running" {
+		ps, err := r.paneState(ctx, c.ID)
+		switch {
+		case err != nil:
+			st.Process = "unknown (" + err.Error() + ")"
+		case ps.PaneDead && ps.ExitStatus != nil:
+			st.Process = fmt.Sprintf("exited (status %d)", *ps.ExitStatus)
+		case ps.PaneDead:
+			st.Process = "exited"
+		default:
+			st.Process = "running"
+		}
+	}
+	return st
+}
+
+func bytesHuman(n int64) string {
+	switch {
+	case n == 0:
+		return "unlimited"
+	case n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	default:
+		return fmt.Sprintf("%dB", n)
+	}
+}
+
+// Capture returns a snapshot of an agent's pane; lines > 0 includes that
+// many lines of scrollback. It reads through the engine's exec API and never
+// sends keys.
+func (r *Runner) Capture(ctx context.Context, cfg *config.Config, agent string, lines int) (string, error) {
+	c, err := r.container(ctx, cfg, agent)
+	if err != nil {
+		return "", err
+	}
+	argv := []string{agentBin, "capture"}
+	if lines > 0 {
+		argv = append(argv, "--lines", strconv.Itoa(lines))
+	}
+	res, err := r.Engine.Exec(ctx, c.ID, "", argv)
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("capture %s: runner-agent exited %d: %s", agent, res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	return res.Stdout, nil
+}
+
+// container finds the running container of one agent of the config.
+func (r *Runner) container(ctx context.Context, cfg *config.Config, agent string) (engine.Container, error) {
+	known := false
+	var names []string
+	for _, a := range cfg.Agents {
+		names = append(names, a.Name)
+		known = known || a.Name == agent
+	}
+	if !known {
+		return engine.Container{}, fmt.Errorf("no agent %q in %s; agents: %s", agent, cfg.File, strings.Join(names, ", "))
+	}
+	list, err := r.Engine.List(ctx, cfg.Run.Name)
+	if err != nil {
+		return engine.Container{}, err
+	}
+	for _, c := range list {
+		if c.Agent == agent {
+			if c.State != "running" {
+				return engine.Container{}, fmt.Errorf("agent %q's container %s is %s: run `runner apply %s`", agent, c.Name, c.State, cfg.File)
+			}
+			return c, nil
+		}
+	}
+	return engine.Container{}, fmt.Errorf("agent %q is not running: run `runner apply %s` first", agent, cfg.File)
+}
