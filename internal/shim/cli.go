@@ -1,0 +1,150 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+const usage = `usage:
+  runner-agent init [--socket PATH] -- COMMAND [ARG...]   container entrypoint (PID 1)
+  runner-agent exec -- COMMAND [ARG...]                   exec COMMAND (what runs in the pane)
+  runner-agent capture [--lines N] [--socket PATH]        print the agent pane's text
+  runner-agent status [--socket PATH]                     print the agent pane's state as JSON
+`
+
+// Main is the runner-agent command line; it returns the exit code.
+// args excludes the program name.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "init":
+		fs, socket := flags("init", stderr)
+		if err := fs.Parse(args[1:]); err != nil {
+			return ExitUsage
+		}
+		return Init(context.Background(), InitConfig{Argv: fs.Args(), Socket: *socket, Stderr: stderr})
+	case "exec":
+		argv := args[1:]
+		if len(argv) > 0 && argv[0] == "--" {
+			argv = argv[1:]
+		}
+		return Exec(argv, stderr)
+	case "capture":
+		fs, socket := flags("capture", stderr)
+		lines := fs.Int("lines", 100, "print the last `N` lines of scrollback and screen (0: all of it)")
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+			return ExitUsage
+		}
+		return capture(stdout, stderr, *socket, *lines)
+	case "status":
+		fs, socket := flags("status", stderr)
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+			return ExitUsage
+		}
+		return status(stdout, *socket)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "runner-agent: unknown command %q\n%s", args[0], usage)
+	return ExitUsage
+}
+
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("runner-agent "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", DefaultSocket, "tmux server socket (for tests and debugging)")
+	return fs, socket
+}
+
+// agentPane is the pane init created; "=agent:" if the option is missing.
+func agentPane(ctx context.Context, t *Tmux) (string, error) {
+	id, err := t.Option(ctx, OptionPane)
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "=" + SessionName + ":", nil
+	}
+	return id, nil
+}
+
+func capture(stdout, stderr io.Writer, socket string, lines int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	t := &Tmux{Socket: socket}
+	pane, err := agentPane(ctx, t)
+	if err == nil {
+		var text string
+		if text, err = t.Capture(ctx, pane, lines); err == nil {
+			io.WriteString(stdout, text)
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "runner-agent: capture: %v\n", err)
+	return 1
+}
+
+// Status is the JSON `runner-agent status` prints (one line).
+type Status struct {
+	Tmux       bool     `json:"tmux"`        // a tmux server answers on the socket
+	PaneDead   bool     `json:"pane_dead"`   // the agent's command has exited
+	ExitStatus *int     `json:"exit_status"` // its exit status once dead (null if alive or killed by a signal)
+	ExitSignal *int     `json:"exit_signal"` // the signal that killed it, if any
+	PID        *int     `json:"pid"`         // the agent's process id (the pane's process)
+	Command    []string `json:"command"`     // the argv init was given
+	Error      string   `json:"error,omitempty"`
+}
+
+// ReadStatus asks the tmux server on socket about the agent pane.
+func ReadStatus(ctx context.Context, t *Tmux) Status {
+	st := Status{}
+	pane, err := agentPane(ctx, t)
+	if err != nil {
+		if !errors.Is(err, ErrNoServer) {
+			st.Error = err.Error()
+		} else {
+			st.Error = "no tmux server running on " + t.Socket
+		}
+		return st
+	}
+	st.Tmux = true
+	if c, err := t.Option(ctx, OptionCommand); err == nil && c != "" {
+		_ = json.Unmarshal([]byte(c), &st.Command)
+	}
+	ps, err := t.PaneState(ctx, pane)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	st.PaneDead, st.ExitStatus, st.ExitSignal = ps.Dead, ps.ExitStatus, ps.ExitSignal
+	if ps.PID > 0 {
+		st.PID = &ps.PID
+	}
+	return st
+}
+
+func status(stdout io.Writer, socket string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	st := ReadStatus(ctx, &Tmux{Socket: socket})
+	b, _ := json.Marshal(st)
+	fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
+	if !st.Tmux || st.Error != "" {
+		return 1
+	}
+	return 0
+}
+
+// Run is main for cmd/runner-agent.
+func Run() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,0 +1,36 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// Exec replaces this process with argv (looked up in PATH, never through a
+// shell). It only returns on failure, with the exit code to use: 127 when the
+// command does not exist, 126 when it cannot be executed.
+func Exec(argv []string, stderr io.Writer) int {
+	if len(argv) == 0 || argv[0] == "" {
+		fmt.Fprintln(stderr, "runner-agent: exec: no command given: usage: runner-agent exec -- COMMAND [ARG...]")
+		return ExitUsage
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(stderr, "runner-agent: command %q not found in PATH\n", argv[0])
+			return ExitNotFound
+		}
+		fmt.Fprintf(stderr, "runner-agent: command %q cannot be run: %v\n", argv[0], err)
+		return ExitNotExecutable
+	}
+	err = syscall.Exec(path, argv, os.Environ())
+	fmt.Fprintf(stderr, "runner-agent: exec %q: %v\n", path, err)
+	if errors.Is(err, syscall.ENOENT) {
+		return ExitNotFound
+	}
+	return ExitNotExecutable
+}

@@ -1,0 +1,262 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit codes of `runner-agent init`.
+const (
+	ExitStopped       = 0   // stopped by SIGTERM/SIGINT/SIGHUP; tmux server killed cleanly
+	ExitServerDied    = 1   // the tmux server died, or could not be started
+	ExitUsage         = 2   // bad command line
+	ExitTmuxMissing   = 127 // no tmux in the image
+	ExitNotFound      = 127 // exec: command not found
+	ExitNotExecutable = 126 // exec: found but could not be executed
+)
+
+// InitConfig is what Init needs. Zero values are filled with the container
+// defaults.
+type InitConfig struct {
+	Argv    []string  // the agent's command; required
+	Socket  string    // default DefaultSocket
+	Self    string    // path of runner-agent, run in the pane; default os.Executable()
+	TmuxBin string    // default: "tmux" looked up in PATH
+	Stderr  io.Writer // default os.Stderr
+	// StopTimeout bounds the clean shutdown after SIGTERM; default 5s.
+	StopTimeout time.Duration
+	// PollInterval is how often the tmux server's liveness is checked besides
+	// reaping it, and the server nudged to reap its panes; default 1s.
+	PollInterval time.Duration
+}
+
+// TmuxMissingMessage is printed, alone on a line, when the image has no tmux.
+const TmuxMissingMessage = "runner-agent: tmux not found in image (PATH=%s): build the default image with 'runner image build' or install tmux"
+
+// Init is the container's PID 1: it starts the agent's command in a detached
+// tmux session and stays alive while the tmux server lives, reaping orphans.
+// It returns the process exit code. It works the same when not PID 1 (it then
+// makes itself a child subreaper), which is how it is tested.
+func Init(ctx context.Context, cfg InitConfig) int {
+	stderr := cfg.Stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "runner-agent: "+format+"\n", a...) }
+
+	if len(cfg.Argv) == 0 {
+		logf("init: no command given: usage: runner-agent init -- COMMAND [ARG...]")
+		return ExitUsage
+	}
+	tmuxBin := cfg.TmuxBin
+	if tmuxBin == "" {
+		var err error
+		if tmuxBin, err = exec.LookPath("tmux"); err != nil {
+			fmt.Fprintf(stderr, TmuxMissingMessage+"\n", os.Getenv("PATH"))
+			return ExitTmuxMissing
+		}
+	}
+	self := cfg.Self
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			logf("init: cannot find my own executable: %v", err)
+			return ExitServerDied
+		}
+	}
+	socket := cfg.Socket
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	stopTimeout := cfg.StopTimeout
+	if stopTimeout <= 0 {
+		stopTimeout = 5 * time.Second
+	}
+	poll := cfg.PollInterval
+	if poll <= 0 {
+		poll = time.Second
+	}
+
+	// Orphans (the daemonized tmux server first of all) must come back to us
+	// even when we are not PID 1.
+	if os.Getpid() != 1 {
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(stop)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reaper := NewReaper()
+	var (
+		mu         sync.Mutex
+		serverPID  int
+		serverGone = make(chan syscall.WaitStatus, 1)
+	)
+	go reaper.Loop(ctx, func(z Reaped) {
+		mu.Lock()
+		defer mu.Unlock()
+		if serverPID != 0 && z.PID == serverPID {
+			select {
+			case serverGone <- z.Status:
+			default:
+			}
+		}
+	})
+
+	if err := prepareSocketDir(filepath.Dir(socket)); err != nil {
+		logf("init: %v", err)
+		return ExitServerDied
+	}
+	t := &Tmux{Bin: tmuxBin, Socket: socket, Run: reaper.Run}
+	cmdJSON, _ := json.Marshal(cfg.Argv)
+	opts := []Option{
+		{"remain-on-exit", "on"},
+		{"history-limit", strconv.Itoa(HistoryLimit)},
+		{OptionCommand, string(cmdJSON)},
+	}
+	if term := defaultTerminal(); term != "" {
+		opts = append(opts, Option{"default-terminal", term})
+	}
+	dir, _ := os.Getwd()
+	argv := append([]string{self, "exec", "--"}, cfg.Argv...)
+	pane, err := t.NewSession(ctx, Session{Name: SessionName, Dir: dir, Argv: argv, Options: opts})
+	if err != nil {
+		logf("init: cannot start tmux: %v", err)
+		return ExitServerDied
+	}
+	if err := t.SetOption(ctx, OptionPane, pane); err != nil {
+		logf("init: %v", err)
+	}
+	pid, err := t.ServerPID(ctx)
+	if err != nil {
+		logf("init: tmux server did not stay up: %v", err)
+		return ExitServerDied
+	}
+	mu.Lock()
+	serverPID = pid
+	mu.Unlock()
+	reaper.Kick() // in case it was reaped before we knew its pid
+	logf("started %s in tmux session %q (pane %s, server pid %d, socket %s)", cmdJSON, SessionName, pane, pid, socket)
+
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-stop:
+			logf("received %v: stopping the tmux server", sig)
+			kctx, kcancel := context.WithTimeout(context.Background(), stopTimeout)
+			err := t.KillServer(kctx)
+			if err != nil && !errors.Is(err, ErrNoServer) {
+				logf("tmux kill-server: %v", err)
+			}
+			select {
+			case <-serverGone:
+			case <-waitGone(kctx, pid, poll/4):
+			case <-kctx.Done():
+				logf("tmux server (pid %d) still running after %s: killing it", pid, stopTimeout)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			kcancel()
+			return ExitStopped
+		case ws := <-serverGone:
+			logf("tmux server (pid %d) exited (%s): the agent's session is gone", pid, describeWait(ws))
+			return ExitServerDied
+		case <-tick.C:
+			reaper.Kick()
+			NudgeServer(pid) // see PaneState: tmux can miss a pane's SIGCHLD
+			if !alive(pid) {
+				logf("tmux server (pid %d) is gone: the agent's session is gone", pid)
+				return ExitServerDied
+			}
+		case <-ctx.Done():
+			_ = t.KillServer(context.Background())
+			return ExitStopped
+		}
+	}
+}
+
+// prepareSocketDir creates dir 0700 or checks that an existing one is a real
+// directory owned by us, and makes it 0700.
+func prepareSocketDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tmux socket directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("tmux socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("tmux socket directory %s is not a directory owned by uid %d", dir, os.Geteuid())
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// alive reports whether pid exists (a zombie still counts until reaped).
+func alive(pid int) bool {
+	return syscall.Kill(pid, 0) != syscall.ESRCH
+}
+
+// waitGone closes the returned channel once pid no longer exists, for when
+// the server is not our child and so never reaped by us.
+func waitGone(ctx context.Context, pid int, every time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if !alive(pid) {
+				close(done)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return done
+}
+
+func describeWait(ws syscall.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
+}
+
+// terminfoDirs is ncurses' search path on Debian-like systems.
+var terminfoDirs = []string{"/etc/terminfo", "/lib/terminfo", "/usr/share/terminfo"}
+
+// defaultTerminal picks the TERM panes get: tmux-256color when its terminfo
+// entry exists, otherwise the best older one; "" leaves tmux's default.
+func defaultTerminal() string {
+	dirs := terminfoDirs
+	if d := os.Getenv("TERMINFO"); d != "" {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, name := range []string{"tmux-256color", "screen-256color", "screen"} {
+		for _, d := range dirs {
+			if _, err := os.Stat(filepath.Join(d, name[:1], name)); err == nil {
+				return name
+			}
+		}
+	}
+	return ""
+}
