@@ -51,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
 			return ExitUsage
 		}
-		return status(stdout, *socket)
+		return status(stdout, stderr, *socket)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -134,13 +134,17 @@ func ReadStatus(ctx context.Context, t *Tmux) Status {
 	return st
 }
 
-func status(stdout io.Writer, socket string) int {
+// status prints the JSON; if the pane cannot be read it also says why on
+// stderr and exits 1 (the JSON is still printed, with "tmux":false if no
+// server answers).
+func status(stdout, stderr io.Writer, socket string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	st := ReadStatus(ctx, &Tmux{Socket: socket})
 	b, _ := json.Marshal(st)
 	fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
 	if !st.Tmux || st.Error != "" {
+		fmt.Fprintf(stderr, "runner-agent: status: %s\n", st.Error)
 		return 1
 	}
 	return 0
