@@ -274,7 +274,9 @@ func TestNonReaderIsDropped(t *testing.T) {
 		}
 	}
 	receive(t, inbox, inboxSize)
-	h.waitFor("last deliver", func(a auditLine) bool { return a.Event == "deliver" && strings.Contains(a.Detail, fmt.Sprint("id=", inboxSize)) })
+	h.waitFor("last deliver", func(a auditLine) bool {
+		return a.Event == "deliver" && strings.Contains(a.Detail, fmt.Sprint("id=", inboxSize))
+	})
 
 	rc := h.rawHello("eng-2")
 	for range 20 { // each reply is ~800 KiB: far more than the socket buffers
