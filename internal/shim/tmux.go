@@ -196,7 +196,7 @@ func (t *Tmux) NewSession(ctx context.Context, s Session) (paneID string, err er
 	}
 	var seq [][]string
 	for _, o := range s.Options {
-		seq = append(seq, []string{"set-option", "-g", o.Name, o.Value})
+		seq = append(seq, []string{"set-option", "-g", "--", o.Name, o.Value})
 	}
 	ns := []string{"new-session", "-d", "-P", "-F", "#{pane_id}",
 		"-s", s.Name, "-x", strconv.Itoa(w), "-y", strconv.Itoa(h)}
@@ -218,13 +218,13 @@ func (t *Tmux) NewSession(ctx context.Context, s Session) (paneID string, err er
 
 // SetOption sets a global (server and session) option.
 func (t *Tmux) SetOption(ctx context.Context, name, value string) error {
-	_, err := t.exec(ctx, "set-option", "-g", name, value)
+	_, err := t.exec(ctx, "set-option", "-g", "--", name, value)
 	return err
 }
 
 // Option reads a global option's value ("" if unset).
 func (t *Tmux) Option(ctx context.Context, name string) (string, error) {
-	out, err := t.exec(ctx, "show-options", "-gqv", name)
+	out, err := t.exec(ctx, "show-options", "-gqv", "--", name)
 	return strings.TrimSuffix(out, "\n"), err
 }
 

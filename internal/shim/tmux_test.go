@@ -162,7 +162,7 @@ func TestArgvRoundTripsExactly(t *testing.T) {
 func TestOptionValueRoundTrips(t *testing.T) {
 	tm, _ := testTmux(t)
 	newSession(t, tm, "/bin/sleep", "30")
-	for _, v := range []string{`["a;"]`, "x;", `#{pane_pid}`, "é ✓", `a\;`} {
+	for _, v := range []string{`["a;"]`, "x;", `#{pane_pid}`, "é ✓", `a\;`, "-x", "--", "-"} {
 		if err := tm.SetOption(context.Background(), "@t", v); err != nil {
 			t.Fatal(err)
 		}
