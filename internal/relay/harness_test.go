@@ -21,7 +21,7 @@ import (
 
 // harness runs a real relay on a unix socket in a temp dir.
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	cfg       Config
 	auditPath string
 	srv       *Server
@@ -33,7 +33,19 @@ type harness struct {
 
 var testIdentities = []string{Operator, "eng-1", "eng-2", "eng-3"}
 
-func newHarness(t *testing.T, mutate func(*Config)) *harness {
+func credentialsFor(t testing.TB, ids ...string) map[string]string {
+	t.Helper()
+	creds := make(map[string]string)
+	for _, id := range ids {
+		var err error
+		if creds[id], err = GenerateCredential(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return creds
+}
+
+func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	t.Helper()
 	// Socket paths are limited to 107 bytes; t.TempDir can be longer.
 	sockDir, err := os.MkdirTemp("", "relay")
@@ -48,12 +60,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	creds := make(map[string]string)
-	for _, id := range testIdentities {
-		if creds[id], err = GenerateCredential(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	creds := credentialsFor(t, testIdentities...)
 	cfg := Config{
 		Run:         "test",
 		SocketPath:  filepath.Join(sockDir, "relay.sock"),
@@ -92,11 +99,13 @@ func (h *harness) start() {
 	if h.beforeServe != nil {
 		h.beforeServe(srv)
 	}
+	started := h.count("relay_start")
 	ctx, cancel := context.WithCancel(context.Background())
 	h.srv, h.cancel, h.done = srv, cancel, make(chan error, 1)
 	go func() { h.done <- srv.Serve(ctx) }()
+	// relay_start is logged once the socket is listening with its final mode.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(h.cfg.SocketPath); err == nil {
+		if h.count("relay_start") > started {
 			return
 		}
 		select {
@@ -188,6 +197,9 @@ func (h *harness) auditLines() []auditLine {
 	}
 	var out []auditLine
 	for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
 		var a auditLine
 		if err := json.Unmarshal(l, &a); err != nil {
 			h.t.Fatalf("audit line %q: %v", l, err)
@@ -195,6 +207,16 @@ func (h *harness) auditLines() []auditLine {
 		out = append(out, a)
 	}
 	return out
+}
+
+func (h *harness) count(event string) int {
+	n := 0
+	for _, a := range h.auditLines() {
+		if a.Event == event {
+			n++
+		}
+	}
+	return n
 }
 
 // waitFor waits until the audit log has a line matching ok.
@@ -222,7 +244,7 @@ func wantCode(t *testing.T, err error, code string) {
 // Raw connections, for speaking the protocol wrongly on purpose.
 
 type raw struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *bufio.Reader
 }

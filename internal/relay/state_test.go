@@ -1,0 +1,223 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestJournalCompaction(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.RateLimit = Rate{PerSecond: 1e6, Burst: 1e6} })
+	h.beforeServe = func(s *Server) { s.compactAt = 4096 }
+	h.start()
+	inbox := h.subscribe("eng-2")
+	op := h.dial(Operator)
+	var last Message
+	for i := range 200 {
+		last = Message{To: "eng-2", Body: fmt.Sprint("delivered ", i)}
+		if i == 199 {
+			last.ClientID = NewClientID()
+		}
+		if _, err := op.SendMessage(last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receive(t, inbox, 200)
+	h.waitFor("last deliver", func(a auditLine) bool { return a.Event == "deliver" && strings.Contains(a.Detail, "id=200 ") })
+	for i := range 3 {
+		if _, err := op.Send("eng-1", fmt.Sprint("pending ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := os.ReadFile(filepath.Join(h.cfg.StateDir, "journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uncompacted, the journal would hold 200 msg and 200 ack records;
+	// compaction folds delivered ones into the inbox history.
+	if acks := strings.Count(string(j), `"op":"ack"`); acks > 100 || !strings.Contains(string(j), `"op":"hist"`) {
+		t.Errorf("journal not compacted: %d ack records, %d bytes", acks, len(j))
+	}
+
+	h.stop()
+	h.start()
+	got := receive(t, h.subscribe("eng-1"), 3)
+	for i, d := range got {
+		if d.Body != fmt.Sprint("pending ", i) {
+			t.Errorf("pending %d = %q", i, d.Body)
+		}
+	}
+	hist, err := h.dial("eng-2").Inbox(inboxSize)
+	if err != nil || len(hist) != inboxSize || hist[inboxSize-1].Body != "delivered 199" {
+		t.Fatalf("inbox after compaction and restart: %d entries, %v", len(hist), err)
+	}
+	if id, err := h.dial(Operator).SendMessage(last); err != nil || id != 200 {
+		t.Fatalf("resend after compaction = %d, %v; want duplicate of 200", id, err)
+	}
+}
+
+func TestJournalRepairAndCorruption(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.start()
+	op := h.dial(Operator)
+	for i := range 2 {
+		if _, err := op.Send("eng-1", fmt.Sprint("kept ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.stop()
+	journal := filepath.Join(h.cfg.StateDir, "journal")
+	good, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A crash in the middle of an append leaves a partial last line.
+	torn := append(append([]byte{}, good...), `{"op":"msg","msg":{"id":3,"fr`...)
+	if err := os.WriteFile(journal, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitFor("journal_repair", func(a auditLine) bool { return a.Event == "journal_repair" })
+	inbox := h.subscribe("eng-1")
+	if got := receive(t, inbox, 2); got[0].Body != "kept 0" || got[1].Body != "kept 1" {
+		t.Fatalf("got %+v", got)
+	}
+	h.stop()
+
+	lines := strings.SplitAfter(string(good), "\n")
+	lines[1] = "this is not a record\n"
+	os.WriteFile(journal, []byte(strings.Join(lines, "")), 0o600)
+	if _, err := New(h.cfg); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("New with a corrupt journal = %v", err)
+	}
+}
+
+func TestRecipientRemovedFromRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.start()
+	if _, err := h.dial(Operator).Send("eng-3", "for a leaver"); err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	delete(h.cfg.Credentials, "eng-3")
+	delete(h.cfg.ACL, "eng-3")
+	h.start()
+	h.waitFor("drop", func(a auditLine) bool { return a.Event == "drop" && a.Target == "eng-3" })
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		mutate func(*Config)
+		want   string
+	}{
+		"bad run name":     {func(c *Config) { c.Run = "Bad Run" }, "invalid run name"},
+		"no audit":         {func(c *Config) { c.Audit = nil }, "Audit is required"},
+		"no credentials":   {func(c *Config) { c.Credentials = nil; c.ACL = nil }, "no Credentials"},
+		"short secret":     {func(c *Config) { c.Credentials["eng-1"] = "abcd" }, "at least 128 bits"},
+		"non-hex secret":   {func(c *Config) { c.Credentials["eng-1"] = strings.Repeat("z", 64) }, "at least 128 bits"},
+		"shared secret":    {func(c *Config) { c.Credentials["eng-1"] = c.Credentials["eng-2"] }, "same credential"},
+		"reserved runner":  {func(c *Config) { c.Credentials[Runner] = strings.Repeat("ab", 32) }, "reserved"},
+		"bad identity":     {func(c *Config) { c.Credentials["Eng 1"] = strings.Repeat("ab", 32) }, "invalid identity name"},
+		"unknown ACL key":  {func(c *Config) { c.ACL["ghost"] = []string{"*"} }, `entry for "ghost"`},
+		"bad ACL pattern":  {func(c *Config) { c.ACL["eng-1"] = []string{"eng-["} }, "malformed"},
+		"checkin too fast": {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Every: 500 * time.Millisecond, Message: "x"}} }, "minimum"},
+		"checkin unknown":  {func(c *Config) { c.Checkins = []Checkin{{Agent: "ghost", Every: time.Minute, Message: "x"}} }, "no credential"},
+		"checkin empty":    {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Every: time.Minute}} }, "empty"},
+		"huge messages":    {func(c *Config) { c.MaxMessage = 1 << 30 }, "out of range"},
+		"bad rate":         {func(c *Config) { c.RateLimit = Rate{PerSecond: -1, Burst: 1} }, "RateLimit"},
+		"open state dir": {func(c *Config) {
+			os.MkdirAll(c.StateDir, 0o755)
+			os.Chmod(c.StateDir, 0o755)
+		}, "chmod 700"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, tc.mutate)
+			if _, err := New(h.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	h := newHarness(t, func(c *Config) {
+		c.HelloTimeout, c.FrameTimeout, c.WriteTimeout, c.AckTimeout = 0, 0, 0, 0
+	})
+	s, err := New(h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.cfg; c.HelloTimeout != 2*time.Second || c.MaxMessage != 16<<10 || c.QueueLimit != 1000 ||
+		c.RateLimit != (Rate{20, 40}) || c.MaxConns != 512 || c.WriteTimeout != 5*time.Second {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if _, err := New(h.cfg); err == nil || !strings.Contains(err.Error(), "in use by another relay") {
+		t.Fatalf("second New on the same state dir = %v", err)
+	}
+	s.j.close()
+}
+
+func TestSocket(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	// A socket left by a relay that crashed is replaced.
+	ln, err := net.Listen("unix", h.cfg.SocketPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	h.start()
+	st, err := os.Stat(h.cfg.SocketPath)
+	if err != nil || st.Mode().Perm() != 0o666 {
+		t.Fatalf("socket: %v, mode %v", err, st.Mode())
+	}
+	// A second relay on the same socket is refused.
+	other := newHarness(t, func(c *Config) { c.SocketPath = h.cfg.SocketPath })
+	s2, err := New(other.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Serve(context.Background()); err == nil || !strings.Contains(err.Error(), "another relay") {
+		t.Fatalf("second Serve = %v", err)
+	}
+	h.stop()
+	if _, err := os.Stat(h.cfg.SocketPath); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after Serve returned: %v", err)
+	}
+	// Something that is not a socket is never removed.
+	os.WriteFile(h.cfg.SocketPath, []byte("precious"), 0o600)
+	s3, err := New(h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Serve(context.Background()); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Serve over a file = %v", err)
+	}
+}
+
+// The relay stops rather than keep deciding without an audit record.
+func TestAuditFailureStopsRelay(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.start()
+	op := h.dial(Operator)
+	h.cfg.Audit.Close()
+	op.Send("eng-1", "unrecorded")
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "audit") {
+			t.Fatalf("Serve = %v, want an audit error", err)
+		}
+		h.cancel = nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("relay kept running without its audit log")
+	}
+}
