@@ -64,7 +64,6 @@ func Dial(ctx context.Context, socketPath, token string) (*Client, error) {
 		return nil, fmt.Errorf("connect to the relay at %s: %w (is the run up, and the socket mounted?)", socketPath, err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	deadline := time.Now().Add(requestTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -72,11 +71,13 @@ func Dial(ctx context.Context, socketPath, token string) (*Client, error) {
 	conn.SetDeadline(deadline)
 	c := &Client{conn: conn, r: bufio.NewReader(conn)}
 	if err := c.writeFrame(request{V: version, Type: "hello", Token: token}); err != nil {
+		stop()
 		conn.Close()
 		return nil, fmt.Errorf("relay hello: %w", err)
 	}
 	b, err := readFrame(c.r, maxWelcome)
 	if err != nil {
+		stop()
 		conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -85,8 +86,12 @@ func Dial(ctx context.Context, socketPath, token string) (*Client, error) {
 	}
 	var w welcomeFrame
 	if err := decodeReply(b, "welcome", &w); err != nil {
+		stop()
 		conn.Close()
 		return nil, err
+	}
+	if !stop() { // ctx ended just now and closed conn
+		return nil, ctx.Err()
 	}
 	c.id, c.maxMessage = w.ID, w.MaxMessage
 	conn.SetDeadline(time.Time{})

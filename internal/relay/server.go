@@ -627,6 +627,7 @@ func (s *Server) readFailed(c net.Conn, id string, err error) {
 // refusing it.
 func (s *Server) hello(c net.Conn, r *bufio.Reader) string {
 	peer := peerCred(c)
+	s.auditNoisy("connect", "", "", peer)
 	c.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	b, err := readFrame(r, helloMaxFrame)
 	if err != nil {
@@ -658,7 +659,7 @@ func (s *Server) hello(c net.Conn, r *bufio.Reader) string {
 		s.write(c, errReply(CodeTooManyConnections, "%s already has %d connections open: close some", id, maxConnsPerIdentity))
 		return ""
 	}
-	s.audit("connect", id, "", peer)
+	s.audit("auth_ok", id, "", peer)
 	if s.write(c, welcomeFrame{V: version, Type: "welcome", ID: id, Peers: s.peers[id], MaxMessage: s.cfg.MaxMessage}) != nil {
 		s.unclaim(id)
 		return ""
