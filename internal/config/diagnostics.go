@@ -60,7 +60,7 @@ func writeSnippet(b *strings.Builder, diag *hcl.Diagnostic, files map[string]*hc
 	subject := *diag.Subject
 	file := files[subject.Filename]
 	if file == nil || file.Bytes == nil {
-		fmt.Fprintf(b, "  on %s line %d:\n  (source code not available)\n\n", subject.Filename, subject.Start.Line)
+		fmt.Fprintf(b, "  on %s:%d:%d:\n  (source code not available)\n\n", subject.Filename, subject.Start.Line, subject.Start.Column)
 		return
 	}
 	var in string
@@ -69,7 +69,7 @@ func writeSnippet(b *strings.Builder, diag *hcl.Diagnostic, files map[string]*hc
 			in = ", in " + s
 		}
 	}
-	fmt.Fprintf(b, "  on %s line %d%s:\n", subject.Filename, subject.Start.Line, in)
+	fmt.Fprintf(b, "  on %s:%d:%d%s:\n", subject.Filename, subject.Start.Line, subject.Start.Column, in)
 
 	// An empty range (a missing item) is shown as the character it starts at.
 	highlight := subject

@@ -308,7 +308,7 @@ func TestWriteDiagnosticsColor(t *testing.T) {
 	if err := WriteDiagnostics(&b, diags, map[string]*hcl.File{"a.hcl": {Bytes: src}}, true); err != nil {
 		t.Fatal(err)
 	}
-	want := "\x1b[1;31mError:\x1b[0m \x1b[1mBad\x1b[0m\n\n  on a.hcl line 2:\n   2:   user = \x1b[1;4m\"0\"\x1b[0m\n\nFix it.\n\n"
+	want := "\x1b[1;31mError:\x1b[0m \x1b[1mBad\x1b[0m\n\n  on a.hcl:2:10:\n   2:   user = \x1b[1;4m\"0\"\x1b[0m\n\nFix it.\n\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
 	}
@@ -324,7 +324,7 @@ func TestWriteDiagnosticsWithoutSource(t *testing.T) {
 	if err := WriteDiagnostics(&b, diags, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	want := "Warning: Odd\n\n  on gone.hcl line 7:\n  (source code not available)\n\nLook.\n\nError: Bad\n\n"
+	want := "Warning: Odd\n\n  on gone.hcl:7:1:\n  (source code not available)\n\nLook.\n\nError: Bad\n\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
 	}
