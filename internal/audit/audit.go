@@ -75,25 +75,42 @@ func (e *entry) seal() ([]byte, error) {
 	return json.Marshal(e)
 }
 
-// Log appends events to one audit file. It is safe for concurrent use.
+// Log appends events to one audit file. It is safe for concurrent use, and
+// several processes (the relay, apply, destroy, attach) may each have the same
+// file open: every append takes an exclusive flock and first picks up lines
+// the others added, so they all extend one chain.
 type Log struct {
 	mu     sync.Mutex
 	path   string
 	f      *os.File
+	size   int64 // file size after our last look at the tail
 	seq    uint64
 	prev   string
 	broken error // set when a write may have left a partial line
 }
 
 // Open opens (or creates, mode 0600) the audit log at path and continues its
-// chain from the last line. It refuses a file others can read or write, a
-// file whose last line is damaged, and a file another Log holds open.
+// chain from the last line. It refuses a file others can read or write, and a
+// file whose last line is damaged.
 func Open(path string) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	l, err := resume(path, f)
+	l := &Log{path: path, f: f, size: -1}
+	err = l.locked(func() error {
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("audit log %s: %w", path, err)
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("audit log %s is not a regular file: give a path to a file", path)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("audit log %s has mode %04o, others may read or change it: run chmod 600 on it", path, st.Mode().Perm())
+		}
+		return l.catchUp()
+	})
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -101,45 +118,50 @@ func Open(path string) (*Log, error) {
 	return l, nil
 }
 
-func resume(path string, f *os.File) (*Log, error) {
-	st, err := f.Stat()
+// locked runs fn holding the file's exclusive flock.
+func (l *Log) locked(fn func() error) error {
+	if err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock audit log %s: %w", l.path, err)
+	}
+	defer syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	return fn()
+}
+
+// catchUp continues the chain from the file's last line if the file changed
+// since we last looked. Call with the flock held.
+func (l *Log) catchUp() error {
+	st, err := l.f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("audit log %s: %w", path, err)
+		return fmt.Errorf("audit log %s: %w", l.path, err)
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("audit log %s is not a regular file: give a path to a file", path)
+	size := st.Size()
+	if size == l.size {
+		return nil
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("audit log %s has mode %04o, others may read or change it: run chmod 600 on it", path, st.Mode().Perm())
+	if size == 0 {
+		l.size, l.seq, l.prev = 0, 0, genesis
+		return nil
 	}
-	// Two writers would fork the chain.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return nil, fmt.Errorf("audit log %s is in use by another process (%v): stop it first", path, err)
-	}
-	l := &Log{path: path, f: f, prev: genesis}
-	if st.Size() == 0 {
-		return l, nil
-	}
-	n := min(st.Size(), maxLine+1)
+	n := min(size, maxLine+1)
 	tail := make([]byte, n)
-	if _, err := f.ReadAt(tail, st.Size()-n); err != nil {
-		return nil, fmt.Errorf("read audit log %s: %w", path, err)
+	if _, err := l.f.ReadAt(tail, size-n); err != nil {
+		return fmt.Errorf("read audit log %s: %w", l.path, err)
 	}
 	if tail[len(tail)-1] != '\n' {
-		return nil, fmt.Errorf("audit log %s ends in an incomplete line (a crash during a write?): check it with audit.Verify, then move it aside to start a new chain", path)
+		return fmt.Errorf("audit log %s ends in an incomplete line (a crash during a write?): check it with audit.Verify, then move it aside to start a new chain", l.path)
 	}
 	last := tail[:len(tail)-1]
 	if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
 		last = last[i+1:]
-	} else if n < st.Size() {
-		return nil, fmt.Errorf("audit log %s: last line is longer than %d bytes, so it was not written by this package: move the file aside", path, maxLine)
+	} else if n < size {
+		return fmt.Errorf("audit log %s: last line is longer than %d bytes, so it was not written by this package: move the file aside", l.path, maxLine)
 	}
 	e, err := parseLine(last)
 	if err != nil {
-		return nil, fmt.Errorf("audit log %s: last line is damaged (%v): check it with audit.Verify, then move the file aside to start a new chain", path, err)
+		return fmt.Errorf("audit log %s: last line is damaged (%v): check it with audit.Verify, then move the file aside to start a new chain", l.path, err)
 	}
-	l.seq, l.prev = e.Seq, e.Hash
-	return l, nil
+	l.size, l.seq, l.prev = size, e.Seq, e.Hash
+	return nil
 }
 
 // Append writes e as the next line of the chain and syncs it to disk before
@@ -156,6 +178,13 @@ func (l *Log) Append(e Event) error {
 	defer l.mu.Unlock()
 	if l.broken != nil {
 		return l.broken
+	}
+	return l.locked(func() error { return l.append(e, t) })
+}
+
+func (l *Log) append(e Event, t time.Time) error {
+	if err := l.catchUp(); err != nil {
+		return err
 	}
 	ent := entry{
 		Seq:    l.seq + 1,
@@ -179,6 +208,7 @@ func (l *Log) Append(e Event) error {
 		l.broken = fmt.Errorf("audit log %s: sync failed (%v): check the disk, then restart", l.path, err)
 		return l.broken
 	}
+	l.size += int64(len(line) + 1)
 	l.seq, l.prev = ent.Seq, ent.Hash
 	return nil
 }
