@@ -52,8 +52,10 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "tmp_size"},
 		{Name: "home_size"},
 		{Name: "count"},
+		{Name: "send_to"},
+		{Name: "brief"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}},
 }
 
 var mountSchema = &hcl.BodySchema{
@@ -131,9 +133,10 @@ func (d *decoder) run(blocks []*hcl.Block) Run {
 // agentBlock is an agent block whose schema has been checked; it is
 // evaluated once per count instance.
 type agentBlock struct {
-	block   *hcl.Block
-	content *hcl.BodyContent
-	mounts  []*hcl.BodyContent
+	block    *hcl.Block
+	content  *hcl.BodyContent
+	mounts   []*hcl.BodyContent
+	checkins []checkinBlock
 }
 
 func (d *decoder) agents(blocks []*hcl.Block) []Agent {
@@ -160,18 +163,31 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 		var diags hcl.Diagnostics
 		ab.content, diags = b.Body.Content(agentSchema)
 		d.diags = append(d.diags, diags...)
-		for _, mb := range ab.content.Blocks {
-			mc, diags := mb.Body.Content(mountSchema)
-			d.diags = append(d.diags, diags...)
-			ab.mounts = append(ab.mounts, mc)
+		for _, blk := range ab.content.Blocks {
+			switch blk.Type {
+			case "mount":
+				mc, diags := blk.Body.Content(mountSchema)
+				d.diags = append(d.diags, diags...)
+				ab.mounts = append(ab.mounts, mc)
+			case "checkin":
+				cc, diags := blk.Body.Content(checkinSchema)
+				d.diags = append(d.diags, diags...)
+				ab.checkins = append(ab.checkins, checkinBlock{blk, cc})
+			}
 		}
 
 		countAttr := ab.content.Attributes["count"]
 		n, ok := d.count(countAttr)
 		if !ok {
 			n = 1 // still check the body once, as instance 0
+			// The names this block makes are unknown, so send_to patterns
+			// cannot be checked against them.
+			d.namesUnknown = true
 		}
 		counted := countAttr != nil
+		if nameOK && !counted {
+			nameOK = d.checkReserved(base, b.LabelRanges[0])
+		}
 		var clashes []string // names an earlier block already has
 		var clashWith origin
 		for i := range n {
@@ -200,6 +216,7 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 				}
 			} else {
 				seen[name] = origin{b, counted}
+				d.agentNames = append(d.agentNames, name)
 			}
 			if a, ok := d.agent(s, ab, name); ok {
 				out = append(out, a)
@@ -323,6 +340,14 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 		}
 	}
 	a.Mounts = d.mounts(s, ab)
+	a.SendTo = d.sendTo(s, attrs["send_to"])
+	a.Checkins = d.checkins(s, ab)
+	if v, ok := d.str(s, attrs["brief"], false); ok {
+		if summary, detail := checkText("brief", emptyBrief, v); summary != "" {
+			d.fail(s, attrs["brief"].Expr, summary, "%s", detail)
+		}
+		a.Brief = v
+	}
 	return a, len(d.diags.Errs()) == errs
 }
 

@@ -92,6 +92,14 @@ type decoder struct {
 	ctx      *hcl.EvalContext // var.* and functions; count.index is added per agent instance
 	declared map[string]bool  // declared variable names, for reference errors
 
+	// agentNames are the names of every agent instance, valid or not, in the
+	// order declared; namesUnknown is set when a count could not be read, so
+	// the list is incomplete. patterns collects send_to entries to check
+	// against the names once every block is expanded.
+	agentNames   []string
+	namesUnknown bool
+	patterns     []sendToEntry
+
 	diags hcl.Diagnostics
 }
 
@@ -110,10 +118,12 @@ func (d *decoder) decode(body hcl.Body, vars map[string]string) *Config {
 		}
 	}
 	d.variables(variables, vars)
-	return &Config{
+	cfg := &Config{
 		Run:    d.run(runs),
 		Agents: d.agents(agents),
 	}
+	d.checkSendTo()
+	return cfg
 }
 
 func (d *decoder) add(diag *hcl.Diagnostic) {

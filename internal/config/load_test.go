@@ -116,6 +116,7 @@ func fixtures(t *testing.T) string {
 	must(os.Mkdir(filepath.Join(dir, "work"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "prompt.txt"), []byte("You review code.\n"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "big.txt"), make([]byte, maxFileSize+1), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "long.txt"), []byte(strings.Repeat("a", MaxMessage+1)), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "latin1.txt"), []byte{0xe9, '\n'}, 0o644))
 	must(syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
 	// A real listening socket, as an engine's would be, and links to it.
@@ -161,6 +162,18 @@ func dump(b *strings.Builder, cfg *Config) {
 		fmt.Fprintf(b, "  home_size %d\n", a.HomeSize)
 		for _, m := range a.Mounts {
 			fmt.Fprintf(b, "  mount     %s -> %s read_only=%t\n", m.Source, m.Target, m.ReadOnly)
+		}
+		if len(a.SendTo) > 0 {
+			fmt.Fprintf(b, "  send_to   %q\n", a.SendTo)
+		}
+		if peers := cfg.Peers(a.Name); len(peers) > 0 {
+			fmt.Fprintf(b, "  peers     %q\n", peers)
+		}
+		for _, c := range a.Checkins {
+			fmt.Fprintf(b, "  checkin   every=%s message=%q at %s\n", c.Every, c.Message, at(c.DeclRange))
+		}
+		if a.Brief != "" {
+			fmt.Fprintf(b, "  brief     %q\n", a.Brief)
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package config
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
 
 // Config is a fully parsed, validated and expanded agents file. Nothing in it
 // has touched an engine yet.
@@ -42,7 +46,28 @@ type Agent struct {
 	TmpSize  int64 // bytes for the /tmp tmpfs; default 64 MiB
 	HomeSize int64 // bytes for the /home/agent tmpfs; default 64 MiB
 
+	// SendTo is who this agent may message, as written: agent names, path.Match
+	// globs over agent names ("eng-*"), and Operator. Empty means nobody.
+	// Globs never match the agent itself nor Operator: an agent messages
+	// itself or the operator only if that name is listed literally. Ask
+	// Config.MayMessage or Config.Peers rather than matching these yourself,
+	// and give the relay Peers (exact names) as the ACL, not these patterns.
+	SendTo []string
+	// Checkins are the recurring messages the relay delivers to this agent.
+	Checkins []Checkin
+	// Brief is delivered as the agent's first message once it is up; "" means
+	// none (the attribute is absent or null).
+	Brief string
+
 	DeclRange hcl.Range // where the block was declared, for errors found later
+}
+
+// Checkin is a `checkin { every = "30m" message = "..." }` block: the relay
+// delivers Message to the agent every Every.
+type Checkin struct {
+	Every     time.Duration // from MinCheckinEvery to MaxCheckinEvery
+	Message   string        // non-empty, at most MaxMessage bytes, UTF-8, no NUL
+	DeclRange hcl.Range
 }
 
 // Mount is a host bind mount.
@@ -63,6 +88,18 @@ const (
 	DefaultWorkdir = "/home/agent"
 	DefaultTmpSize = 64 << 20
 	HomeDir        = "/home/agent"
+
+	// Operator is the identity of the person running the run. No agent may
+	// be named so; agents list it in send_to to message the operator.
+	Operator = "operator"
+
+	// MaxMessage is the largest check-in message or brief, in bytes: the
+	// relay's default message limit, so whatever loads is deliverable.
+	MaxMessage = 16 << 10
+	// Check-in intervals: more often than once a second would flood the
+	// agent's terminal; a week is the relay's longest schedule.
+	MinCheckinEvery = time.Second
+	MaxCheckinEvery = 7 * 24 * time.Hour
 
 	// RelayDir is where every container gets the relay socket's directory;
 	// mount targets may not overlap it.
