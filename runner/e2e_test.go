@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,9 +45,34 @@ func TestMain(m *testing.M) {
 	os.Chmod(dir, 0o755)
 	bins = dir
 	buildErr = buildBinaries(dir)
+	if buildErr == nil {
+		buildErr = stateRoot()
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// stateRoot points RUNNER_STATE_DIR (for this process and the CLI it runs)
+// at a fresh directory. With a rootless engine it belongs to that daemon's
+// user, as it would when that user runs runner: the daemon must reach the
+// relay directory and credentials it bind-mounts.
+func stateRoot() error {
+	dir, err := os.MkdirTemp("", "runner-e2e-state-")
+	if err != nil {
+		return err
+	}
+	if h := os.Getenv("RUNNER_TEST_ROOTLESS_DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
+		fi, err := os.Stat(strings.TrimPrefix(h, "unix://"))
+		if err != nil {
+			return fmt.Errorf("rootless socket: %w", err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if err := os.Chown(dir, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	return os.Setenv("RUNNER_STATE_DIR", dir)
 }
 
 func buildBinaries(dir string) error {
@@ -202,8 +228,10 @@ func load(t *testing.T, path string) *config.Config {
 }
 
 func newRunner(te *testEngine) *runner.Runner {
-	return &runner.Runner{Engine: te.eng, Progress: testWriter{}}
+	return &runner.Runner{Engine: te.eng, Progress: testWriter{}, RelayCommand: relayCommand()}
 }
+
+func relayCommand() []string { return []string{filepath.Join(bins, "runner"), "relay", "serve"} }
 
 // destroyAtEnd removes the run even when the test fails half-way.
 func destroyAtEnd(t *testing.T, te *testEngine, run string) {

@@ -20,6 +20,7 @@ import (
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/plan"
 	"github.com/runner-dev/runner/internal/profile"
+	"github.com/runner-dev/runner/internal/state"
 )
 
 // Runner carries what every operation needs.
@@ -32,6 +33,11 @@ type Runner struct {
 	Parallelism int
 	// ReadyTimeout bounds how long apply waits for an agent's tmux to come up.
 	ReadyTimeout time.Duration
+	// StateRoot overrides the state directory (default: state.Root()).
+	StateRoot string
+	// RelayCommand is the argv that starts a relay, to which the state root
+	// and the run name are appended (default: this executable, "relay", "serve").
+	RelayCommand []string
 }
 
 func (r *Runner) log() hclog.Logger {
@@ -56,7 +62,7 @@ type desiredAgent struct {
 // Desired builds the spec of every agent and checks every image is present,
 // so nothing is created when one is missing. The config hash covers the spec
 // and the image ID, so rebuilding an image replaces its agents.
-func (r *Runner) desired(ctx context.Context, cfg *config.Config) ([]desiredAgent, error) {
+func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run) ([]desiredAgent, error) {
 	images := map[string]engine.Image{}
 	var missing []string
 	for _, a := range cfg.Agents {
@@ -78,12 +84,19 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config) ([]desiredAgen
 	}
 	out := make([]desiredAgent, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
-		spec := profile.Build(cfg.Run.Name, a)
+		spec := buildSpec(st, cfg.Run.Name, a)
 		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID))
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
 		out = append(out, desiredAgent{agent: a, spec: spec})
 	}
 	return out, nil
+}
+
+// buildSpec is the hardened spec of one agent plus the relay's mounts.
+func buildSpec(st state.Run, run string, a config.Agent) engine.Spec {
+	spec := profile.Build(run, a)
+	spec.Mounts = append(spec.Mounts, relayMounts(st, a.Name)...)
+	return spec
 }
 
 func quote(ss []string) []string {
@@ -130,7 +143,11 @@ func (r *Runner) Plan(ctx context.Context, cfg *config.Config) (plan.Plan, error
 }
 
 func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []desiredAgent, error) {
-	ds, err := r.desired(ctx, cfg)
+	st, err := r.runState(cfg.Run.Name)
+	if err != nil {
+		return plan.Plan{}, nil, err
+	}
+	ds, err := r.desired(ctx, cfg, st)
 	if err != nil {
 		return plan.Plan{}, nil, err
 	}
@@ -177,6 +194,22 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, err
 	}
+	st, err := r.runState(cfg.Run.Name)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	// The relay comes first: containers mount its directory and their
+	// credentials, and their shims connect as soon as they start.
+	changed, err := r.prepareRelay(cfg, st)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("preparing run %q's state in %s: %w", cfg.Run.Name, st.Dir(), err)
+	}
+	if err := r.ensureRelay(ctx, st, changed); err != nil {
+		return ApplyResult{}, err
+	}
+	if p.Changes() {
+		r.audit(st, "apply", cfg.Run.Name, p.Summary())
+	}
 	res := ApplyResult{Plan: p, IDs: map[string]string{}}
 	specs := map[string]desiredAgent{}
 	for _, d := range ds {
@@ -203,7 +236,13 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			id, err := r.execute(ctx, a, specs[a.Agent], accepted)
+			d := specs[a.Agent]
+			id, err := r.execute(ctx, a, d, accepted)
+			if err == nil && id != "" && d.agent.Brief != "" {
+				if berr := r.sendBrief(ctx, st, a.Agent, id, d.agent.Brief); berr != nil {
+					err = fmt.Errorf("started, but its brief was not accepted by the relay: %w", berr)
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -335,9 +374,15 @@ func (r *Runner) waitReady(ctx context.Context, id string) error {
 	}
 }
 
-// Destroy removes every container of the run; running it twice is fine.
+// Destroy removes every container of the run, stops its relay and removes
+// its state (credentials, queue), keeping the audit log in the archive.
+// Running it twice is fine.
 func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 	list, err := r.Engine.List(ctx, run)
+	if err != nil {
+		return 0, err
+	}
+	st, err := r.runState(run)
 	if err != nil {
 		return 0, err
 	}
@@ -362,7 +407,25 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 		}(c)
 	}
 	wg.Wait()
-	return len(list), errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return len(list), err
+	}
+	if !st.Exists() {
+		return len(list), nil
+	}
+	r.audit(st, "destroy", run, fmt.Sprintf("%d containers removed", len(list)))
+	if pid := relayPID(st); pid > 0 {
+		r.progress("relay: stopping [pid=%d]", pid)
+		stopPID(pid)
+	}
+	archived, err := st.Remove()
+	if err != nil {
+		return len(list), fmt.Errorf("removing run %q's state %s: %w", run, st.Dir(), err)
+	}
+	if archived != "" {
+		r.progress("audit log kept at %s", archived)
+	}
+	return len(list), nil
 }
 
 func shortID(id string) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/profile"
+	"github.com/runner-dev/runner/internal/state"
 )
 
 // agentBin is where the in-container program lives in every agent image.
@@ -116,7 +117,11 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 	if inConfig {
 		// Compare against the spec the config wants now; a config change
 		// since apply shows up here as a difference (and in plan).
-		want := profile.Build(run, a)
+		sr, err := r.runState(run)
+		if err != nil {
+			sr = state.Run{}
+		}
+		want := buildSpec(sr, run, a)
 		want.Labels[engine.LabelConfigHash] = c.ConfigHash
 		for _, v := range profile.Check(want, obs) {
 			st.Violations = append(st.Violations, v.String())
@@ -181,16 +186,22 @@ func (r *Runner) Capture(ctx context.Context, cfg *config.Config, agent string, 
 	return res.Stdout, nil
 }
 
-// container finds the running container of one agent of the config.
-func (r *Runner) container(ctx context.Context, cfg *config.Config, agent string) (engine.Container, error) {
-	known := false
+// agentOf finds an agent of the config by name.
+func (r *Runner) agentOf(cfg *config.Config, agent string) (config.Agent, error) {
 	var names []string
 	for _, a := range cfg.Agents {
+		if a.Name == agent {
+			return a, nil
+		}
 		names = append(names, a.Name)
-		known = known || a.Name == agent
 	}
-	if !known {
-		return engine.Container{}, fmt.Errorf("no agent %q in %s; agents: %s", agent, cfg.File, strings.Join(names, ", "))
+	return config.Agent{}, fmt.Errorf("no agent %q in %s; agents: %s", agent, cfg.File, strings.Join(names, ", "))
+}
+
+// container finds the running container of one agent of the config.
+func (r *Runner) container(ctx context.Context, cfg *config.Config, agent string) (engine.Container, error) {
+	if _, err := r.agentOf(cfg, agent); err != nil {
+		return engine.Container{}, err
 	}
 	list, err := r.Engine.List(ctx, cfg.Run.Name)
 	if err != nil {

@@ -27,7 +27,9 @@ Commands that act on a run take the config file first; the run name comes from i
   apply    FILE                 create or update the run's agents (a second apply is a no-op)
   status   FILE [-o json]       each agent: container, state, image, security, uptime
   capture  FILE AGENT [--lines N]   print a snapshot of the agent's tmux pane (read-only)
-  destroy  FILE                 remove the run's containers (idempotent)
+  send     FILE AGENT MESSAGE   send a message to an agent as the operator ("-" reads stdin)
+  audit    FILE [--verify]      print the run's audit log, or check its hash chain
+  destroy  FILE                 remove the run's containers, relay and state (idempotent)
   doctor                        check the engine: reachable, rootless, seccomp, cgroups, limits
   image build [--tag REF]       build the default agent image from this machine's files (no registry)
   version                       print the version
@@ -118,6 +120,9 @@ var commands = map[string]command{
 	"doctor":   {"check the engine", cmdDoctor},
 	"image":    {"build the default agent image", cmdImage},
 	"version":  {"print the version", cmdVersion},
+	"send":     {"send a message to an agent", cmdSend},
+	"audit":    {"print or verify the run's audit log", cmdAudit},
+	"relay":    {"run a relay (started by apply)", cmdRelay},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

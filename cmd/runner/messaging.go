@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/runner-dev/runner/internal/audit"
+	"github.com/runner-dev/runner/runner"
+)
+
+// cmdRelay is `runner relay serve STATE_ROOT RUN`: apply starts it detached;
+// people do not need to.
+func cmdRelay(ctx context.Context, g *globals, args []string, _, stderr io.Writer) error {
+	if len(args) != 3 || args[0] != "serve" {
+		fmt.Fprintln(stderr, "Usage: runner relay serve STATE_ROOT RUN   (started by `runner apply`)")
+		return exitError{2}
+	}
+	g.setupLog(stderr)
+	return runner.ServeRelay(ctx, args[1], args[2])
+}
+
+func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := fileCommand(g, "send", args, stderr, nil, 2, " AGENT MESSAGE")
+	if err != nil {
+		return err
+	}
+	body := rest[1]
+	if body == "-" {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+		if err != nil {
+			return err
+		}
+		body = string(b)
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	id, err := newRunner(g, eng, nil).Send(ctx, cfg, rest[0], body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Message %d to %s accepted by the relay.\n", id, rest[0])
+	return nil
+}
+
+func cmdAudit(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var verify, raw bool
+	cfg, _, err := fileCommand(g, "audit", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&verify, "verify", false, "check the log's hash chain and report the first broken line")
+		fs.BoolVar(&raw, "json", false, "print the log's JSON lines as they are")
+	}, 0, "")
+	if err != nil {
+		return err
+	}
+	path, err := (&runner.Runner{}).AuditLog(cfg.Run.Name)
+	if err != nil {
+		return err
+	}
+	if verify {
+		n, err := audit.Verify(path)
+		if err != nil {
+			fmt.Fprintf(stdout, "✗ %s: %v (%d good lines before it)\n", path, err, n)
+			return exitError{1}
+		}
+		fmt.Fprintf(stdout, "✓ %s: %d entries, hash chain intact\n", path, n)
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if raw {
+			fmt.Fprintln(stdout, sc.Text())
+			continue
+		}
+		var e struct {
+			Seq                                int
+			Time, Event, Actor, Target, Detail string
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			fmt.Fprintln(stdout, sc.Text())
+			continue
+		}
+		fmt.Fprintf(stdout, "%5d %s %-13s %-10s %-10s %s\n", e.Seq, e.Time, e.Event, dash(e.Actor), dash(e.Target), strings.TrimSpace(e.Detail))
+	}
+	return sc.Err()
+}

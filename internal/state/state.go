@@ -1,0 +1,169 @@
+// Package state lays out the runner's per-run directory on the host. Only
+// one directory of it, the relay's, is ever mounted into containers; the rest
+// (credentials, journal, audit log) is private to the operator.
+//
+//	$RUNNER_STATE_DIR (default $XDG_STATE_HOME/runner, ~/.local/state/runner)   0711
+//	  runs/RUN/                 0711  traversable, not listable
+//	    relay/                  0755  mounted read-only at /run/runner; holds only relay.sock
+//	    private/                0700
+//	      relay.json            0600  the relay's config, with every credential
+//	      relay.pid, relay.log
+//	      journal/              the relay's durable queue
+//	      audit.log             hash-chained audit log
+//	      creds/AGENT           0444  one agent's credential, bind-mounted into its container only
+//	      creds/operator        0400
+//	  archive/RUN-TIME.audit.log   audit logs of destroyed runs
+package state
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/runner-dev/runner/internal/names"
+)
+
+// Root returns the state directory the environment selects.
+func Root() (string, error) {
+	if d := os.Getenv("RUNNER_STATE_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "runner"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find a state directory: %w; set RUNNER_STATE_DIR", err)
+	}
+	return filepath.Join(home, ".local", "state", "runner"), nil
+}
+
+// Run is one run's directory.
+type Run struct {
+	Root string // the state root
+	Name string
+}
+
+// ForRun returns the layout of run under the environment's state root.
+func ForRun(run string) (Run, error) {
+	if err := names.Check("run", run); err != nil {
+		return Run{}, err
+	}
+	root, err := Root()
+	if err != nil {
+		return Run{}, err
+	}
+	return Run{Root: root, Name: run}, nil
+}
+
+func (r Run) Dir() string         { return filepath.Join(r.Root, "runs", r.Name) }
+func (r Run) RelayDir() string    { return filepath.Join(r.Dir(), "relay") }
+func (r Run) Socket() string      { return filepath.Join(r.RelayDir(), "relay.sock") }
+func (r Run) Private() string     { return filepath.Join(r.Dir(), "private") }
+func (r Run) RelayConfig() string { return filepath.Join(r.Private(), "relay.json") }
+func (r Run) PIDFile() string     { return filepath.Join(r.Private(), "relay.pid") }
+func (r Run) RelayLog() string    { return filepath.Join(r.Private(), "relay.log") }
+func (r Run) Journal() string     { return filepath.Join(r.Private(), "journal") }
+func (r Run) Audit() string       { return filepath.Join(r.Private(), "audit.log") }
+func (r Run) Cred(id string) string {
+	return filepath.Join(r.Private(), "creds", id)
+}
+
+// Exists reports whether the run has state on this host.
+func (r Run) Exists() bool {
+	_, err := os.Stat(r.Dir())
+	return err == nil
+}
+
+// Create makes the directories with their modes. When runner runs as root
+// but the state root belongs to another user (a rootless engine's owner),
+// the directories are given to that user, so its daemon can reach the
+// mount sources in them.
+func (r Run) Create() error {
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{r.Root, 0o711},
+		{filepath.Join(r.Root, "runs"), 0o711},
+		{r.Dir(), 0o711},
+		{r.RelayDir(), 0o755},
+		{r.Private(), 0o700},
+		{filepath.Join(r.Private(), "creds"), 0o700},
+		{r.Journal(), 0o700},
+	} {
+		if err := os.Mkdir(d.path, d.mode); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("creating state directory %s: %w (set RUNNER_STATE_DIR to a writable place)", d.path, err)
+		}
+		// Mkdir honours the umask; the modes here are the point.
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return err
+		}
+		if err := r.adopt(d.path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adopt gives path to the owner of the state root when we are root.
+func (r Run) adopt(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(r.Root)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	return os.Lchown(path, int(st.Uid), int(st.Gid))
+}
+
+// WriteFile writes a private file atomically with mode.
+func (r Run) WriteFile(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return r.adopt(path)
+}
+
+// Remove deletes the run's state, first moving its audit log to the archive
+// so what happened in a run outlives it.
+func (r Run) Remove() (archived string, err error) {
+	if _, err := os.Stat(r.Audit()); err == nil {
+		dir := filepath.Join(r.Root, "archive")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", err
+		}
+		archived = filepath.Join(dir, fmt.Sprintf("%s-%s.audit.log", r.Name, time.Now().UTC().Format("20060102T150405Z")))
+		if err := os.Rename(r.Audit(), archived); err != nil {
+			return "", err
+		}
+	}
+	return archived, os.RemoveAll(r.Dir())
+}

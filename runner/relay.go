@@ -1,0 +1,315 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/runner-dev/runner/internal/audit"
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/relay"
+	"github.com/runner-dev/runner/internal/state"
+)
+
+// Where the relay's directory and an agent's credential appear in its
+// container. The shim reads both from here.
+const (
+	RelayMountTarget = config.RelayDir // holds relay.sock only
+	CredentialTarget = "/run/secrets/runner-credential"
+)
+
+// relayFile is private/relay.json: everything `runner relay serve` needs.
+// It holds credentials, so it is 0600 in the 0700 private directory.
+type relayFile struct {
+	Run         string              `json:"run"`
+	Socket      string              `json:"socket"`
+	Journal     string              `json:"journal"`
+	Audit       string              `json:"audit"`
+	Credentials map[string]string   `json:"credentials"`
+	ACL         map[string][]string `json:"acl"`
+	Checkins    []relay.Checkin     `json:"checkins"`
+}
+
+func (r *Runner) runState(run string) (state.Run, error) {
+	if r.StateRoot != "" {
+		return state.Run{Root: r.StateRoot, Name: run}, nil
+	}
+	return state.ForRun(run)
+}
+
+// prepareRelay creates the run's state, a credential for every agent that has
+// none (credentials live as long as the run: destroy removes them), and the
+// relay's config. It returns whether the config changed.
+func (r *Runner) prepareRelay(cfg *config.Config, st state.Run) (changed bool, err error) {
+	if err := st.Create(); err != nil {
+		return false, err
+	}
+	rf := relayFile{
+		Run: cfg.Run.Name, Socket: st.Socket(), Journal: st.Journal(), Audit: st.Audit(),
+		Credentials: map[string]string{}, ACL: map[string][]string{},
+	}
+	ids := []string{relay.Operator}
+	for _, a := range cfg.Agents {
+		ids = append(ids, a.Name)
+		// Exact names, resolved by the config's rules (a glob never
+		// matches the sender or the operator), not the raw patterns.
+		rf.ACL[a.Name] = cfg.Peers(a.Name)
+		for _, c := range a.Checkins {
+			rf.Checkins = append(rf.Checkins, relay.Checkin{Agent: a.Name, Every: c.Every, Message: c.Message})
+		}
+	}
+	for _, id := range ids {
+		secret, err := readOrCreateCred(st, id)
+		if err != nil {
+			return false, err
+		}
+		rf.Credentials[id] = secret
+	}
+	// Agents removed from the config lose their credential.
+	if entries, err := os.ReadDir(st.Cred("")); err == nil {
+		for _, e := range entries {
+			if _, keep := rf.Credentials[e.Name()]; !keep {
+				os.Remove(st.Cred(e.Name()))
+			}
+		}
+	}
+	data, err := json.MarshalIndent(rf, "", "  ")
+	if err != nil {
+		return false, err
+	}
+	old, _ := os.ReadFile(st.RelayConfig())
+	if bytes.Equal(old, data) {
+		return false, nil
+	}
+	return true, st.WriteFile(st.RelayConfig(), data, 0o600)
+}
+
+// readOrCreateCred returns id's credential, making one if it has none. An
+// agent's file is 0444 because it is bind-mounted and read by the agent's
+// uid; the 0700 private directory keeps other host users out. The
+// operator's is 0400.
+func readOrCreateCred(st state.Run, id string) (string, error) {
+	b, err := os.ReadFile(st.Cred(id))
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !os.IsNotExist(err) {
+		return "", err
+	}
+	secret, err := relay.GenerateCredential()
+	if err != nil {
+		return "", err
+	}
+	mode := os.FileMode(0o444)
+	if id == relay.Operator {
+		mode = 0o400
+	}
+	return secret, st.WriteFile(st.Cred(id), []byte(secret+"\n"), mode)
+}
+
+// relayMounts are the two mounts every agent container gets.
+func relayMounts(st state.Run, agent string) []engine.Mount {
+	return []engine.Mount{
+		{Source: st.RelayDir(), Target: RelayMountTarget, ReadOnly: true},
+		{Source: st.Cred(agent), Target: CredentialTarget, ReadOnly: true},
+	}
+}
+
+// ensureRelay starts the run's relay if it is not answering, and restarts it
+// when its config changed (new agents, ACL, check-ins). The relay outlives
+// this process: it is started in its own session.
+func (r *Runner) ensureRelay(ctx context.Context, st state.Run, changed bool) error {
+	pid := relayPID(st)
+	if pid > 0 && !changed && r.relayAnswers(ctx, st) {
+		return nil
+	}
+	if pid > 0 {
+		r.progress("relay: restarting (%s)", map[bool]string{true: "configuration changed", false: "not answering"}[changed])
+		stopPID(pid)
+	}
+	argv := r.RelayCommand
+	if len(argv) == 0 {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		argv = []string{self, "relay", "serve"}
+	}
+	argv = append(append([]string(nil), argv...), st.Root, st.Name)
+	logf, err := os.OpenFile(st.RelayLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the relay (%s): %w", strings.Join(argv, " "), err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(10 * time.Second)
+	for {
+		if r.relayAnswers(ctx, st) {
+			r.progress("relay: running [pid=%d] at %s", cmd.Process.Pid, st.Socket())
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the relay exited at start (%v): %s", err, tail(st.RelayLog(), 10))
+		case <-deadline:
+			return fmt.Errorf("the relay did not answer within 10s: %s", tail(st.RelayLog(), 10))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Runner) relayAnswers(ctx context.Context, st state.Run) bool {
+	c, err := r.operatorClient(ctx, st)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func (r *Runner) operatorClient(ctx context.Context, st state.Run) (*relay.Client, error) {
+	b, err := os.ReadFile(st.Cred(relay.Operator))
+	if err != nil {
+		return nil, fmt.Errorf("run %q has no operator credential (%v): apply it first", st.Name, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return relay.Dial(dctx, st.Socket(), strings.TrimSpace(string(b)))
+}
+
+// relayPID is the pid in relay.pid if that process is alive.
+func relayPID(st state.Run) int {
+	b, err := os.ReadFile(st.PIDFile())
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// stopPID asks the relay to stop and waits for it, then insists.
+func stopPID(pid int) {
+	syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 100; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ServeRelay runs the relay of one run until ctx ends. It is what
+// `runner relay serve STATE_ROOT RUN` runs, detached from the CLI.
+func ServeRelay(ctx context.Context, root, run string) error {
+	st := state.Run{Root: root, Name: run}
+	data, err := os.ReadFile(st.RelayConfig())
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	var rf relayFile
+	if err := json.Unmarshal(data, &rf); err != nil {
+		return fmt.Errorf("relay: %s: %w", st.RelayConfig(), err)
+	}
+	log, err := audit.Open(rf.Audit)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	srv, err := relay.New(relay.Config{
+		Run: rf.Run, SocketPath: rf.Socket, StateDir: rf.Journal,
+		Credentials: rf.Credentials, ACL: rf.ACL, Checkins: rf.Checkins, Audit: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := st.WriteFile(st.PIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(st.PIDFile())
+	return srv.Serve(ctx)
+}
+
+// Send delivers a message from the operator to an agent.
+func (r *Runner) Send(ctx context.Context, cfg *config.Config, agent, body string) (uint64, error) {
+	if _, err := r.agentOf(cfg, agent); err != nil {
+		return 0, err
+	}
+	st, err := r.runState(cfg.Run.Name)
+	if err != nil {
+		return 0, err
+	}
+	c, err := r.operatorClient(ctx, st)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach run %q's relay: %w (is the run applied? `runner apply %s` restarts a stopped relay)", cfg.Run.Name, err, cfg.File)
+	}
+	defer c.Close()
+	return c.Send(agent, body)
+}
+
+// sendBrief gives a newly created agent its brief once; the client id makes
+// a repeated apply of the same container a no-op at the relay.
+func (r *Runner) sendBrief(ctx context.Context, st state.Run, agent, containerID, brief string) error {
+	c, err := r.operatorClient(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.SendMessage(relay.Message{To: agent, Body: brief, Kind: "brief", ClientID: "brief-" + shortID(containerID)})
+	return err
+}
+
+// Audit appends an operator decision (apply, destroy) to the run's audit log.
+func (r *Runner) audit(st state.Run, event, target, detail string) {
+	log, err := audit.Open(st.Audit())
+	if err != nil {
+		r.log().Warn("cannot write the audit log", "error", err)
+		return
+	}
+	defer log.Close()
+	if err := log.Append(audit.Event{Time: time.Now(), Event: event, Actor: relay.Operator, Target: target, Detail: detail}); err != nil {
+		r.log().Warn("cannot write the audit log", "error", err)
+	}
+}
+
+// AuditLog returns the path of the run's audit log.
+func (r *Runner) AuditLog(run string) (string, error) {
+	st, err := r.runState(run)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(st.Audit()); err != nil {
+		return "", fmt.Errorf("run %q has no audit log at %s: it has not been applied on this host (or was destroyed: see %s/archive)", run, st.Audit(), st.Root)
+	}
+	return st.Audit(), nil
+}
