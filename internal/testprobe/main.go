@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/runner-dev/runner/internal/relay"
 )
 
 // Proc is the security-relevant part of /proc/PID/status.
@@ -79,11 +82,97 @@ func main() {
 		out = strings.Fields(string(b))
 	case "sleep":
 		time.Sleep(time.Hour)
+	case "relay-forge":
+		out = forge()
+	case "relay-hostile":
+		out = hostile()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown probe", os.Args[1])
 		os.Exit(2)
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+const relaySock = "/run/runner/relay.sock"
+
+// forge tries to get into the relay without this container's credential.
+func forge() map[string]string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out := map[string]string{}
+	for name, token := range map[string]string{
+		"random": strings.Repeat("ab", 32),
+		"empty":  "",
+		"short":  "00",
+	} {
+		c, err := relay.Dial(ctx, relaySock, token)
+		if err == nil {
+			c.Close()
+		}
+		out[name] = errString(err)
+	}
+	return out
+}
+
+// hostile throws what a misbehaving agent could at the relay socket and
+// reports what it saw; the test then checks the relay still serves others.
+func hostile() map[string]any {
+	out := map[string]any{}
+	dial := func() (net.Conn, error) { return net.DialTimeout("unix", relaySock, 2*time.Second) }
+	// Garbage bytes.
+	if c, err := dial(); err == nil {
+		c.Write([]byte("GET / HTTP/1.1\r\n\r\n\x00\xff garbage"))
+		c.Close()
+	}
+	// An oversized frame header.
+	if c, err := dial(); err == nil {
+		c.Write([]byte{0x7f, 0xff, 0xff, 0xff})
+		c.Write(make([]byte, 1<<16))
+		c.Close()
+	}
+	// A half-written frame, held open while the rest goes on.
+	held, err := dial()
+	if err == nil {
+		held.Write([]byte{0, 0, 0, 100, '{'})
+		defer held.Close()
+	}
+	// Many connections at once.
+	var conns []net.Conn
+	opened := 0
+	for i := 0; i < 1000; i++ {
+		c, err := dial()
+		if err != nil {
+			break
+		}
+		opened++
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	out["opened"] = opened
+	// A flood of requests with this container's real credential.
+	tok, _ := os.ReadFile("/run/secrets/runner-credential")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	limited := 0
+	if c, err := relay.Dial(ctx, relaySock, strings.TrimSpace(string(tok))); err == nil {
+		for i := 0; i < 500; i++ {
+			if _, err := c.Peers(); err != nil {
+				if strings.Contains(err.Error(), "rate_limited") {
+					limited++
+					continue
+				}
+				out["flood_error"] = err.Error()
+				break
+			}
+		}
+		c.Close()
+	} else {
+		out["flood_dial"] = err.Error()
+	}
+	out["rate_limited"] = limited
+	return out
 }
 
 func errString(err error) string {
