@@ -101,6 +101,7 @@ func hostEnv(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/nonexistent/xdg")
 	t.Setenv("DOCKER_HOST", "")
 	t.Setenv("CONTAINERD_ADDRESS", "")
+	t.Setenv("RUNNER_STATE_DIR", "/nonexistent/state")
 }
 
 // fixtures makes a directory holding what the testdata files refer to.
@@ -286,6 +287,7 @@ func TestCheckSource(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/xdg/1000")
 	t.Setenv("DOCKER_HOST", "unix:///opt/docker/docker.sock")
 	t.Setenv("CONTAINERD_ADDRESS", "/opt/ctr/containerd.sock")
+	t.Setenv("RUNNER_STATE_DIR", "/srv/runner-state")
 	forbidden := forbiddenSources()
 	for _, p := range []string{
 		"/", "/proc", "/proc/1/root", "/sys/fs/cgroup", "/dev", "/dev/null", "/etc", "/etc/shadow", "/boot",
@@ -297,6 +299,7 @@ func TestCheckSource(t *testing.T) {
 		"/home/bob/.local/share/docker", "/home/bob/.local/share/containers/storage", "/root", "/root/.local/share/containerd",
 		"/srv/home/u", "/srv/home/u/.docker/config.json", "/srv/home/u/.local/share/docker", "/srv", "/srv/home",
 		"/xdg/1000", "/xdg/1000/bus", "/xdg",
+		"/srv/runner-state", "/srv/runner-state/runs/r/private/creds/a",
 		"/opt", "/opt/docker", "/opt/docker/docker.sock", "/opt/ctr/containerd.sock", "/opt/ctr",
 	} {
 		if checkSource(p, forbidden) == "" {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/runner-dev/runner/internal/state"
 )
 
 // forbiddenPath is a host path that must not be mounted, nor anything inside
@@ -61,6 +63,9 @@ func forbiddenSources() []forbiddenPath {
 		for _, f := range homeForbidden {
 			list = append(list, forbiddenPath{path.Join(home, f.path), f.why})
 		}
+	}
+	if root, err := state.Root(); err == nil {
+		list = append(list, forbiddenPath{filepath.Clean(root), "runner's state: every agent's relay credential, the message queue and the audit log"})
 	}
 	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
 		list = append(list, forbiddenPath{filepath.Clean(dir), "your session's runtime directory, which holds rootless engine sockets"})
