@@ -29,7 +29,10 @@ lint:
 	$(GO) vet ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench Apply10 -benchtime 3x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench SendToPane -benchtime 200x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench RelayMemory50 -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench RelayThroughput -timeout 30m ./internal/relay/
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,177 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/runner"
+)
+
+// benchRun applies n agents running cat (agent "a-1".."a-N") on the local
+// engine, with the relay started from a freshly built runner.
+func benchRun(b *testing.B, n int) (*runner.Runner, *config.Config, engine.Engine, func()) {
+	b.Helper()
+	ctx := context.Background()
+	root, _ := filepath.Abs("..")
+	tmp := b.TempDir()
+	for name, pkg := range map[string]string{"runner": "./cmd/runner", "runner-agent": "./cmd/runner-agent"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(tmp, name), pkg)
+		build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+	}
+	eng, err := docker.New(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := runner.BuildImage(ctx, eng, runner.ImageOptions{Ref: image, AgentBin: filepath.Join(tmp, "runner-agent")}); err != nil {
+		b.Fatal(err)
+	}
+	stateDir, _ := os.MkdirTemp("", "runner-bench-state-")
+	run := fmt.Sprintf("benchrelay-%d", time.Now().UnixNano()%100000)
+	hcl := fmt.Sprintf("run %q {}\nagent \"a\" {\n count = %d\n image = %q\n command = [\"cat\"]\n memory = \"32MiB\"\n pids = 32\n}\n", run, n, image)
+	path := filepath.Join(tmp, "agents.hcl")
+	os.WriteFile(path, []byte(hcl), 0o644)
+	cfg, diags := config.Load(path, nil)
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	r := &runner.Runner{Engine: eng, StateRoot: stateDir, RelayCommand: []string{filepath.Join(tmp, "runner"), "relay", "serve"}}
+	if _, err := r.Apply(ctx, cfg); err != nil {
+		b.Fatal(err)
+	}
+	return r, cfg, eng, func() {
+		r.Destroy(context.Background(), run)
+		eng.Close()
+		os.RemoveAll(stateDir)
+	}
+}
+
+// BenchmarkSendToPane measures the latency from the operator's send to the
+// text being in the recipient's tmux pane. The pane is read from the host
+// through the container's own tmux socket (/proc/PID/root/...), polled every
+// 500µs, so the figure is not dominated by engine exec round trips.
+// Reports p50-ms and p99-ms.
+func BenchmarkSendToPane(b *testing.B) {
+	r, cfg, eng, done := benchRun(b, 2)
+	defer done()
+	ctx := context.Background()
+	list, _ := eng.List(ctx, cfg.Run.Name)
+	var id string
+	for _, c := range list {
+		if c.Agent == "a-1" {
+			id = c.ID
+		}
+	}
+	pid := containerPID(b, id)
+	sock := fmt.Sprintf("/proc/%d/root/tmp/runner-tmux/default", pid)
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		token := fmt.Sprintf("lat-%d-%d", i, time.Now().UnixNano())
+		start := time.Now()
+		if _, err := r.Send(ctx, cfg, "a-1", token); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			out, err := exec.Command("tmux", "-S", sock, "capture-pane", "-p", "-t", "agent").Output()
+			if err != nil {
+				b.Fatalf("capture through %s: %v", sock, err)
+			}
+			if strings.Contains(string(out), token) {
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				b.Fatalf("%s never arrived", token)
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+		if i%20 == 19 {
+			// Keep the screen small so capture stays cheap.
+			exec.Command("tmux", "-S", sock, "clear-history", "-t", "agent").Run()
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[(len(lat)*99)/100]), "p99-ms")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func containerPID(b *testing.B, id string) int {
+	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(out), &pid)
+	return pid
+}
+
+// BenchmarkRelayMemory50 applies 50 agents, each with its shim connected
+// and subscribed, and reports the relay's resident memory (rss-MiB) before
+// and after every agent received 20 messages (rss-after-MiB).
+func BenchmarkRelayMemory50(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		r, cfg, _, done := benchRun(b, 50)
+		st := state.Run{Root: r.StateRoot, Name: cfg.Run.Name}
+		waitSubscribed(b, st, 50)
+		b.ReportMetric(rssMiB(b, st), "rss-MiB")
+		ctx := context.Background()
+		for j := 0; j < 20; j++ {
+			for _, a := range cfg.Agents {
+				if _, err := r.Send(ctx, cfg, a.Name, fmt.Sprintf("m%d", j)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(rssMiB(b, st), "rss-after-MiB")
+		done()
+	}
+}
+
+func waitSubscribed(b *testing.B, st state.Run, n int) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		log, _ := os.ReadFile(st.Audit())
+		if strings.Count(string(log), `"event":"subscribe"`) >= n {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Fatalf("fewer than %d shims subscribed to the relay", n)
+}
+
+func rssMiB(b *testing.B, st state.Run) float64 {
+	pidb, err := os.ReadFile(st.PIDFile())
+	if err != nil {
+		b.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%s/status", strings.TrimSpace(string(pidb))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb float64
+			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), &kb)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
