@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -141,8 +140,9 @@ func status(stdout, stderr io.Writer, socket string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	st := ReadStatus(ctx, &Tmux{Socket: socket})
-	b, _ := json.Marshal(st)
-	fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(st) // one line
 	if !st.Tmux || st.Error != "" {
 		fmt.Fprintf(stderr, "runner-agent: status: %s\n", st.Error)
 		return 1

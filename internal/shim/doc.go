@@ -17,8 +17,10 @@
 // tmux is always given several arguments (a single one would go to sh -c), and
 // every argument is escaped for tmux's own parser (see tmuxArg), so the
 // agent's argv arrives byte for byte. Init then reaps orphans (see Reaper),
-// nudges tmux to reap its panes (see Tmux.PaneState), and waits. Exit codes:
-// 0 after SIGTERM/SIGINT/SIGHUP (tmux kill-server, then exit), 1 when the tmux
+// nudges tmux to reap its panes (see Tmux.PaneState), and waits. On
+// SIGTERM/SIGINT/SIGHUP it runs tmux kill-server (the pane gets SIGHUP), as
+// PID 1 also SIGTERMs every other process, waits up to 5s for them to exit
+// and exits 0. Exit codes: 0 after such a stop, 1 when the tmux
 // server dies or cannot start, 2 for usage errors, 127 when tmux is not in
 // PATH (one line on stderr, at once: the runner reports it as an apply error).
 // The agent's own exit does not end init: the dead pane stays visible, with

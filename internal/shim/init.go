@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,7 +124,7 @@ func Init(ctx context.Context, cfg InitConfig) int {
 		return ExitServerDied
 	}
 	t := &Tmux{Bin: tmuxBin, Socket: socket, Run: reaper.Run}
-	cmdJSON, _ := json.Marshal(cfg.Argv)
+	cmdJSON := marshalArgv(cfg.Argv)
 	opts := []Option{
 		{"remain-on-exit", "on"},
 		{"history-limit", strconv.Itoa(HistoryLimit)},
@@ -155,6 +156,7 @@ func Init(ctx context.Context, cfg InitConfig) int {
 
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
+	zombies := map[int]bool{}
 	for {
 		select {
 		case sig := <-stop:
@@ -171,6 +173,16 @@ func Init(ctx context.Context, cfg InitConfig) int {
 				logf("tmux server (pid %d) still running after %s: killing it", pid, stopTimeout)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
+			// tmux sent SIGHUP to the pane; give what is left (re-parented
+			// to us) the rest of the timeout to exit, so agents can finish
+			// writing. As PID 1, SIGTERM whatever the SIGHUP did not reach
+			// (kill(-1) in a pid namespace reaches only its processes).
+			if os.Getpid() == 1 {
+				_ = syscall.Kill(-1, syscall.SIGTERM)
+			}
+			if !waitNoChildren(kctx, reaper) {
+				logf("processes still running after %s: exiting anyway", stopTimeout)
+			}
 			kcancel()
 			return ExitStopped
 		case ws := <-serverGone:
@@ -178,7 +190,17 @@ func Init(ctx context.Context, cfg InitConfig) int {
 			return ExitServerDied
 		case <-tick.C:
 			reaper.Kick()
-			NudgeServer(pid) // see PaneState: tmux can miss a pane's SIGCHLD
+			// tmux can miss a pane's SIGCHLD (see PaneState): nudge it about
+			// a zombie seen on two ticks in a row, long after its output
+			// was read.
+			z := zombieChildren(pid)
+			for zp := range z {
+				if zombies[zp] {
+					NudgeServer(pid)
+					break
+				}
+			}
+			zombies = z
 			if !alive(pid) {
 				logf("tmux server (pid %d) is gone: the agent's session is gone", pid)
 				return ExitServerDied
@@ -188,6 +210,15 @@ func Init(ctx context.Context, cfg InitConfig) int {
 			return ExitStopped
 		}
 	}
+}
+
+// marshalArgv is argv as JSON, with &, < and > left as they are.
+func marshalArgv(argv []string) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(argv)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // prepareSocketDir creates dir 0700 or checks that an existing one is a real
@@ -205,6 +236,28 @@ func prepareSocketDir(dir string) error {
 		return fmt.Errorf("tmux socket directory %s is not a directory owned by uid %d", dir, os.Geteuid())
 	}
 	return os.Chmod(dir, 0o700)
+}
+
+// waitNoChildren reaps until this process has no children left, or ctx ends.
+func waitNoChildren(ctx context.Context, r *Reaper) bool {
+	for {
+		r.Kick()
+		if !hasChildren() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// hasChildren reports whether this process has any child, exited or not.
+func hasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return !errors.Is(err, unix.ECHILD)
 }
 
 // alive reports whether pid exists (a zombie still counts until reaped).

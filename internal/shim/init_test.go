@@ -102,11 +102,6 @@ func TestInitRunsCommandAndStopsOnSIGTERM(t *testing.T) {
 	if want := []string{"/bin/sh", "-c", "echo ready; while :; do sleep 1; done"}; strings.Join(st.Command, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("command = %q, want %q", st.Command, want)
 	}
-	// The pane's process is the agent itself: runner-agent exec replaced itself.
-	cmdline, _ := os.ReadFile(filepath.Join("/proc", itoa(*st.PID), "cmdline"))
-	if !strings.HasPrefix(string(cmdline), "/bin/sh\x00-c\x00") {
-		t.Errorf("pane process cmdline = %q", cmdline)
-	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		out, _, _ := runMain("capture", "--socket", p.tm.Socket)
@@ -117,6 +112,11 @@ func TestInitRunsCommandAndStopsOnSIGTERM(t *testing.T) {
 			t.Fatalf("capture never showed ready: %q", out)
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+	// The pane's process is the agent itself: runner-agent exec replaced itself.
+	cmdline, _ := os.ReadFile(filepath.Join("/proc", itoa(*st.PID), "cmdline"))
+	if !strings.HasPrefix(string(cmdline), "/bin/sh\x00-c\x00") {
+		t.Errorf("pane process cmdline = %q", cmdline)
 	}
 	out, _, code := runMain("status", "--socket", p.tm.Socket)
 	if code != 0 || !strings.HasPrefix(out, `{"tmux":true,"pane_dead":false,"exit_status":null,`) {
@@ -135,9 +135,11 @@ func TestInitRunsCommandAndStopsOnSIGTERM(t *testing.T) {
 	if _, err := p.tm.ServerPID(context.Background()); !errors.Is(err, ErrNoServer) {
 		t.Errorf("tmux server still answers after stop: %v", err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if err := syscall.Kill(agentPID, 0); err == nil {
-		t.Errorf("agent process %d survived the stop", agentPID)
+	// init waited for the agent (SIGHUP from tmux, then re-parented to
+	// init and reaped): it is gone, not even a zombie.
+	if err := syscall.Kill(agentPID, 0); err != syscall.ESRCH {
+		state, ppid, _ := procStat(agentPID)
+		t.Errorf("agent process %d survived the stop (kill: %v, state %c, ppid %d)", agentPID, err, state, ppid)
 	}
 }
 

@@ -4,8 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
 )
+
+// tmux 3.3a drops the output of a pane whose process exits the instant it
+// starts in about 2% of runs (it handles the SIGCHLD before reading the pty),
+// so tests that read a pane's output run echo-linger rather than /bin/echo.
 
 // The test binary doubles as runner-agent: tmux panes started by the tests run
 // it (os.Executable) with a subcommand, and the environment variable (set
@@ -21,6 +27,10 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}
+			os.Exit(0)
+		case "echo-linger": // like /bin/echo, then stays 200ms so tmux surely reads the output
+			fmt.Println(strings.Join(os.Args[2:], " "))
+			time.Sleep(200 * time.Millisecond)
 			os.Exit(0)
 		case "reaper-helper":
 			os.Exit(reaperHelper())

@@ -254,19 +254,25 @@ func (t *Tmux) KillServer(ctx context.Context) error {
 // briefly installed while a pane starts; a pane process that exits then is
 // never reaped by the server, which goes on showing the pane as alive (or
 // dead without a status) until another SIGCHLD arrives (tmux issues #311,
-// #4559). So when the pane's process is a zombie, or its terminal closed
-// without an exit status, PaneState sends the server a SIGCHLD and asks
-// again, a bounded number of times.
+// #4559). So PaneState sends the server a SIGCHLD and asks again, a bounded
+// number of times, when the pane's terminal has closed without an exit
+// status, or when its process has been a zombie for a while. Not sooner:
+// tmux 3.3 drops a pane's unread output if it handles the SIGCHLD first, so
+// a nudge must never race the last output of a process that just exited.
 func (t *Tmux) PaneState(ctx context.Context, target string) (PaneState, error) {
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		st, closed, server, err := t.paneState(ctx, target)
 		if err != nil || st.Dead || attempt == 20 {
 			return st, err
 		}
-		if !closed && !isZombie(st.PID) {
+		zombie := isZombie(st.PID)
+		if !closed && !zombie {
 			return st, nil
 		}
-		NudgeServer(server)
+		if closed || time.Since(start) >= zombieGrace {
+			NudgeServer(server)
+		}
 		select {
 		case <-ctx.Done():
 			return st, nil
@@ -274,6 +280,10 @@ func (t *Tmux) PaneState(ctx context.Context, target string) (PaneState, error) 
 		}
 	}
 }
+
+// zombieGrace is how long a pane process may stay unreaped before the
+// server is nudged: tmux reads a pane's output within milliseconds.
+const zombieGrace = 200 * time.Millisecond
 
 func (t *Tmux) paneState(ctx context.Context, target string) (st PaneState, closed bool, server int, err error) {
 	out, err := t.exec(ctx, "display-message", "-p", "-t", target,
@@ -306,8 +316,8 @@ func (t *Tmux) paneState(ctx context.Context, target string) (st PaneState, clos
 }
 
 // NudgeServer sends the tmux server a SIGCHLD so it reaps any exited pane
-// process it missed (see PaneState). Harmless when there is none: the
-// server's handler is a waitpid(WNOHANG) loop.
+// process it missed (see PaneState for when that is safe). Harmless when
+// there is none: the server's handler is a waitpid(WNOHANG) loop.
 func NudgeServer(pid int) {
 	if pid > 1 {
 		_ = syscall.Kill(pid, syscall.SIGCHLD)
@@ -316,15 +326,49 @@ func NudgeServer(pid int) {
 
 // isZombie reports whether /proc says pid has exited but is not reaped.
 func isZombie(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state == 'Z'
+}
+
+// procStat reads a process's state and parent from /proc/PID/stat.
+func procStat(pid int) (state byte, ppid int, ok bool) {
 	if pid <= 0 {
-		return false
+		return 0, 0, false
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+	i := bytes.LastIndexByte(b, ')') // the command name may contain anything
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0][0], ppid, err == nil
+}
+
+// zombieChildren returns the pids of parent's children that have exited but
+// are not reaped.
+func zombieChildren(parent int) map[int]bool {
+	out := map[int]bool{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if state, ppid, ok := procStat(pid); ok && ppid == parent && state == 'Z' {
+			out[pid] = true
+		}
+	}
+	return out
 }
 
 // Capture returns the last lines of the pane's text (scrollback and screen),

@@ -51,8 +51,22 @@ func waitDead(t *testing.T, tm *Tmux, pane string) PaneState {
 	}
 }
 
+// echoLinger returns the argv prefix of the test binary's echo-linger mode
+// (see TestMain): it prints its arguments, literally, like /bin/echo.
+func echoLinger(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return self + "\x00echo-linger"
+}
+
 func newSession(t *testing.T, tm *Tmux, argv ...string) string {
 	t.Helper()
+	if a, b, ok := strings.Cut(argv[0], "\x00"); ok {
+		argv = append([]string{a, b}, argv[1:]...)
+	}
 	pane, err := tm.NewSession(context.Background(), Session{
 		Name: SessionName, Argv: argv,
 		Options: []Option{{"remain-on-exit", "on"}, {"history-limit", "50000"}},
@@ -65,7 +79,7 @@ func newSession(t *testing.T, tm *Tmux, argv ...string) string {
 
 func TestNewSessionEchoThenDead(t *testing.T) {
 	tm, _ := testTmux(t)
-	pane := newSession(t, tm, "/bin/echo", "hello")
+	pane := newSession(t, tm, echoLinger(t), "hello")
 	st := waitDead(t, tm, pane)
 	if st.ExitStatus == nil || *st.ExitStatus != 0 || st.ExitSignal != nil {
 		t.Errorf("state = %+v, want exit status 0", st)
@@ -99,7 +113,7 @@ func TestShellMetacharactersArriveLiterally(t *testing.T) {
 	tm, dir := testTmux(t)
 	pwned := filepath.Join(dir, "pwned")
 	arg := "$(id); touch " + pwned + " `id` | & > x"
-	pane := newSession(t, tm, "/bin/echo", arg)
+	pane := newSession(t, tm, echoLinger(t), arg)
 	waitDead(t, tm, pane)
 	out, _ := tm.Capture(context.Background(), pane, 100)
 	if !strings.Contains(out, arg+"\n") {
@@ -114,13 +128,13 @@ func TestShellMetacharactersArriveLiterally(t *testing.T) {
 // not be able to append tmux commands: ["echo", "a;", "kill-server"].
 func TestTmuxCommandSeparatorInArgv(t *testing.T) {
 	tm, _ := testTmux(t)
-	pane := newSession(t, tm, "/bin/echo", "a;", ";", "kill-server")
+	pane := newSession(t, tm, "/bin/sh", "-c", `printf '%s|' "$@"; echo; sleep 0.2`, "sh", "a;", ";", "kill-server")
 	waitDead(t, tm, pane)
 	out, err := tm.Capture(context.Background(), pane, 100)
 	if err != nil {
 		t.Fatalf("server gone? %v", err)
 	}
-	if !strings.Contains(out, "a; ; kill-server\n") {
+	if !strings.Contains(out, "a;|;|kill-server|\n") {
 		t.Errorf("capture = %q", out)
 	}
 }
@@ -211,7 +225,7 @@ func TestSanitize(t *testing.T) {
 
 func TestCaptureLastLines(t *testing.T) {
 	tm, _ := testTmux(t)
-	pane := newSession(t, tm, "/bin/sh", "-c", "i=1; while [ $i -le 120 ]; do echo line$i; i=$((i+1)); done")
+	pane := newSession(t, tm, "/bin/sh", "-c", "i=1; while [ $i -le 120 ]; do echo line$i; i=$((i+1)); done; sleep 0.2")
 	waitDead(t, tm, pane)
 	out, err := tm.Capture(context.Background(), pane, 5)
 	if err != nil {
