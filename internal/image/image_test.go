@@ -15,9 +15,18 @@ import (
 
 var (
 	agentOnce sync.Once
+	agentDir  string
 	agentBin  string
 	agentErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if agentDir != "" {
+		os.RemoveAll(agentDir)
+	}
+	os.Exit(code)
+}
 
 // staticAgent builds the real runner-agent, static, once per test binary.
 func staticAgent(t *testing.T) string {
@@ -31,6 +40,7 @@ func staticAgent(t *testing.T) string {
 			agentErr = err
 			return
 		}
+		agentDir = dir
 		agentBin = filepath.Join(dir, "runner-agent")
 		cmd := exec.Command("go", "build", "-o", agentBin, "github.com/runner-dev/runner/cmd/runner-agent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
