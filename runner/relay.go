@@ -161,6 +161,7 @@ func (r *Runner) ensureRelay(ctx context.Context, st state.Run, changed bool) er
 	deadline := time.After(10 * time.Second)
 	for {
 		if r.relayAnswers(ctx, st) {
+			r.log().Info("relay started", "run", st.Name, "pid", cmd.Process.Pid, "socket", st.Socket(), "log", st.RelayLog())
 			r.progress("relay: running [pid=%d] at %s", cmd.Process.Pid, st.Socket())
 			return nil
 		}

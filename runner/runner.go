@@ -271,6 +271,7 @@ func (r *Runner) parallelism() int {
 
 func (r *Runner) execute(ctx context.Context, a plan.Action, d desiredAgent, accepted map[string]bool) (string, error) {
 	start := time.Now()
+	r.log().Debug("apply action", "agent", a.Agent, "kind", a.Kind, "reason", a.Reason)
 	for _, c := range a.Existing {
 		r.progress("%s: removing %s (%s)...", a.Agent, shortID(c.ID), a.Reason)
 		if err := r.Engine.Remove(ctx, c.ID); err != nil {
@@ -318,6 +319,7 @@ func (r *Runner) createVerified(ctx context.Context, spec engine.Spec, accepted 
 		}
 		bad = append(bad, v.String())
 	}
+	r.log().Debug("read back the created container", "container", spec.Name, "id", shortID(id), "differences", len(bad))
 	if len(bad) > 0 {
 		r.cleanup(id)
 		return "", fmt.Errorf("refusing to start %s: the engine created it with settings that differ from the security profile:\n    %s", spec.Name, strings.Join(bad, "\n    "))
