@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tmux 3.3a drops the output of a pane whose process exits the instant it
@@ -19,7 +21,8 @@ import (
 const asAgentEnv = "RUNNER_SHIM_TEST_AS_AGENT"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asAgentEnv) == "1" && len(os.Args) > 1 {
+	// Fuzz workers are this binary too, run with -test.* flags.
+	if os.Getenv(asAgentEnv) == "1" && len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
 		switch os.Args[1] {
 		case "dump-argv": // dump-argv FILE ARG...: write ARG... as JSON to FILE
 			b, _ := json.Marshal(os.Args[3:])
@@ -32,6 +35,8 @@ func TestMain(m *testing.M) {
 			fmt.Println(strings.Join(os.Args[2:], " "))
 			time.Sleep(200 * time.Millisecond)
 			os.Exit(0)
+		case "raw-record": // raw-record FILE [bracketed]: see rawRecord
+			os.Exit(rawRecord(os.Args[2], len(os.Args) > 3 && os.Args[3] == "bracketed"))
 		case "reaper-helper":
 			os.Exit(reaperHelper())
 		default:
@@ -40,4 +45,45 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv(asAgentEnv, "1")
 	os.Exit(m.Run())
+}
+
+// rawRecord puts its terminal in raw mode (optionally asking for bracketed
+// paste), prints "recorder ready", and appends every byte it reads from the
+// terminal to file, exactly as the terminal delivered it, until killed.
+func rawRecord(file string, bracketed bool) int {
+	tio, err := unix.IoctlGetTermios(0, unix.TCGETS)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// cfmakeraw
+	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	tio.Cflag &^= unix.CSIZE | unix.PARENB
+	tio.Cflag |= unix.CS8
+	tio.Cc[unix.VMIN], tio.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(0, unix.TCSETS, tio); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if bracketed {
+		os.Stdout.WriteString("\x1b[?2004h")
+	}
+	os.Stdout.WriteString("recorder ready\r\n")
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := os.Stdin.Read(buf)
+		if n > 0 {
+			f.Write(buf[:n])
+		}
+		if err != nil {
+			return 0
+		}
+	}
 }

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -41,8 +44,8 @@ const DefaultTimeout = 10 * time.Second
 
 // Tmux drives one tmux server through its socket. Every call runs the tmux
 // client with an argv (never a shell) and -f /dev/null, so no user or system
-// configuration is ever read. It is the only place that talks to tmux:
-// message delivery (load-buffer/paste-buffer) is meant to be added here.
+// configuration is ever read. It is the only place that talks to tmux,
+// message delivery (Paste, Submit, PasteMessage) included.
 type Tmux struct {
 	// Bin is the tmux binary; "" looks up "tmux" in PATH.
 	Bin string
@@ -54,6 +57,9 @@ type Tmux struct {
 	// it to Reaper.Run so that, as PID 1, the zombie reaper leaves the exit
 	// status of tmux clients to their own Wait.
 	Run func(cmd *exec.Cmd) error
+	// SubmitDelay is PasteMessage's pause between the paste and Enter;
+	// 0 means DefaultSubmitDelay, < 0 none.
+	SubmitDelay time.Duration
 }
 
 // Option is one global option set with `set-option -g NAME VALUE`.
@@ -83,6 +89,9 @@ type PaneState struct {
 	ExitStatus *int   // set once the process exited normally
 	ExitSignal *int   // set if it was killed by a signal
 	PID        int    // the pane's process (the agent itself, after runner-agent exec)
+	// Closed means tmux saw the pane's terminal close: its process is
+	// exiting or gone, even if its exit status is not known yet (Dead).
+	Closed bool
 }
 
 var sessionNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -143,6 +152,12 @@ func (t *Tmux) exec(ctx context.Context, args ...string) (string, error) {
 
 // execSeq runs a sequence of tmux commands in one client invocation.
 func (t *Tmux) execSeq(ctx context.Context, seq ...[]string) (string, error) {
+	return t.execStdin(ctx, nil, seq...)
+}
+
+// execStdin runs a sequence of tmux commands in one client invocation, with
+// stdin (nil: none) as the client's standard input.
+func (t *Tmux) execStdin(ctx context.Context, stdin io.Reader, seq ...[]string) (string, error) {
 	name := seq[len(seq)-1][0]
 	timeout := t.Timeout
 	if timeout == 0 {
@@ -155,7 +170,7 @@ func (t *Tmux) execSeq(ctx context.Context, seq ...[]string) (string, error) {
 		return "", err
 	}
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
 	if t.Run != nil {
 		err = t.Run(cmd)
 	} else {
@@ -303,6 +318,7 @@ func (t *Tmux) paneState(ctx context.Context, target string) (st PaneState, clos
 	// before it has reaped the process; the pane only counts as dead here
 	// once its exit status (or signal) is known.
 	closed = f[1] == "1"
+	st.Closed = closed
 	if closed {
 		if n, err := strconv.Atoi(f[2]); err == nil {
 			st.ExitStatus = &n
@@ -415,4 +431,146 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// ErrPaneDead means the agent's command in the pane has exited (or the pane
+// is gone): nothing is pasted, so no message can land in whatever the pane
+// shows next.
+var ErrPaneDead = errors.New("the agent's command in the pane has exited")
+
+// DefaultSubmitDelay is the pause between pasting a message and pressing
+// Enter, so that a program which tells pasted text from typed keys by their
+// timing sees Enter as a key of its own.
+const DefaultSubmitDelay = 100 * time.Millisecond
+
+// PaneAlive reports whether the command in target is still running: tmux
+// has not seen the pane's terminal close, and its process exists and has not
+// exited. An error (no server, no such pane) comes with false.
+func (t *Tmux) PaneAlive(ctx context.Context, target string) (bool, error) {
+	st, err := t.PaneState(ctx, target)
+	if err != nil {
+		return false, err
+	}
+	return st.Running(), nil
+}
+
+// Running reports whether the pane's process is running, as of now: tmux
+// has not seen its terminal close, and /proc shows it neither gone nor a
+// zombie.
+func (st PaneState) Running() bool {
+	return st.PID > 0 && !st.Dead && !st.Closed && alive(st.PID) && !isZombie(st.PID)
+}
+
+// pasteSeq numbers this process's paste buffers.
+var pasteSeq atomic.Uint64
+
+// Paste puts text into target as literal text: SanitizeMessage(text) goes on
+// the tmux client's stdin, never in an argument, in one invocation of
+//
+//	load-buffer -b NAME - ; paste-buffer -p -d -b NAME -t TARGET
+//
+// with a buffer name of its own. paste-buffer -p wraps the text in
+// bracketed-paste markers when the program in the pane asked for them; the
+// text itself can hold no ESC, so it cannot end the paste early. Newlines
+// reach the pane as CR, as typed. Nothing is submitted: see Submit.
+func (t *Tmux) Paste(ctx context.Context, target, text string) error {
+	text = SanitizeMessage(text)
+	if text == "" {
+		return nil
+	}
+	name := fmt.Sprintf("runner-msg-%d-%d-%x", os.Getpid(), pasteSeq.Add(1), rand.Uint32())
+	_, err := t.execStdin(ctx, strings.NewReader(text),
+		[]string{"load-buffer", "-b", name, "-"},
+		[]string{"paste-buffer", "-p", "-d", "-b", name, "-t", target})
+	if err != nil {
+		// If the paste failed after the load, do not leave the text behind.
+		_, _ = t.exec(context.WithoutCancel(ctx), "delete-buffer", "-b", name)
+		return fmt.Errorf("paste into %s: %w", target, err)
+	}
+	return nil
+}
+
+// Submit presses Enter in target (send-keys with the key name, never text).
+func (t *Tmux) Submit(ctx context.Context, target string) error {
+	_, err := t.exec(ctx, "send-keys", "-t", target, "Enter")
+	return err
+}
+
+// PasteMessage types text into target and submits it: ErrPaneDead (and
+// nothing pasted) unless the pane's command is alive, then Paste, a pause of
+// SubmitDelay, and Submit as a tmux call of its own.
+func (t *Tmux) PasteMessage(ctx context.Context, target, text string) error {
+	ok, err := t.PaneAlive(ctx, target)
+	if err != nil {
+		return fmt.Errorf("%w (%v)", ErrPaneDead, err)
+	}
+	if !ok {
+		return ErrPaneDead
+	}
+	if err := t.Paste(ctx, target, text); err != nil {
+		return err
+	}
+	if err := sleepCtx(ctx, t.submitDelay()); err != nil {
+		return err
+	}
+	return t.Submit(ctx, target)
+}
+
+func (t *Tmux) submitDelay() time.Duration {
+	switch {
+	case t.SubmitDelay < 0:
+		return 0
+	case t.SubmitDelay == 0:
+		return DefaultSubmitDelay
+	}
+	return t.SubmitDelay
+}
+
+// sleepCtx sleeps for d, or until ctx is done (then returns its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}
+
+// SanitizeMessage returns s as text that cannot act on a terminal: invalid
+// UTF-8 is dropped, and so are the C0 controls except \n and \t, DEL, and the
+// C1 controls U+0080–U+009F. ESC is one of them, so no escape sequence — a
+// bracketed-paste end marker included — survives; what is left of one is
+// plain text ("[31m").
+func SanitizeMessage(s string) string {
+	clean := true
+	for _, r := range s { // invalid bytes come as RuneError
+		if r == utf8.RuneError || isControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if (r == utf8.RuneError && size == 1) || isControl(r) {
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// isControl: C0 but \n and \t, DEL, C1.
+func isControl(r rune) bool {
+	return (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f)
 }

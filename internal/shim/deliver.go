@@ -1,0 +1,356 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/runner-dev/runner/internal/relay"
+)
+
+// Where runner puts the relay and the agent's credential in every agent
+// container (runner.RelayMountTarget and runner.CredentialTarget). The
+// environment variables override them, for tests.
+const (
+	DefaultRelaySocket = "/run/runner/relay.sock"
+	DefaultCredential  = "/run/secrets/runner-credential"
+	EnvRelaySocket     = "RUNNER_RELAY_SOCKET"
+	EnvCredential      = "RUNNER_CREDENTIAL"
+)
+
+// RelayPaths returns the relay socket and credential file to use.
+func RelayPaths() (socket, credential string) {
+	socket, credential = DefaultRelaySocket, DefaultCredential
+	if s := os.Getenv(EnvRelaySocket); s != "" {
+		socket = s
+	}
+	if c := os.Getenv(EnvCredential); c != "" {
+		credential = c
+	}
+	return socket, credential
+}
+
+// readCredential reads the token from the credential file (hex + newline).
+func readCredential(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("credential file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// The relay states `runner-agent status` reports (Status.Relay).
+const (
+	RelayOff         = "off"                  // no relay mounted: delivery never started
+	RelayConnecting  = "connecting"           // (re)connecting with backoff
+	RelayConnected   = "connected"            // subscribed: messages are pasted as they come
+	RelayWaitingPane = "waiting: pane exited" // the agent exited: messages wait at the relay
+)
+
+// RelayStateFile is the file, next to the tmux socket, where init keeps the
+// delivery state for `runner-agent status`.
+const RelayStateFile = "relay-state"
+
+// relayStatePath is where the delivery state of the tmux server on socket is kept.
+func relayStatePath(socket string) string {
+	return filepath.Join(filepath.Dir(socket), RelayStateFile)
+}
+
+// readRelayState returns the state init wrote next to socket; RelayOff if none.
+func readRelayState(socket string) string {
+	b, err := os.ReadFile(relayStatePath(socket))
+	if err != nil {
+		return RelayOff
+	}
+	switch s := strings.TrimSpace(string(b)); s {
+	case RelayConnecting, RelayConnected, RelayWaitingPane:
+		return s
+	}
+	return RelayOff
+}
+
+// FormatDelivery is the text pasted for d: a label from the relay's fields
+// (the sender is the relay's authenticated identity, never the sender's
+// words) and the body; the pane gets it sanitized (see Tmux.Paste). Trailing
+// newlines are dropped: Enter follows anyway.
+//
+//	[from NAME] body           kind "message"
+//	[check-in] body            kind "checkin"
+//	[brief from operator] body kind "brief"
+func FormatDelivery(d relay.Delivery) string {
+	body := strings.TrimRight(SanitizeMessage(d.Body), "\n")
+	switch d.Kind {
+	case "checkin":
+		return "[check-in] " + body
+	case "brief":
+		return "[brief from operator] " + body
+	}
+	return "[from " + SanitizeMessage(d.From) + "] " + body
+}
+
+// Deliverer keeps a subscription to the relay and pastes each delivery into
+// the agent's pane (see Run).
+type Deliverer struct {
+	Tmux       *Tmux
+	Pane       string // the agent pane's id (%N)
+	Socket     string // the relay socket
+	Credential string // the file holding this agent's token
+	// StateFile receives the state (RelayConnected, ...); "" for none.
+	StateFile string
+	Logf      func(format string, a ...any)
+
+	// Zero values mean the defaults.
+	Poll       time.Duration // how often a dead pane is checked again; 1s
+	MinBackoff time.Duration // first reconnect delay; 100ms
+	MaxBackoff time.Duration // reconnect delays double up to this; 5s
+	// Grace is how long a pane's process must have been seen running before
+	// anything is pasted into it, so that a program starting up has put its
+	// terminal in the mode it reads input in; 2s (< 0: none).
+	Grace time.Duration
+
+	// afterPaste, if set, runs once a delivery is pasted, before it is
+	// submitted and acknowledged (tests).
+	afterPaste func(relay.Delivery)
+
+	last    uint64 // the highest id pasted
+	state   string
+	note    string // the last problem logged, so that none is logged twice in a row
+	seenPID int    // the pane process last seen alive, and since when
+	seenAt  time.Time
+}
+
+func (d *Deliverer) logf(format string, a ...any) {
+	if d.Logf != nil {
+		d.Logf(format, a...)
+	}
+}
+
+// problem logs msg unless it is what was logged last.
+func (d *Deliverer) problem(msg string) {
+	if msg != d.note {
+		d.note = msg
+		d.logf("%s", msg)
+	}
+}
+
+func (d *Deliverer) setState(s string) {
+	if s == d.state {
+		return
+	}
+	d.state = s
+	if d.StateFile != "" {
+		if err := writeFileAtomic(d.StateFile, s+"\n"); err != nil {
+			d.problem(fmt.Sprintf("relay: cannot record the delivery state: %v", err))
+		}
+	}
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Run delivers until ctx is done. It subscribes to the relay and, for each
+// delivery in order:
+//
+//   - an id at or below the highest already pasted is a repeat (a lost ack,
+//     a relay restart): acknowledged, not pasted;
+//   - if the agent's command in the pane has exited, the delivery is not
+//     acknowledged: the subscription is closed, so the relay keeps it and
+//     everything after it queued, and Run checks the pane every Poll until
+//     it runs again (the state is "waiting: pane exited", logged once);
+//   - otherwise it is pasted (FormatDelivery, Tmux.Paste), acknowledged, and
+//     submitted with Enter.
+//
+// When the subscription ends (relay restarted, connection lost) or the relay
+// cannot be reached, Run reconnects after MinBackoff, doubling up to
+// MaxBackoff, with jitter.
+func (d *Deliverer) Run(ctx context.Context) {
+	minB, maxB := orDefault(d.MinBackoff, 100*time.Millisecond), orDefault(d.MaxBackoff, 5*time.Second)
+	backoff := minB
+	pause := func() bool {
+		j := backoff/2 + rand.N(backoff/2+1) // [backoff/2, backoff]
+		backoff = min(2*backoff, maxB)
+		return sleepCtx(ctx, j) == nil
+	}
+	for ctx.Err() == nil {
+		if !d.waitPane(ctx) {
+			return
+		}
+		d.setState(RelayConnecting)
+		c, err := d.dial(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.problem(fmt.Sprintf("relay: cannot connect: %v; retrying", err))
+			if !pause() {
+				return
+			}
+			continue
+		}
+		d.setState(RelayConnected)
+		d.note = ""
+		d.logf("relay: connected as %q: delivering messages into pane %s", c.ID(), d.Pane)
+		start, last := time.Now(), d.last
+		err = c.Subscribe(ctx, func(m relay.Delivery) error { return d.handle(ctx, m) })
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrPaneDead) {
+			continue // waitPane says so, once
+		}
+		d.setState(RelayConnecting)
+		d.problem(fmt.Sprintf("relay: %v; reconnecting", err))
+		if d.last > last || time.Since(start) > maxB {
+			backoff = minB // it worked for a while: this is a new outage
+		}
+		if !pause() {
+			return
+		}
+	}
+}
+
+func (d *Deliverer) dial(ctx context.Context) (*relay.Client, error) {
+	tok, err := readCredential(d.Credential)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return relay.Dial(dctx, d.Socket, tok)
+}
+
+// paneAlive reports whether the agent's command is running, and notes since
+// when this process has been seen.
+func (d *Deliverer) paneAlive(ctx context.Context) (bool, error) {
+	st, err := d.Tmux.PaneState(ctx, d.Pane)
+	if err != nil {
+		return false, err
+	}
+	ok := st.Running()
+	if ok && st.PID != d.seenPID {
+		d.seenPID, d.seenAt = st.PID, time.Now()
+	}
+	return ok, nil
+}
+
+// waitPane returns once the agent's command is running, false if ctx ends
+// first. It polls every Poll, and logs the wait once.
+func (d *Deliverer) waitPane(ctx context.Context) bool {
+	waited := false
+	for {
+		ok, err := d.paneAlive(ctx)
+		if ok {
+			if waited {
+				d.logf("relay: the agent in pane %s runs again: resuming delivery", d.Pane)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !waited {
+			waited = true
+			d.setState(RelayWaitingPane)
+			why := "the agent's command has exited"
+			if err != nil {
+				why = err.Error()
+			}
+			d.logf("relay: not delivering into pane %s (%s): messages wait at the relay until it runs again", d.Pane, why)
+		}
+		if sleepCtx(ctx, orDefault(d.Poll, time.Second)) != nil {
+			return false
+		}
+	}
+}
+
+// handle is the subscription's handler: nil acknowledges m.
+func (d *Deliverer) handle(ctx context.Context, m relay.Delivery) error {
+	if m.ID <= d.last {
+		d.logf("relay: dropped a repeat of message %d (already pasted)", m.ID)
+		return nil
+	}
+	ok, err := d.paneAlive(ctx)
+	if err != nil || !ok {
+		return ErrPaneDead
+	}
+	if grace := orDefault(d.Grace, 2*time.Second); grace > 0 {
+		if wait := grace - time.Since(d.seenAt); wait > 0 {
+			if err := sleepCtx(ctx, wait); err != nil {
+				return err
+			}
+			if ok, err := d.paneAlive(ctx); err != nil || !ok {
+				return ErrPaneDead
+			}
+		}
+	}
+	if err := d.Tmux.Paste(ctx, d.Pane, FormatDelivery(m)); err != nil {
+		return err
+	}
+	d.last = m.ID
+	if d.afterPaste != nil {
+		d.afterPaste(m)
+	}
+	if err := sleepCtx(ctx, d.Tmux.submitDelay()); err != nil {
+		return err
+	}
+	if err := d.Tmux.Submit(ctx, d.Pane); err != nil {
+		// The text is in the pane: pasting it again would repeat it.
+		d.logf("relay: message %d pasted into pane %s, but Enter failed: %v", m.ID, d.Pane, err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data (a temporary file renamed over it).
+func writeFileAtomic(path, data string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(data)
+	cerr := f.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+	}
+	return werr
+}
+
+// startDelivery starts a Deliverer for pane when this container has a relay:
+// the credential file exists, and so does the relay socket or the directory
+// it appears in (mounted; the relay may be restarting). It returns whether
+// it did; either way it leaves the state file saying so.
+func startDelivery(ctx context.Context, t *Tmux, pane string, logf func(string, ...any)) bool {
+	socket, cred := RelayPaths()
+	stateFile := relayStatePath(t.Socket)
+	_, cerr := os.Stat(cred)
+	_, serr := os.Stat(socket)
+	if serr != nil {
+		_, serr = os.Stat(filepath.Dir(socket))
+	}
+	if cerr != nil || serr != nil {
+		os.Remove(stateFile)
+		return false
+	}
+	d := &Deliverer{Tmux: t, Pane: pane, Socket: socket, Credential: cred, StateFile: stateFile, Logf: logf}
+	d.setState(RelayConnecting)
+	go d.Run(ctx)
+	return true
+}
