@@ -16,11 +16,23 @@ const usage = `usage:
   runner-agent exec -- COMMAND [ARG...]                   exec COMMAND (what runs in the pane)
   runner-agent capture [--lines N] [--socket PATH]        print the agent pane's text
   runner-agent status [--socket PATH]                     print the agent pane's state as JSON
+
+messaging (through the run's relay):
+  runner-agent send TO MESSAGE        send MESSAGE to agent TO (MESSAGE - reads stdin); prints its id
+  runner-agent peers                  list who this agent may send to, one per line
+  runner-agent inbox [-n N]           the last N messages delivered here, newest last
+  runner-agent schedule DURATION MESSAGE
+                                      a check-in to this agent after DURATION (90s, 1.5m, 2h)
 `
 
 // Main is the runner-agent command line; it returns the exit code.
-// args excludes the program name.
+// args excludes the program name. Standard input is os.Stdin.
 func Main(args []string, stdout, stderr io.Writer) int {
+	return MainIO(args, os.Stdin, stdout, stderr)
+}
+
+// MainIO is Main with standard input of the caller's choosing.
+func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
@@ -51,6 +63,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return ExitUsage
 		}
 		return status(stdout, stderr, *socket)
+	case "send":
+		return cmdSend(args[1:], stdin, stdout, stderr)
+	case "peers":
+		return cmdPeers(args[1:], stdout, stderr)
+	case "inbox":
+		return cmdInbox(args[1:], stdout, stderr)
+	case "schedule":
+		return cmdSchedule(args[1:], stdout, stderr, time.Now)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -102,12 +122,15 @@ type Status struct {
 	ExitSignal *int     `json:"exit_signal"` // the signal that killed it, if any
 	PID        *int     `json:"pid"`         // the agent's process id (the pane's process)
 	Command    []string `json:"command"`     // the argv init was given
-	Error      string   `json:"error,omitempty"`
+	// Relay is message delivery into the pane: "connected", "connecting",
+	// "waiting: pane exited" (messages wait at the relay), or "off".
+	Relay string `json:"relay"`
+	Error string `json:"error,omitempty"`
 }
 
 // ReadStatus asks the tmux server on socket about the agent pane.
 func ReadStatus(ctx context.Context, t *Tmux) Status {
-	st := Status{}
+	st := Status{Relay: readRelayState(t.Socket)}
 	pane, err := agentPane(ctx, t)
 	if err != nil {
 		if !errors.Is(err, ErrNoServer) {

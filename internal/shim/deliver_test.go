@@ -245,3 +245,35 @@ func TestDeliveryWaitsForDeadPane(t *testing.T) {
 	}
 	waitFile(t, file, "[from eng-2] first\r[from operator] second\r[from operator] third\r")
 }
+
+// init delivers when the container has a relay (here: the environment
+// points at a test relay), and status says so.
+func TestInitDeliversFromRelay(t *testing.T) {
+	r := startRelay(t, nil, "eng-1")
+	self, _ := os.Executable()
+	file := filepath.Join(t.TempDir(), "typed")
+	p := startInit(t, []string{EnvRelaySocket + "=" + r.cfg.SocketPath, EnvCredential + "=" + r.creds["eng-1"]},
+		self, "raw-record", file)
+	p.waitStatus(t, func(s Status) bool { return s.Relay == RelayConnected })
+	r.send(relay.Operator, "eng-1", "hello from the operator")
+	waitFile(t, file, "[from operator] hello from the operator\r")
+	out, _, code := runMain("status", "--socket", p.tm.Socket)
+	if code != 0 || !strings.Contains(out, `"relay":"connected"`) {
+		t.Errorf("status = %d %q", code, out)
+	}
+	r.stop()
+	p.waitStatus(t, func(s Status) bool { return s.Relay == RelayConnecting })
+}
+
+func TestInitWithoutRelayIsOff(t *testing.T) {
+	dir := t.TempDir()
+	p := startInit(t, []string{EnvRelaySocket + "=" + filepath.Join(dir, "none", "relay.sock"), EnvCredential + "=" + filepath.Join(dir, "cred")},
+		"/bin/sleep", "30")
+	st := p.waitStatus(t, func(s Status) bool { return s.PID != nil })
+	if st.Relay != RelayOff {
+		t.Errorf("relay = %q, want off", st.Relay)
+	}
+	if !strings.Contains(p.stderr.String(), "message delivery is off") {
+		t.Errorf("stderr = %q", p.stderr.String())
+	}
+}

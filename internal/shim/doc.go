@@ -26,6 +26,27 @@
 // The agent's own exit does not end init: the dead pane stays visible, with
 // tmux's "Pane is dead (status N, ...)" line.
 //
+// When the container has a relay — the credential file
+// /run/secrets/runner-credential exists, and so does /run/runner/relay.sock
+// or its (mounted) directory; RUNNER_CREDENTIAL and RUNNER_RELAY_SOCKET
+// override the paths — init also delivers the agent's messages into its pane
+// (see Deliverer.Run): it stays subscribed, reconnecting after 100ms doubling
+// to 5s with jitter; drops a delivery whose id it already pasted; never
+// pastes into a pane whose command exited (it closes the subscription, so the
+// relay keeps the message, and checks the pane every second until it runs
+// again); waits until a new pane process has run for 2s; otherwise pastes
+// and acknowledges. Each message reaches the pane as text, labelled:
+//
+//	[from NAME] body             a message from NAME (the relay's authenticated identity)
+//	[check-in] body              a check-in (scheduled, or declared in the config)
+//	[brief from operator] body   the agent's brief
+//
+// the whole line sanitized (SanitizeMessage: no control characters but \n and
+// \t, no DEL, ESC or C1, no invalid UTF-8; trailing newlines dropped), put in
+// a tmux buffer from stdin and pasted with paste-buffer -p (bracketed paste if
+// the program asked for it), then Enter pressed by a separate send-keys. A
+// message "C-c" or "Enter" is text like any other.
+//
 //	runner-agent exec -- COMMAND [ARG...]
 //
 // What runs in the pane: looks COMMAND up in PATH and execve's it (the pane's
@@ -44,16 +65,32 @@
 //
 // Prints one JSON line (type Status):
 //
-//	{"tmux":true,"pane_dead":false,"exit_status":null,"exit_signal":null,"pid":18,"command":["claude"]}
+//	{"tmux":true,"pane_dead":false,"exit_status":null,"exit_signal":null,"pid":18,"command":["claude"],"relay":"connected"}
 //
 // pane_dead becomes true once the command has exited and tmux has its status;
 // exit_status is then its exit code, or null with exit_signal set if a signal
-// killed it. pid is the pane's process (the agent). If no tmux server answers
-// it prints {"tmux":false,...,"error":"..."} and exits 1.
+// killed it. pid is the pane's process (the agent). relay is message delivery:
+// "connected", "connecting", "waiting: pane exited" (messages wait at the
+// relay) or "off" (no relay in this container); init keeps it in
+// /tmp/runner-tmux/relay-state. If no tmux server answers it prints
+// {"tmux":false,...,"error":"..."} and exits 1.
+//
+// The agent's messaging commands, each one connection to the relay with the
+// container's credential (exit 0 done, 1 refused or unreachable, with the
+// reason on stderr, 2 usage):
+//
+//	runner-agent send TO MESSAGE...     prints "sent #ID to TO"; MESSAGE - reads stdin;
+//	                                    a refusal: "runner-agent: relay refused: REASON (CODE)"
+//	runner-agent peers                  who this agent may send to, one per line
+//	runner-agent inbox [-n N]           the last N (1-50, default 20) delivered, newest last:
+//	                                    "#ID [from NAME] body"
+//	runner-agent schedule DURATION MESSAGE...
+//	                                    a check-in to itself (Go duration: 90s, 1.5m, 2h);
+//	                                    prints "check-in #ID due RFC3339 (in D)"
 //
 // --socket exists for tests and debugging; the runner never passes it.
 //
 // All tmux interaction is in type Tmux (NewSession, SetOption, Option,
-// Capture, PaneState, ServerPID, KillServer), where message delivery
-// (load-buffer/paste-buffer) belongs.
+// Capture, PaneState, ServerPID, KillServer, and for messages Paste, Submit,
+// PasteMessage).
 package shim

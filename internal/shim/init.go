@@ -154,12 +154,21 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	reaper.Kick() // in case it was reaped before we knew its pid
 	logf("started %s in tmux session %q (pane %s, server pid %d, socket %s)", cmdJSON, SessionName, pane, pid, socket)
 
+	// Messages from the relay, pasted into the pane (see Deliverer.Run).
+	dctx, stopDelivery := context.WithCancel(ctx)
+	defer stopDelivery()
+	if !startDelivery(dctx, t, pane, logf) {
+		rs, rc := RelayPaths()
+		logf("no relay (%s) or credential (%s) in this container: message delivery is off", rs, rc)
+	}
+
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	zombies := map[int]bool{}
 	for {
 		select {
 		case sig := <-stop:
+			stopDelivery()
 			logf("received %v: stopping the tmux server", sig)
 			kctx, kcancel := context.WithTimeout(context.Background(), stopTimeout)
 			err := t.KillServer(kctx)
