@@ -27,8 +27,11 @@ Commands that act on a run take the config file first; the run name comes from i
   apply    FILE                 create or update the run's agents (a second apply is a no-op)
   status   FILE [-o json]       each agent: container, state, image, security, uptime
   capture  FILE AGENT [--lines N]   print a snapshot of the agent's tmux pane (read-only)
+  attach   FILE AGENT [--write] live view of the agent's pane; keys reach it only with --write (audited)
+  watch    FILE [--detach]      a local tmux session with one read-only pane per agent
   send     FILE AGENT MESSAGE   send a message to an agent as the operator ("-" reads stdin)
   audit    FILE [--verify]      print the run's audit log, or check its hash chain
+  run      FILE [--timeout D] [-o text|json|junit] [--junit-file P]  CI job: apply, wait, print output, destroy
   destroy  FILE                 remove the run's containers, relay and state (idempotent)
   doctor                        check the engine: reachable, rootless, seccomp, cgroups, limits
   image build [--tag REF]       build the default agent image from this machine's files (no registry)
@@ -117,12 +120,15 @@ var commands = map[string]command{
 	"status":   {"show the run's agents", cmdStatus},
 	"capture":  {"print an agent's pane", cmdCapture},
 	"destroy":  {"remove the run", cmdDestroy},
+	"run":      {"run the file as a CI job", cmdRun},
 	"doctor":   {"check the engine", cmdDoctor},
 	"image":    {"build the default agent image", cmdImage},
 	"version":  {"print the version", cmdVersion},
 	"send":     {"send a message to an agent", cmdSend},
 	"audit":    {"print or verify the run's audit log", cmdAudit},
 	"relay":    {"run a relay (started by apply)", cmdRelay},
+	"attach":   {"watch an agent's pane live", cmdAttach},
+	"watch":    {"watch every agent's pane at once", cmdWatch},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -37,6 +37,9 @@ type Engine interface {
 	// Exec runs argv in the container as user and returns its stdout, stderr
 	// and exit code.
 	Exec(ctx context.Context, id, user string, argv []string) (ExecResult, error)
+	// ExecTTY starts argv in the container on a new TTY of the given size.
+	// Input is forwarded only when withStdin is true.
+	ExecTTY(ctx context.Context, id string, argv, env []string, withStdin bool, rows, cols uint) (TTY, error)
 	// Logs returns the container's last tail lines of stdout/stderr.
 	Logs(ctx context.Context, id string, tail int) (string, error)
 	// BuildImage builds an image from a tar build context (with a Dockerfile at
@@ -148,6 +151,15 @@ type Observed struct {
 	ExitCode        int
 	StartedAt       time.Time
 	Env             []string
+}
+
+// TTY is a running interactive exec: reading gives the terminal's output,
+// writing sends keys (only if it was started with stdin).
+type TTY interface {
+	io.ReadWriteCloser
+	Resize(ctx context.Context, rows, cols uint) error
+	// Wait returns the exit code once the process ended.
+	Wait(ctx context.Context) (int, error)
 }
 
 // ExecResult is the outcome of Exec.

@@ -82,6 +82,11 @@ func (r Run) Exists() bool {
 // the directories are given to that user, so its daemon can reach the
 // mount sources in them.
 func (r Run) Create() error {
+	// The root's parents (e.g. ~/.local/state) may not exist yet on a
+	// fresh machine; XDG asks for 0700 there.
+	if err := os.MkdirAll(filepath.Dir(r.Root), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w (set RUNNER_STATE_DIR to a writable place)", filepath.Dir(r.Root), err)
+	}
 	for _, d := range []struct {
 		path string
 		mode os.FileMode

@@ -8,7 +8,8 @@ import (
 )
 
 func TestCreateModes(t *testing.T) {
-	r := Run{Root: filepath.Join(t.TempDir(), "state"), Name: "demo"}
+	// The root's parents need not exist (a fresh ~/.local/state).
+	r := Run{Root: filepath.Join(t.TempDir(), "local", "state", "runner"), Name: "demo"}
 	if err := r.Create(); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -344,6 +345,63 @@ func (e *Engine) Exec(ctx context.Context, id, user string, argv []string) (engi
 		return engine.ExecResult{}, e.wrap("exec inspect in "+id, err)
 	}
 	return engine.ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: ins.ExitCode}, nil
+}
+
+// ExecTTY starts an interactive exec on a TTY.
+func (e *Engine) ExecTTY(ctx context.Context, id string, argv, env []string, withStdin bool, rows, cols uint) (engine.TTY, error) {
+	created, err := e.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
+		Cmd: argv, Env: env, Tty: true, AttachStdin: withStdin, AttachStdout: true, AttachStderr: true,
+		ConsoleSize: &[2]uint{rows, cols},
+	})
+	if err != nil {
+		return nil, e.wrap("exec in "+id, err)
+	}
+	att, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: true, ConsoleSize: &[2]uint{rows, cols}})
+	if err != nil {
+		return nil, e.wrap("exec attach in "+id, err)
+	}
+	return &tty{e: e, id: created.ID, att: att, stdin: withStdin}, nil
+}
+
+type tty struct {
+	e     *Engine
+	id    string
+	att   types.HijackedResponse
+	stdin bool
+}
+
+func (t *tty) Read(p []byte) (int, error) { return t.att.Reader.Read(p) }
+
+// Write refuses when the exec has no stdin: a read-only session must not be
+// able to type, even by mistake in the caller.
+func (t *tty) Write(p []byte) (int, error) {
+	if !t.stdin {
+		return 0, errors.New("this terminal session is read-only")
+	}
+	return t.att.Conn.Write(p)
+}
+
+func (t *tty) Close() error { t.att.Close(); return nil }
+
+func (t *tty) Resize(ctx context.Context, rows, cols uint) error {
+	return t.e.cli.ContainerExecResize(ctx, t.id, container.ResizeOptions{Height: rows, Width: cols})
+}
+
+func (t *tty) Wait(ctx context.Context) (int, error) {
+	for {
+		ins, err := t.e.cli.ContainerExecInspect(ctx, t.id)
+		if err != nil {
+			return 0, t.e.wrap("exec inspect", err)
+		}
+		if !ins.Running {
+			return ins.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Logs returns the last lines the container's init printed.

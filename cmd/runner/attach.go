@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/runner-dev/runner/runner"
+)
+
+func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var write bool
+	cfg, rest, err := fileCommand(g, "attach", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&write, "write", false, "let your keystrokes reach the agent (recorded in the audit log)")
+	}, 1, " AGENT")
+	if err != nil {
+		return err
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o := runner.AttachOptions{Write: write, Out: stdout, Term: os.Getenv("TERM")}
+	fd := int(os.Stdin.Fd())
+	if term.IsTerminal(fd) {
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return err
+		}
+		defer term.Restore(fd, old)
+	}
+	if out, ok := stdout.(*os.File); ok && term.IsTerminal(int(out.Fd())) {
+		o.Size = func() (uint, uint) {
+			w, h, err := term.GetSize(int(out.Fd()))
+			if err != nil || w <= 0 || h <= 0 {
+				return 50, 200
+			}
+			return uint(h), uint(w)
+		}
+		resized := make(chan struct{}, 1)
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				select {
+				case resized <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		o.Resized = resized
+	}
+	if write {
+		fmt.Fprintf(stderr, "Attached to %s with WRITE access (audited). Detach: Ctrl-b d.\r\n", rest[0])
+		o.In = os.Stdin
+	} else {
+		fmt.Fprintf(stderr, "Attached to %s read-only: keys are not sent. Detach: Ctrl-b d, Ctrl-c or q.\r\n", rest[0])
+		// Keys are read here and never forwarded; only the detach keys
+		// mean anything.
+		go func() {
+			buf := make([]byte, 64)
+			prefix := false
+			for {
+				n, err := os.Stdin.Read(buf)
+				if err != nil {
+					return
+				}
+				for _, b := range buf[:n] {
+					switch {
+					case b == 0x03 || b == 'q' || (prefix && b == 'd'):
+						cancel()
+						return
+					}
+					prefix = b == 0x02
+				}
+			}
+		}()
+	}
+	return newRunner(g, eng, nil).Attach(ctx, cfg, rest[0], o)
+}
+
+// cmdWatch opens a local tmux session with one read-only pane per agent,
+// each running `runner attach FILE AGENT`. Closing it touches no agent.
+func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var detach bool
+	cfg, _, err := fileCommand(g, "watch", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&detach, "detach", false, "create the watch session but do not attach to it")
+	}, 0, "")
+	if err != nil {
+		return err
+	}
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		return fmt.Errorf("runner watch needs tmux on this machine: install it (apt-get install tmux)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	session := "runner-watch-" + cfg.Run.Name
+	run := func(a ...string) (string, error) {
+		for i := range a {
+			a[i] = tmuxArg(a[i])
+		}
+		out, err := exec.CommandContext(ctx, tmux, a...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("tmux %s: %v: %s", strings.Join(a, " "), err, strings.TrimSpace(string(out)))
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	if _, err := run("has-session", "-t", "="+session); err == nil {
+		fmt.Fprintf(stderr, "Watch session %s exists; attaching to it.\n", session)
+	} else {
+		attach := func(agent string) []string {
+			argv := []string{"--", self, "attach", cfg.File, agent}
+			for k, v := range g.vars {
+				argv = append(argv, "-var", k+"="+v)
+			}
+			return argv
+		}
+		for i, a := range cfg.Agents {
+			var pane string
+			if i == 0 {
+				pane, err = run(append([]string{"new-session", "-d", "-P", "-F", "#{pane_id}", "-s", session, "-x", "200", "-y", "50"}, attach(a.Name)...)...)
+			} else {
+				pane, err = run(append([]string{"split-window", "-P", "-F", "#{pane_id}", "-t", session}, attach(a.Name)...)...)
+				if err == nil {
+					_, err = run("select-layout", "-t", session, "tiled")
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := run("select-pane", "-t", pane, "-T", a.Name); err != nil {
+				return err
+			}
+		}
+		for _, opt := range [][2]string{{"pane-border-status", "top"}, {"pane-border-format", " #{pane_title} "}, {"allow-rename", "off"}} {
+			if _, err := run("set-option", "-t", session, opt[0], opt[1]); err != nil {
+				return err
+			}
+		}
+	}
+	if detach {
+		fmt.Fprintf(stdout, "Watch session %s: one read-only pane per agent. Attach with: tmux attach -t %s\n", session, session)
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, tmux, "attach-session", "-t", session)
+	if os.Getenv("TMUX") != "" {
+		cmd = exec.CommandContext(ctx, tmux, "switch-client", "-t", session)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// tmuxArg keeps an argument ending in ';' from being read by tmux as a
+// command separator (tmux turns a trailing "\;" back into ";").
+func tmuxArg(s string) string {
+	if strings.HasSuffix(s, ";") {
+		return s[:len(s)-1] + `\;`
+	}
+	return s
+}
