@@ -1,0 +1,5 @@
+assert_eq "$(word_count 'one two  three')" "3" "word_count"
+assert_eq "$(word_count '')" "0" "word_count empty"
+assert_ok "is_semver 1.22.3" "is_semver accepts 1.22.3"
+assert_fails "is_semver 01.2.3" "is_semver rejects a leading zero"
+assert_fails "is_semver 1.2" "is_semver rejects two parts"
