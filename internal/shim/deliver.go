@@ -169,7 +169,9 @@ func orDefault(v, def time.Duration) time.Duration {
 //   - if the agent's command in the pane has exited, the delivery is not
 //     acknowledged: the subscription is closed, so the relay keeps it and
 //     everything after it queued, and Run checks the pane every Poll until
-//     it runs again (the state is "waiting: pane exited", logged once);
+//     it runs again (the state is "waiting: pane exited", logged once). The
+//     pane is also checked every Poll while subscribed, so the subscription
+//     ends as soon as the command exits, message or not;
 //   - otherwise it is pasted (FormatDelivery, Tmux.Paste), acknowledged, and
 //     submitted with Enter.
 //
@@ -204,11 +206,13 @@ func (d *Deliverer) Run(ctx context.Context) {
 		d.note = ""
 		d.logf("relay: connected as %q: delivering messages into pane %s", c.ID(), d.Pane)
 		start, last := time.Now(), d.last
-		err = c.Subscribe(ctx, func(m relay.Delivery) error { return d.handle(ctx, m) })
+		sctx, endWatch := d.watchPane(ctx)
+		err = c.Subscribe(sctx, func(m relay.Delivery) error { return d.handle(sctx, m) })
+		paneDied := endWatch()
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, ErrPaneDead) {
+		if errors.Is(err, ErrPaneDead) || paneDied {
 			continue // waitPane says so, once
 		}
 		d.setState(RelayConnecting)
@@ -244,6 +248,44 @@ func (d *Deliverer) paneAlive(ctx context.Context) (bool, error) {
 		d.seenPID, d.seenAt = st.PID, time.Now()
 	}
 	return ok, nil
+}
+
+// watchPane returns a context for one subscription that ends when ctx does
+// or when the agent's command exits (checked every Poll), so that the state
+// says so at once and the relay keeps what comes next. end stops the watch
+// and reports whether the command exited.
+func (d *Deliverer) watchPane(ctx context.Context) (sctx context.Context, end func() (paneDied bool)) {
+	sctx, cancel := context.WithCancel(ctx)
+	died := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(orDefault(d.Poll, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+			}
+			// An error (no such pane) counts as exited; waitPane reports it.
+			if ok, _ := d.Tmux.PaneAlive(sctx, d.Pane); !ok && sctx.Err() == nil {
+				close(died)
+				cancel()
+				return
+			}
+		}
+	}()
+	return sctx, func() bool {
+		cancel()
+		<-done
+		select {
+		case <-died:
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // waitPane returns once the agent's command is running, false if ctx ends

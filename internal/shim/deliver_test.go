@@ -233,13 +233,18 @@ func TestDeliveryWaitsForDeadPane(t *testing.T) {
 	waitFile(t, file, "[from eng-2] first\r[from operator] second\r")
 	waitRelayState(t, tm.Socket, RelayConnected)
 
-	// It exits while subscribed: the next message is not acked, and waits.
+	// It exits while subscribed: the subscription ends at once, and the
+	// next message waits at the relay.
 	if _, err := tm.exec(context.Background(), "respawn-pane", "-k", "-t", pane, self, "echo-linger", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	waitDead(t, tm, pane)
-	r.send(relay.Operator, "eng-1", "third")
 	waitRelayState(t, tm.Socket, RelayWaitingPane)
+	r.send(relay.Operator, "eng-1", "third")
+	time.Sleep(200 * time.Millisecond)
+	if out, _ := tm.Capture(context.Background(), pane, 0); strings.Contains(out, "third") {
+		t.Fatalf("a message landed in a dead pane:\n%s", out)
+	}
 	if _, err := tm.exec(context.Background(), "respawn-pane", "-k", "-t", pane, self, "raw-record", file); err != nil {
 		t.Fatal(err)
 	}
