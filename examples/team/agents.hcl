@@ -1,0 +1,60 @@
+# A team the way people ran Tmux-Orchestrator: an orchestrator, a project
+# manager and two engineers, each in its own locked-down container.
+#
+# Offline, with the default image and a stand-in command (cat echoes every
+# message it is given, so you can watch the team talk):
+#   runner apply examples/team/agents.hcl
+#   runner send  examples/team/agents.hcl pm "kick-off: plan the login page"
+#   runner watch examples/team/agents.hcl
+#
+# For real, with an image that has Claude Code (or codex, aider, ...):
+#   runner apply examples/team/agents.hcl \
+#     -var image=localhost/my-agent:latest -var 'agent_command=["claude"]'
+
+variable "agent_command" {
+  type    = list(string)
+  default = ["cat"]
+}
+
+variable "image" {
+  default = "localhost/runner-agent:latest"
+}
+
+run "team" {}
+
+agent "orchestrator" {
+  image   = var.image
+  command = var.agent_command
+  send_to = ["pm", "operator"]
+  brief   = file("briefs/orchestrator.md")
+  checkin {
+    every   = "1h"
+    message = "Hourly review: is the team on track? Tell the operator what needs a decision."
+  }
+}
+
+agent "pm" {
+  image   = var.image
+  command = var.agent_command
+  send_to = ["orchestrator", "eng-*"]
+  brief   = file("briefs/pm.md")
+  checkin {
+    every   = "30m"
+    message = "Status check: what did the engineers finish, what is next, what blocks them?"
+  }
+}
+
+agent "eng" {
+  count   = 2
+  image   = var.image
+  command = var.agent_command
+  send_to = ["pm"]
+  brief   = format(file("briefs/eng.md"), "eng-${count.index + 1}")
+  memory  = "1GiB"
+  cpus    = 1
+  mount {
+    source    = "../.."            # the repository, read-only: engineers propose, they do not push
+    target    = "/workspace"
+    read_only = true
+  }
+}
