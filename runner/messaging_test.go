@@ -276,12 +276,13 @@ func TestDeliverySurvivesRestarts(t *testing.T) {
 		if ids := containerIDs(t, te, run); ids["eng-1"] != id {
 			t.Errorf("eng-1's container was replaced; the test wants the restarted one")
 		}
-		out := waitPane(t, r, cfg, "eng-1", "queued-3")
+		// cat shows each submitted line twice: the terminal's echo, then
+		// cat's own output. Wait for cat's copy of the last one.
+		out := waitPane(t, r, cfg, "eng-1", "queued-3\n[from operator] queued-3")
 		for i := 1; i <= 3; i++ {
 			want := fmt.Sprintf("[from operator] queued-%d", i)
-			// cat echoes each line once more: typed, then printed.
-			if n := strings.Count(out, want); n != 1 {
-				t.Errorf("%q appears %d times in the pane, want once:\n%s", want, n, out)
+			if n := strings.Count(out, want); n != 2 {
+				t.Errorf("%q appears %d times in the pane, want 2 (echo + cat: delivered once):\n%s", want, n, out)
 			}
 		}
 		if a, b := strings.Index(out, "queued-1"), strings.Index(out, "queued-3"); a > b {
