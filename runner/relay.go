@@ -278,6 +278,16 @@ func (r *Runner) Send(ctx context.Context, cfg *config.Config, agent, body strin
 	return c.Send(agent, body)
 }
 
+// OperatorClient connects to the run's relay as the operator, for callers
+// that send many messages over one connection.
+func (r *Runner) OperatorClient(ctx context.Context, run string) (*relay.Client, error) {
+	st, err := r.runState(run)
+	if err != nil {
+		return nil, err
+	}
+	return r.operatorClient(ctx, st)
+}
+
 // sendBrief gives a newly created agent its brief once; the client id makes
 // a repeated apply of the same container a no-op at the relay.
 func (r *Runner) sendBrief(ctx context.Context, st state.Run, agent, containerID, brief string) error {
