@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func benchRun(b *testing.B, n int) (*runner.Runner, *config.Config, engine.Engin
 	}
 	stateDir, _ := os.MkdirTemp("", "runner-bench-state-")
 	run := fmt.Sprintf("benchrelay-%d", time.Now().UnixNano()%100000)
-	hcl := fmt.Sprintf("run %q {}\nagent \"a\" {\n count = %d\n image = %q\n command = [\"cat\"]\n memory = \"32MiB\"\n pids = 32\n}\n", run, n, image)
+	hcl := fmt.Sprintf("run %q {}\nagent \"a\" {\n count = %d\n image = %q\n command = [\"cat\"]\n memory = \"64MiB\"\n pids = 64\n}\n", run, n, image)
 	path := filepath.Join(tmp, "agents.hcl")
 	os.WriteFile(path, []byte(hcl), 0o644)
 	cfg, diags := config.Load(path, nil)
@@ -49,14 +50,19 @@ func benchRun(b *testing.B, n int) (*runner.Runner, *config.Config, engine.Engin
 		b.Fatal(diags)
 	}
 	r := &runner.Runner{Engine: eng, StateRoot: stateDir, RelayCommand: []string{filepath.Join(tmp, "runner"), "relay", "serve"}}
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			r.Destroy(context.Background(), run)
+			eng.Close()
+			os.RemoveAll(stateDir)
+		})
+	}
+	b.Cleanup(done) // also when Apply or the benchmark fails half-way
 	if _, err := r.Apply(ctx, cfg); err != nil {
 		b.Fatal(err)
 	}
-	return r, cfg, eng, func() {
-		r.Destroy(context.Background(), run)
-		eng.Close()
-		os.RemoveAll(stateDir)
-	}
+	return r, cfg, eng, done
 }
 
 // BenchmarkSendToPane measures the latency from the operator's send to the
