@@ -54,6 +54,8 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "count"},
 		{Name: "send_to"},
 		{Name: "brief"},
+		{Name: "restart"},
+		{Name: "max_restarts"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}},
 }
@@ -172,7 +174,9 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 			case "checkin":
 				cc, diags := blk.Body.Content(checkinSchema)
 				d.diags = append(d.diags, diags...)
-				ab.checkins = append(ab.checkins, checkinBlock{blk, cc})
+				cb := checkinBlock{block: blk, content: cc}
+				cb.triggerOK = d.checkTrigger(cb)
+				ab.checkins = append(ab.checkins, cb)
 			}
 		}
 
@@ -260,17 +264,19 @@ func nameList(names []string) string {
 func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 	errs := len(d.diags.Errs())
 	a := Agent{
-		Name:      name,
-		Image:     DefaultImage,
-		User:      DefaultUser,
-		Memory:    DefaultMemory,
-		NanoCPUs:  DefaultCPUs * nanoPerCPU,
-		Pids:      DefaultPids,
-		Network:   DefaultNetwork,
-		Workdir:   DefaultWorkdir,
-		TmpSize:   DefaultTmpSize,
-		HomeSize:  DefaultTmpSize,
-		DeclRange: ab.block.DefRange,
+		Name:        name,
+		Image:       DefaultImage,
+		User:        DefaultUser,
+		Memory:      DefaultMemory,
+		NanoCPUs:    DefaultCPUs * nanoPerCPU,
+		Pids:        DefaultPids,
+		Network:     DefaultNetwork,
+		Workdir:     DefaultWorkdir,
+		TmpSize:     DefaultTmpSize,
+		HomeSize:    DefaultTmpSize,
+		Restart:     DefaultRestart,
+		MaxRestarts: DefaultMaxRestarts,
+		DeclRange:   ab.block.DefRange,
 	}
 	attrs := ab.content.Attributes
 
@@ -337,6 +343,22 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 					`workdir must be a clean absolute path in the container, such as %q; got %q.`, DefaultWorkdir, v)
 			}
 			a.Workdir = v
+		}
+	}
+	if attr := attrs["restart"]; attr != nil {
+		if v, ok := d.str(s, attr, false); ok {
+			switch v {
+			case RestartOnFailure, RestartAlways, RestartNever:
+				a.Restart, a.RestartSet = v, true
+			default:
+				d.fail(s, attr.Expr, "Unsupported restart policy",
+					`restart %q is not a policy. Use "on-failure" (restart the command after a non-zero exit status or a signal; the default), "always" (also after exit status 0) or "never".`, v)
+			}
+		}
+	}
+	if attr := attrs["max_restarts"]; attr != nil {
+		if v, ok := d.integer(s, attr, 0, MaxMaxRestarts, "It bounds how often the agent's command is restarted over the container's life; 0 never restarts it.", false); ok {
+			a.MaxRestarts = int(v)
 		}
 	}
 	a.Mounts = d.mounts(s, ab)

@@ -170,7 +170,16 @@ func dump(b *strings.Builder, cfg *Config) {
 		if peers := cfg.Peers(a.Name); len(peers) > 0 {
 			fmt.Fprintf(b, "  peers     %q\n", peers)
 		}
+		set := ""
+		if a.RestartSet {
+			set = " (set)"
+		}
+		fmt.Fprintf(b, "  restart   %s max_restarts=%d%s\n", a.Restart, a.MaxRestarts, set)
 		for _, c := range a.Checkins {
+			if c.AfterIdle > 0 {
+				fmt.Fprintf(b, "  checkin   after_idle=%s message=%q at %s\n", c.AfterIdle, c.Message, at(c.DeclRange))
+				continue
+			}
 			fmt.Fprintf(b, "  checkin   every=%s message=%q at %s\n", c.Every, c.Message, at(c.DeclRange))
 		}
 		if a.Brief != "" {

@@ -14,7 +14,8 @@ import (
 
 var checkinSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
-		{Name: "every", Required: true},
+		{Name: "every"},
+		{Name: "after_idle"},
 		{Name: "message", Required: true},
 	},
 }
@@ -23,6 +24,26 @@ var checkinSchema = &hcl.BodySchema{
 type checkinBlock struct {
 	block   *hcl.Block
 	content *hcl.BodyContent
+	// triggerOK: it has exactly one of every and after_idle (checked once
+	// per block, not per count instance).
+	triggerOK bool
+}
+
+// checkTrigger reports a checkin block without exactly one of every and
+// after_idle.
+func (d *decoder) checkTrigger(cb checkinBlock) bool {
+	every, idle := cb.content.Attributes["every"], cb.content.Attributes["after_idle"]
+	switch {
+	case every != nil && idle != nil:
+		d.errorf(idle.NameRange, "Conflicting check-in triggers",
+			`A checkin block fires either every interval (every) or once the agent's pane has printed nothing for a while (after_idle), not both. Remove one, or write a checkin block for each.`)
+		return false
+	case every == nil && idle == nil:
+		d.errorf(cb.block.DefRange, "Missing check-in trigger",
+			`A checkin block needs every = "30m" (a recurring check-in) or after_idle = "10m" (a check-in once the agent's pane has printed nothing for that long).`)
+		return false
+	}
+	return true
 }
 
 // reservedNames are identities the relay gives to someone other than an
@@ -125,12 +146,23 @@ func (d *decoder) checkSendTo() {
 	}
 }
 
-// checkins reads the checkin blocks of one agent instance.
+// checkins reads the checkin blocks of one agent instance. Each has
+// exactly one trigger: every (recurring) or after_idle (when the agent's
+// pane has printed nothing for that long).
 func (d *decoder) checkins(s scope, ab agentBlock) []Checkin {
 	var out []Checkin
 	for _, cb := range ab.checkins {
-		msgAttr := cb.content.Attributes["message"]
-		every, everyOK := d.every(s, cb.content.Attributes["every"])
+		attrs := cb.content.Attributes
+		msgAttr := attrs["message"]
+		c := Checkin{DeclRange: cb.block.DefRange}
+		triggerOK := false
+		switch {
+		case !cb.triggerOK:
+		case attrs["every"] != nil:
+			c.Every, triggerOK = d.interval(s, attrs["every"])
+		default:
+			c.AfterIdle, triggerOK = d.interval(s, attrs["after_idle"])
+		}
 		msg, msgOK := d.str(s, msgAttr, true)
 		if msgOK {
 			if summary, detail := checkText("check-in message", emptyCheckin, msg); summary != "" {
@@ -138,31 +170,36 @@ func (d *decoder) checkins(s scope, ab agentBlock) []Checkin {
 				msgOK = false
 			}
 		}
-		if everyOK && msgOK {
-			out = append(out, Checkin{Every: every, Message: msg, DeclRange: cb.block.DefRange})
+		if triggerOK && msgOK {
+			c.Message = msg
+			out = append(out, c)
 		}
 	}
 	return out
 }
 
-// every reads a check-in interval: a Go duration from MinCheckinEvery to
-// MaxCheckinEvery.
-func (d *decoder) every(s scope, attr *hcl.Attribute) (time.Duration, bool) {
+// interval reads a check-in's every or after_idle: a Go duration from
+// MinCheckinEvery to MaxCheckinEvery.
+func (d *decoder) interval(s scope, attr *hcl.Attribute) (time.Duration, bool) {
 	str, ok := d.str(s, attr, true)
 	if !ok {
 		return 0, false
 	}
+	what, why := "check-in interval", "Each check-in is typed into the agent's terminal, and more often would flood it."
+	if attr.Name == "after_idle" {
+		what, why = "idle time", "It is how long the agent's pane must have printed nothing before the check-in is typed into it."
+	}
 	v, err := time.ParseDuration(str)
 	switch {
 	case err != nil:
-		d.fail(s, attr.Expr, "Invalid check-in interval",
-			`every must be a duration with a unit, such as "30m", "90s", "1.5h" or "1h30m"; got %q.`, str)
+		d.fail(s, attr.Expr, sentence("invalid "+what),
+			`%s must be a duration with a unit, such as "30m", "90s", "1.5h" or "1h30m"; got %q.`, attr.Name, str)
 	case v < MinCheckinEvery:
-		d.fail(s, attr.Expr, "Check-in interval too short",
-			`every must be at least %s; got %q. Each check-in is typed into the agent's terminal, and more often would flood it.`, MinCheckinEvery, str)
+		d.fail(s, attr.Expr, sentence(what+" too short"),
+			`%s must be at least %s; got %q. %s`, attr.Name, MinCheckinEvery, str, why)
 	case v > MaxCheckinEvery:
-		d.fail(s, attr.Expr, "Check-in interval too long",
-			`every must be at most 168h (7 days); got %q.`, str)
+		d.fail(s, attr.Expr, sentence(what+" too long"),
+			`%s must be at most 168h (7 days); got %q.`, attr.Name, str)
 	default:
 		return v, true
 	}

@@ -59,13 +59,28 @@ type Agent struct {
 	// none (the attribute is absent or null).
 	Brief string
 
+	// Restart is what happens when the agent's command exits: RestartOnFailure
+	// (the default), RestartAlways or RestartNever. The container and its
+	// tmux stay up either way; a restart respawns the command in its pane.
+	Restart string
+	// MaxRestarts bounds the restarts over the container's life (0 to
+	// MaxMaxRestarts; default DefaultMaxRestarts).
+	MaxRestarts int
+	// RestartSet says the file set restart itself. `runner run` (CI mode)
+	// runs an agent that did not with RestartNever: a job's failure is its
+	// result.
+	RestartSet bool
+
 	DeclRange hcl.Range // where the block was declared, for errors found later
 }
 
 // Checkin is a `checkin { every = "30m" message = "..." }` block: the relay
-// delivers Message to the agent every Every.
+// delivers Message to the agent every Every. With after_idle instead of
+// every, it delivers Message once the agent's pane has printed nothing for
+// AfterIdle (once per quiet spell). Exactly one of Every and AfterIdle is set.
 type Checkin struct {
-	Every     time.Duration // from MinCheckinEvery to MaxCheckinEvery
+	Every     time.Duration // from MinCheckinEvery to MaxCheckinEvery, or 0
+	AfterIdle time.Duration // from MinCheckinEvery to MaxCheckinEvery, or 0
 	Message   string        // non-empty, at most MaxMessage bytes, UTF-8, no NUL
 	DeclRange hcl.Range
 }
@@ -100,6 +115,15 @@ const (
 	// agent's terminal; a week is the relay's longest schedule.
 	MinCheckinEvery = time.Second
 	MaxCheckinEvery = 7 * 24 * time.Hour
+
+	// Restart policies (Agent.Restart).
+	RestartOnFailure = "on-failure" // after a non-zero exit status or a signal
+	RestartAlways    = "always"     // after any exit
+	RestartNever     = "never"
+	DefaultRestart   = RestartOnFailure
+	// DefaultMaxRestarts and MaxMaxRestarts bound max_restarts.
+	DefaultMaxRestarts = 5
+	MaxMaxRestarts     = 1000
 
 	// RelayDir is where every container gets the relay socket's directory;
 	// mount targets may not overlap it.

@@ -67,3 +67,36 @@ agent "eng" {
     message = "instance ${count.index}"
   }
 }
+
+agent "idle" {
+  command = ["true"]
+  checkin {
+    every      = "1m"
+    after_idle = "5m"
+    message    = "both triggers"
+  }
+  checkin {
+    after_idle = "500ms"
+    message    = "below the floor"
+  }
+  checkin {
+    after_idle = "ten minutes"
+    message    = "not a duration"
+  }
+  checkin {
+    after_idle = "169h"
+    message    = "over a week"
+  }
+  checkin {
+    after_idle = null
+    message    = "null"
+  }
+}
+
+agent "idlers" {
+  count   = 2
+  command = ["true"]
+  checkin {
+    message = "no trigger, reported once for the block"
+  }
+}
