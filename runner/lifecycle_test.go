@@ -18,6 +18,7 @@ import (
 
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/plan"
+	"github.com/runner-dev/runner/internal/state"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -136,6 +137,11 @@ func TestApplyConverges(t *testing.T) {
 		}
 		if ids := containerIDs(t, te, run); len(ids) != 0 {
 			t.Errorf("containers left after destroy: %v", ids)
+		}
+		if st, _ := state.ForRun(run); st.Exists() {
+			t.Errorf("state left after destroy: %s", st.Dir())
+		} else if matches, _ := filepath.Glob(filepath.Join(st.Root, "archive", run+"-*.audit.log")); len(matches) != 1 {
+			t.Errorf("destroy should keep the run's audit log in the archive, found %v", matches)
 		}
 		nets, err := te.raw.NetworkList(ctx(t), networkListOptions(run))
 		if err != nil {
