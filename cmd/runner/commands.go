@@ -56,6 +56,20 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 	return cfg, pos[1:], nil
 }
 
+// engineCommand is fileCommand plus a connection to the run's engine; the
+// caller closes it.
+func engineCommand(ctx context.Context, g *globals, name string, args []string, stderr io.Writer, extra func(*flag.FlagSet), nargs int, argsUsage string) (*config.Config, []string, engine.Engine, error) {
+	cfg, rest, err := fileCommand(g, name, args, stderr, extra, nargs, argsUsage)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, rest, eng, nil
+}
+
 // loadConfig prints diagnostics as Terraform does and fails on errors.
 func loadConfig(path string, vars map[string]string, stderr io.Writer) (*config.Config, error) {
 	l := config.NewLoader()
@@ -97,11 +111,7 @@ func cmdValidate(_ context.Context, g *globals, args []string, stdout, stderr io
 }
 
 func cmdPlan(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := fileCommand(g, "plan", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	eng, err := connect(ctx, cfg)
+	cfg, _, eng, err := engineCommand(ctx, g, "plan", args, stderr, nil, 0, "")
 	if err != nil {
 		return err
 	}
@@ -115,11 +125,7 @@ func cmdPlan(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 }
 
 func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := fileCommand(g, "apply", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	eng, err := connect(ctx, cfg)
+	cfg, _, eng, err := engineCommand(ctx, g, "apply", args, stderr, nil, 0, "")
 	if err != nil {
 		return err
 	}
@@ -139,11 +145,7 @@ func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.
 }
 
 func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := fileCommand(g, "destroy", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	eng, err := connect(ctx, cfg)
+	cfg, _, eng, err := engineCommand(ctx, g, "destroy", args, stderr, nil, 0, "")
 	if err != nil {
 		return err
 	}
