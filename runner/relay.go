@@ -63,7 +63,7 @@ func (r *Runner) prepareRelay(cfg *config.Config, st state.Run) (changed bool, e
 		// matches the sender or the operator), not the raw patterns.
 		rf.ACL[a.Name] = cfg.Peers(a.Name)
 		for _, c := range a.Checkins {
-			rf.Checkins = append(rf.Checkins, relay.Checkin{Agent: a.Name, Every: c.Every, Message: c.Message})
+			rf.Checkins = append(rf.Checkins, relay.Checkin{Agent: a.Name, Every: c.Every, AfterIdle: c.AfterIdle, Message: c.Message})
 		}
 	}
 	for _, id := range ids {

@@ -50,6 +50,7 @@ type Client struct {
 	r          *bufio.Reader
 	id         string
 	maxMessage int
+	idleAfter  []int
 
 	mu         sync.Mutex
 	subscribed bool
@@ -93,7 +94,7 @@ func Dial(ctx context.Context, socketPath, token string) (*Client, error) {
 	if !stop() { // ctx ended just now and closed conn
 		return nil, ctx.Err()
 	}
-	c.id, c.maxMessage = w.ID, w.MaxMessage
+	c.id, c.maxMessage, c.idleAfter = w.ID, w.MaxMessage, w.IdleAfter
 	conn.SetDeadline(time.Time{})
 	return c, nil
 }
@@ -103,6 +104,11 @@ func (c *Client) ID() string { return c.id }
 
 // MaxMessage is the largest body the relay accepts, in bytes.
 func (c *Client) MaxMessage() int { return c.maxMessage }
+
+// IdleAfter lists, sorted, the after_idle times in whole seconds of this
+// identity's declared check-ins, as the relay said on connecting: the idle
+// times worth reporting with Idle. Empty when it has none.
+func (c *Client) IdleAfter() []int { return c.idleAfter }
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
@@ -145,6 +151,21 @@ func (c *Client) Schedule(after time.Duration, body string) (uint64, time.Time, 
 		return 0, time.Time{}, errors.New("relay accepted the check-in but did not say when it is due")
 	}
 	return ok.ID, *ok.Due, nil
+}
+
+// Idle reports that this identity's pane has printed nothing for secs
+// seconds; the relay fires the matching after_idle check-ins (see
+// PROTOCOL.md) and says how many it fired.
+func (c *Client) Idle(secs int) (fired int, err error) {
+	ok, err := c.roundTrip(request{V: version, Type: "idle", For: secs})
+	return ok.Fired, err
+}
+
+// Stats returns, for every identity of the run, its queue, last traffic and
+// check-ins. Only the operator may ask (CodeForbidden otherwise).
+func (c *Client) Stats() ([]AgentStats, error) {
+	ok, err := c.roundTrip(request{V: version, Type: "stats"})
+	return ok.Stats, err
 }
 
 // Subscribe receives this identity's deliveries, in order, one at a time, and

@@ -30,6 +30,7 @@ type request struct {
 	After    string `json:"after,omitempty"`
 	N        int    `json:"n,omitempty"`
 	ID       uint64 `json:"id,omitempty"`
+	For      int    `json:"for,omitempty"`
 }
 
 // fieldsByType lists, per request type, the keys it may carry besides v and
@@ -42,6 +43,8 @@ var fieldsByType = map[string]struct{ allowed, required []string }{
 	"schedule":  {[]string{"after", "body"}, []string{"after", "body"}},
 	"subscribe": {},
 	"ack":       {[]string{"id"}, []string{"id"}},
+	"idle":      {[]string{"for"}, []string{"for"}},
+	"stats":     {},
 }
 
 // Delivery is a message handed to a subscriber, and one entry of an inbox.
@@ -53,6 +56,29 @@ type Delivery struct {
 	Time time.Time `json:"time"` // when the relay accepted it
 }
 
+// AgentStats is one identity's entry in a stats reply: what the relay knows
+// about its traffic and check-ins. Times are absent when nothing happened
+// yet (since the journal's records began).
+type AgentStats struct {
+	ID     string `json:"id"`
+	Queued int    `json:"queued"` // messages accepted for it and not yet delivered
+	// LastIn is when a message (of any kind) was last delivered to it,
+	// that is acknowledged by its subscriber.
+	LastIn *time.Time `json:"last_in,omitempty"`
+	// LastOut is when the relay last accepted a message it sent.
+	LastOut *time.Time `json:"last_out,omitempty"`
+	// Checkins counts its declared recurring check-ins (every), IdleCheckins
+	// its declared after_idle ones, Schedules its pending self-scheduled ones.
+	Checkins     int `json:"checkins"`
+	IdleCheckins int `json:"idle_checkins"`
+	Schedules    int `json:"schedules"`
+	// NextCheckin is when the next recurring or self-scheduled check-in
+	// fires.
+	NextCheckin *time.Time `json:"next_checkin,omitempty"`
+	// Subscribed: a subscription (its container's message delivery) is open.
+	Subscribed bool `json:"subscribed"`
+}
+
 // Frames the relay sends.
 type (
 	welcomeFrame struct {
@@ -61,6 +87,9 @@ type (
 		ID         string   `json:"id"`
 		Peers      []string `json:"peers"`
 		MaxMessage int      `json:"max_message"`
+		// IdleAfter lists, in whole seconds, the distinct after_idle times
+		// of this identity's declared check-ins (see the idle request).
+		IdleAfter []int `json:"idle_after,omitempty"`
 	}
 	okFrame struct {
 		V         int        `json:"v"`
@@ -70,6 +99,9 @@ type (
 		Peers     []string   `json:"peers,omitempty"`
 		Messages  []Delivery `json:"messages,omitempty"`
 		Due       *time.Time `json:"due,omitempty"`
+		Fired     int        `json:"fired,omitempty"` // idle: how many check-ins it fired
+		// Stats answers stats: one entry per identity of the run, sorted.
+		Stats []AgentStats `json:"stats,omitempty"`
 	}
 	errorFrame struct {
 		V      int    `json:"v"`
@@ -206,6 +238,8 @@ func decodeRequest(b []byte) (request, error) {
 			err = number(raw, key, &req.N)
 		case key == "id":
 			err = number(raw, key, &req.ID)
+		case key == "for":
+			err = number(raw, key, &req.For)
 		}
 		if err != nil {
 			return req, err
@@ -231,6 +265,8 @@ func present(req request, key string) bool {
 		return req.After != ""
 	case "id":
 		return req.ID != 0
+	case "for":
+		return req.For != 0
 	}
 	return false
 }

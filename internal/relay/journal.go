@@ -28,6 +28,8 @@ type message struct {
 	ClientID string    `json:"cid,omitempty"`   // the sender's id for dedupe
 	Sched    uint64    `json:"sched,omitempty"` // the self-scheduled check-in this fired
 	Decl     int       `json:"decl,omitempty"`  // 1 + index of the declared check-in this fired
+	// Delivered is when the recipient acknowledged it (zero while queued).
+	Delivered time.Time `json:"dt,omitzero"`
 }
 
 func (m *message) delivery() Delivery {
@@ -53,7 +55,7 @@ type seenID struct {
 //
 //	hdr   Next: the next id to assign (first line of every journal)
 //	msg   Msg: accepted, pending delivery (if Msg.Sched != 0, that schedule is consumed)
-//	ack   ID: the recipient acknowledged message ID
+//	ack   ID: the recipient acknowledged message ID (at Time, if set)
 //	sched Sched: a self-scheduled check-in
 //	hist  Msg: delivered earlier, kept for inbox (written by compaction)
 //	seen  Seen: a client_id whose message is no longer pending (written by compaction)
@@ -61,6 +63,7 @@ type record struct {
 	Op    string    `json:"op"`
 	Next  uint64    `json:"next,omitempty"`
 	ID    uint64    `json:"id,omitempty"`
+	Time  time.Time `json:"t,omitzero"` // ack: when
 	Msg   *message  `json:"msg,omitempty"`
 	Sched *schedule `json:"sched,omitempty"`
 	Seen  *seenID   `json:"seen,omitempty"`

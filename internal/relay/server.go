@@ -78,12 +78,21 @@ type Rate struct {
 	Burst     int
 }
 
-// Checkin is a declared, recurring check-in: Message is delivered to Agent
-// every Every, counted from relay start.
+// Checkin is a declared check-in for Agent, with exactly one trigger:
+// Message is delivered every Every, counted from relay start; or, with
+// AfterIdle, whenever Agent's shim reports (idle request) that its pane has
+// printed nothing for that long.
 type Checkin struct {
-	Agent   string
-	Every   time.Duration
-	Message string
+	Agent     string
+	Every     time.Duration
+	AfterIdle time.Duration `json:",omitempty"`
+	Message   string
+}
+
+// idleSeconds is an after_idle time in the whole seconds the idle request
+// speaks: rounded up, so a check-in never fires early.
+func idleSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
 }
 
 // Config is everything a relay needs. Zero values take the documented
@@ -205,7 +214,12 @@ func (c *Config) validate() error {
 		if _, ok := c.Credentials[ci.Agent]; !ok {
 			return fmt.Errorf("relay: check-in for %q, which has no credential", ci.Agent)
 		}
-		if ci.Every < minCheckinEvery {
+		switch {
+		case ci.Every != 0 && ci.AfterIdle != 0:
+			return fmt.Errorf("relay: check-in for %q has both Every and AfterIdle: give it one", ci.Agent)
+		case ci.AfterIdle != 0 && ci.AfterIdle < minCheckinEvery:
+			return fmt.Errorf("relay: check-in for %q after %s idle: the minimum is %s", ci.Agent, ci.AfterIdle, minCheckinEvery)
+		case ci.AfterIdle == 0 && ci.Every < minCheckinEvery:
 			return fmt.Errorf("relay: check-in for %q every %s: the minimum is %s", ci.Agent, ci.Every, minCheckinEvery)
 		}
 		if err := checkBody(ci.Message, c.MaxMessage); err != nil {
@@ -234,6 +248,7 @@ type Server struct {
 	cfg       Config
 	creds     []credential
 	peers     map[string][]string // identity -> who it may send to
+	idleAfter map[string][]int    // identity -> its after_idle times, seconds, sorted
 	buckets   map[string]*bucket
 	maxFrame  int
 	compactAt int64
@@ -251,7 +266,9 @@ type Server struct {
 	seen     map[string]*seenSet   // sender -> client_ids accepted
 	scheds   map[uint64]*schedule
 	subs     map[string]*subscription
-	declNext []time.Time // when each declared check-in fires next
+	declNext []time.Time          // when each declared check-in fires next (every only)
+	lastIn   map[string]time.Time // identity -> last delivery to it (ack)
+	lastOut  map[string]time.Time // identity -> last message it sent (accepted)
 	served   bool
 
 	connMu   sync.Mutex
@@ -279,6 +296,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		peers:     make(map[string][]string),
+		idleAfter: make(map[string][]int),
+		lastIn:    make(map[string]time.Time),
+		lastOut:   make(map[string]time.Time),
 		buckets:   make(map[string]*bucket),
 		maxFrame:  maxFrameFor(cfg.MaxMessage),
 		compactAt: compactAt,
@@ -311,6 +331,12 @@ func New(cfg Config) (*Server, error) {
 			}
 		}
 		s.peers[id] = peers
+	}
+	for _, c := range cfg.Checkins {
+		if c.AfterIdle > 0 && !slices.Contains(s.idleAfter[c.Agent], idleSeconds(c.AfterIdle)) {
+			s.idleAfter[c.Agent] = append(s.idleAfter[c.Agent], idleSeconds(c.AfterIdle))
+			slices.Sort(s.idleAfter[c.Agent])
+		}
 	}
 
 	j, recs, dropped, err := openJournal(cfg.StateDir)
@@ -387,7 +413,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.served = true
 	start := s.now()
 	for i, c := range s.cfg.Checkins {
-		s.declNext[i] = start.Add(c.Every)
+		if c.Every > 0 {
+			s.declNext[i] = start.Add(c.Every)
+		}
 	}
 	pending := 0
 	for _, q := range s.queues {
@@ -574,6 +602,10 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			resp = s.inbox(id, req.N)
 		case "schedule":
 			resp = s.schedule(id, req)
+		case "idle":
+			resp = s.idle(id, req.For)
+		case "stats":
+			resp = s.stats(id)
 		case "subscribe":
 			s.subscribe(ctx, c, r, id)
 			return
@@ -660,7 +692,7 @@ func (s *Server) hello(c net.Conn, r *bufio.Reader) string {
 		return ""
 	}
 	s.audit("auth_ok", id, "", peer)
-	if s.write(c, welcomeFrame{V: version, Type: "welcome", ID: id, Peers: s.peers[id], MaxMessage: s.cfg.MaxMessage}) != nil {
+	if s.write(c, welcomeFrame{V: version, Type: "welcome", ID: id, Peers: s.peers[id], MaxMessage: s.cfg.MaxMessage, IdleAfter: s.idleAfter[id]}) != nil {
 		s.unclaim(id)
 		return ""
 	}
@@ -795,6 +827,7 @@ func (s *Server) send(from string, req request) any {
 		return errReply(CodeUnavailable, "the relay could not store the message (%v): retry later", err)
 	}
 	s.enqueue(m)
+	s.lastOut[from] = m.Time
 	s.maybeCompact()
 	s.audit("send", from, to, fmt.Sprintf("id=%d kind=%s %s", m.ID, kind, digest(m.Body)))
 	return okFrame{V: version, Type: "ok", ID: m.ID}
@@ -850,6 +883,105 @@ func (s *Server) schedule(id string, req request) any {
 	}
 	due := sc.Due
 	return okFrame{V: version, Type: "ok", ID: sc.ID, Due: &due}
+}
+
+// idle answers an idle request: id's shim reports that its pane has printed
+// nothing for secs seconds. It fires id's after_idle check-ins whose time
+// (in whole seconds) is the greatest that is at most secs — so a report
+// that crossed several times fires the longest, once — except one whose
+// previous firing is still undelivered. An agent can send this itself, but
+// it only ever nudges itself, at its request rate.
+func (s *Server) idle(id string, secs int) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best := 0
+	for _, c := range s.cfg.Checkins {
+		if c.Agent == id && c.AfterIdle > 0 {
+			if n := idleSeconds(c.AfterIdle); n <= secs && n > best {
+				best = n
+			}
+		}
+	}
+	if best == 0 {
+		s.auditNoisy("idle", id, "", fmt.Sprintf("idle for %ds: no after_idle check-in of %s is due", secs, id))
+		return okFrame{V: version, Type: "ok"}
+	}
+	now, fired := s.now(), 0
+	for i, c := range s.cfg.Checkins {
+		if c.Agent != id || c.AfterIdle == 0 || idleSeconds(c.AfterIdle) != best {
+			continue
+		}
+		if slices.ContainsFunc(s.queues[id], func(m *message) bool { return m.Decl == i+1 }) {
+			s.auditNoisy("fire", Runner, id, "after_idle check-in skipped: the previous one is still undelivered")
+			continue
+		}
+		m := &message{ID: s.nextID, From: Runner, To: id, Kind: "checkin", Body: c.Message, Time: now, Decl: i + 1}
+		if err := s.journal(true, record{Op: "msg", Msg: m}); err != nil {
+			s.auditNoisy("journal_error", Runner, id, "after_idle check-in not fired: "+err.Error())
+			return errReply(CodeUnavailable, "the relay could not store the check-in (%v): retry later", err)
+		}
+		s.enqueue(m)
+		s.audit("fire", Runner, id, fmt.Sprintf("id=%d after_idle %s (idle for %ds)", m.ID, c.AfterIdle, secs))
+		fired++
+	}
+	s.maybeCompact()
+	return okFrame{V: version, Type: "ok", Fired: fired}
+}
+
+// stats answers the operator's stats request: per identity, its queue,
+// last traffic and check-ins. Agents are refused: it would tell them about
+// each other.
+func (s *Server) stats(id string) any {
+	if id != Operator {
+		s.audit("deny", id, "", "stats is for the operator only")
+		return errReply(CodeForbidden, "only the operator may ask for stats")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]AgentStats, 0, len(s.creds))
+	for _, c := range s.creds {
+		st := AgentStats{ID: c.id, Queued: len(s.queues[c.id]), Subscribed: s.subs[c.id] != nil}
+		st.LastIn, st.LastOut = timePtr(s.lastIn[c.id]), timePtr(s.lastOut[c.id])
+		var next time.Time
+		earliest := func(t time.Time) {
+			if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
+		for i, ci := range s.cfg.Checkins {
+			switch {
+			case ci.Agent != c.id:
+			case ci.AfterIdle > 0:
+				st.IdleCheckins++
+			default:
+				st.Checkins++
+				earliest(s.declNext[i])
+			}
+		}
+		for _, sc := range s.scheds {
+			if sc.To == c.id {
+				st.Schedules++
+				earliest(sc.Due)
+			}
+		}
+		st.NextCheckin = timePtr(next)
+		out = append(out, st)
+	}
+	return okFrame{V: version, Type: "ok", Stats: out}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// later sets m[k] to t if t is later than what it holds.
+func later(m map[string]time.Time, k string, t time.Time) {
+	if t.After(m[k]) {
+		m[k] = t
+	}
 }
 
 // subscribe turns c into id's delivery stream: the relay sends the head of
@@ -963,9 +1095,12 @@ func (s *Server) acked(id string, m *message) {
 		return // acked already, through a subscription this one replaced
 	}
 	detail := fmt.Sprintf("id=%d kind=%s acked", m.ID, m.Kind)
+	now := s.now()
+	m.Delivered = now
+	s.lastIn[id] = now
 	// No sync: if this record is lost in a crash, the message is delivered
 	// again and the recipient drops the repeated id.
-	if err := s.journal(false, record{Op: "ack", ID: m.ID}); err != nil {
+	if err := s.journal(false, record{Op: "ack", ID: m.ID, Time: now}); err != nil {
 		detail += "; the ack could not be journaled, so it will be redelivered after a restart"
 	}
 	if len(q) == 1 {
@@ -1046,9 +1181,12 @@ func (s *Server) replay(recs []record) (lost []*message) {
 				continue
 			}
 			s.enqueue(r.Msg)
+			later(s.lastOut, r.Msg.From, r.Msg.Time)
 		case "ack":
 			for to, q := range s.queues {
 				if i := slices.IndexFunc(q, func(m *message) bool { return m.ID == r.ID }); i >= 0 {
+					q[i].Delivered = r.Time
+					later(s.lastIn, to, r.Time)
 					s.remember(q[i])
 					if q = slices.Delete(q, i, i+1); len(q) == 0 {
 						delete(s.queues, to)
@@ -1061,7 +1199,9 @@ func (s *Server) replay(recs []record) (lost []*message) {
 		case "hist":
 			if s.known(r.Msg.To) {
 				s.remember(r.Msg)
+				later(s.lastIn, r.Msg.To, r.Msg.Delivered)
 			}
+			later(s.lastOut, r.Msg.From, r.Msg.Time)
 		case "sched":
 			s.nextID = max(s.nextID, r.Sched.ID+1)
 			if s.known(r.Sched.To) {
@@ -1140,6 +1280,9 @@ func (s *Server) fireDue(now time.Time) time.Time {
 		}
 	}
 	for i, c := range s.cfg.Checkins {
+		if c.Every == 0 {
+			continue // after_idle: fired by idle requests
+		}
 		if now.Before(s.declNext[i]) {
 			earliest(s.declNext[i])
 			continue

@@ -119,21 +119,28 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		"bad run name":     {func(c *Config) { c.Run = "Bad Run" }, "invalid run name"},
-		"no audit":         {func(c *Config) { c.Audit = nil }, "Audit is required"},
-		"no credentials":   {func(c *Config) { c.Credentials = nil; c.ACL = nil }, "no Credentials"},
-		"short secret":     {func(c *Config) { c.Credentials["eng-1"] = "abcd" }, "at least 128 bits"},
-		"non-hex secret":   {func(c *Config) { c.Credentials["eng-1"] = strings.Repeat("z", 64) }, "at least 128 bits"},
-		"shared secret":    {func(c *Config) { c.Credentials["eng-1"] = c.Credentials["eng-2"] }, "same credential"},
-		"reserved runner":  {func(c *Config) { c.Credentials[Runner] = strings.Repeat("ab", 32) }, "reserved"},
-		"bad identity":     {func(c *Config) { c.Credentials["Eng 1"] = strings.Repeat("ab", 32) }, "invalid identity name"},
-		"unknown ACL key":  {func(c *Config) { c.ACL["ghost"] = []string{"*"} }, `entry for "ghost"`},
-		"bad ACL pattern":  {func(c *Config) { c.ACL["eng-1"] = []string{"eng-["} }, "malformed"},
-		"checkin too fast": {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Every: 500 * time.Millisecond, Message: "x"}} }, "minimum"},
-		"checkin unknown":  {func(c *Config) { c.Checkins = []Checkin{{Agent: "ghost", Every: time.Minute, Message: "x"}} }, "no credential"},
-		"checkin empty":    {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Every: time.Minute}} }, "empty"},
-		"huge messages":    {func(c *Config) { c.MaxMessage = 1 << 30 }, "out of range"},
-		"bad rate":         {func(c *Config) { c.RateLimit = Rate{PerSecond: -1, Burst: 1} }, "RateLimit"},
+		"bad run name":       {func(c *Config) { c.Run = "Bad Run" }, "invalid run name"},
+		"no audit":           {func(c *Config) { c.Audit = nil }, "Audit is required"},
+		"no credentials":     {func(c *Config) { c.Credentials = nil; c.ACL = nil }, "no Credentials"},
+		"short secret":       {func(c *Config) { c.Credentials["eng-1"] = "abcd" }, "at least 128 bits"},
+		"non-hex secret":     {func(c *Config) { c.Credentials["eng-1"] = strings.Repeat("z", 64) }, "at least 128 bits"},
+		"shared secret":      {func(c *Config) { c.Credentials["eng-1"] = c.Credentials["eng-2"] }, "same credential"},
+		"reserved runner":    {func(c *Config) { c.Credentials[Runner] = strings.Repeat("ab", 32) }, "reserved"},
+		"bad identity":       {func(c *Config) { c.Credentials["Eng 1"] = strings.Repeat("ab", 32) }, "invalid identity name"},
+		"unknown ACL key":    {func(c *Config) { c.ACL["ghost"] = []string{"*"} }, `entry for "ghost"`},
+		"bad ACL pattern":    {func(c *Config) { c.ACL["eng-1"] = []string{"eng-["} }, "malformed"},
+		"checkin too fast":   {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Every: 500 * time.Millisecond, Message: "x"}} }, "minimum"},
+		"checkin unknown":    {func(c *Config) { c.Checkins = []Checkin{{Agent: "ghost", Every: time.Minute, Message: "x"}} }, "no credential"},
+		"checkin empty":      {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Every: time.Minute}} }, "empty"},
+		"checkin no trigger": {func(c *Config) { c.Checkins = []Checkin{{Agent: "eng-1", Message: "x"}} }, "minimum"},
+		"checkin both triggers": {func(c *Config) {
+			c.Checkins = []Checkin{{Agent: "eng-1", Every: time.Minute, AfterIdle: time.Minute, Message: "x"}}
+		}, "both Every and AfterIdle"},
+		"idle too short": {func(c *Config) {
+			c.Checkins = []Checkin{{Agent: "eng-1", AfterIdle: 999 * time.Millisecond, Message: "x"}}
+		}, "minimum"},
+		"huge messages": {func(c *Config) { c.MaxMessage = 1 << 30 }, "out of range"},
+		"bad rate":      {func(c *Config) { c.RateLimit = Rate{PerSecond: -1, Burst: 1} }, "RateLimit"},
 		"open state dir": {func(c *Config) {
 			os.MkdirAll(c.StateDir, 0o755)
 			os.Chmod(c.StateDir, 0o755)
