@@ -126,12 +126,20 @@ func withDefaults(a config.Agent) config.Agent {
 	if a.HomeSize <= 0 {
 		a.HomeSize = config.DefaultTmpSize // config has no separate home default; both are 64 MiB
 	}
+	if a.Restart == "" {
+		a.Restart, a.MaxRestarts = config.DefaultRestart, config.DefaultMaxRestarts
+	}
 	return a
 }
 
+// EnvRestart carries the agent's restart policy to runner-agent init as
+// POLICY:MAX_RESTARTS ("on-failure:5"); an environment variable, so no
+// shell or extra argument is involved.
+const EnvRestart = "RUNNER_RESTART"
+
 // buildEnv returns the sorted KEY=VALUE environment. The agent's own
 // variables may override LANG, LC_ALL and TERM; HOME and the RUNNER_*
-// identity variables are always runner's.
+// variables (identity, restart policy) are always runner's.
 func buildEnv(runName string, a config.Agent) []string {
 	env := map[string]string{
 		"LANG":   "C.UTF-8",
@@ -142,6 +150,7 @@ func buildEnv(runName string, a config.Agent) []string {
 	env["HOME"] = config.HomeDir
 	env["RUNNER_RUN"] = runName
 	env["RUNNER_AGENT"] = a.Name
+	env[EnvRestart] = fmt.Sprintf("%s:%d", a.Restart, a.MaxRestarts)
 
 	out := make([]string, 0, len(env))
 	for _, k := range slices.Sorted(maps.Keys(env)) {

@@ -29,8 +29,10 @@ func sampleAgent() config.Agent {
 			{Source: "/home/op/src", Target: "/work", ReadOnly: false},
 			{Source: "/home/op/docs", Target: "/docs", ReadOnly: true},
 		},
-		TmpSize:  32 << 20,
-		HomeSize: 16 << 20,
+		TmpSize:     32 << 20,
+		HomeSize:    16 << 20,
+		Restart:     "always",
+		MaxRestarts: 7,
 	}
 }
 
@@ -53,6 +55,7 @@ func TestBuild(t *testing.T) {
 			"LANG=C.UTF-8",
 			"LC_ALL=C.UTF-8",
 			"RUNNER_AGENT=alice",
+			"RUNNER_RESTART=always:7",
 			"RUNNER_RUN=demo",
 			"TERM=xterm-256color",
 		},
@@ -107,6 +110,9 @@ func TestBuildDefaultsZeroValues(t *testing.T) {
 	}
 	if s.Mounts != nil {
 		t.Errorf("mounts = %v", s.Mounts)
+	}
+	if !slices.Contains(s.Env, "RUNNER_RESTART=on-failure:5") {
+		t.Errorf("env without the default restart policy: %q", s.Env)
 	}
 }
 
@@ -167,6 +173,8 @@ func TestHash(t *testing.T) {
 		"mount ro": func(a *config.Agent) { a.Mounts[0].ReadOnly = true },
 		"user":     func(a *config.Agent) { a.User = "1000:1000" },
 		"tmp size": func(a *config.Agent) { a.TmpSize++ },
+		"restart":  func(a *config.Agent) { a.Restart = "on-failure" },
+		"max":      func(a *config.Agent) { a.MaxRestarts = 0 },
 	} {
 		m := sampleAgent()
 		mutate(&m)
