@@ -13,7 +13,7 @@ import (
 
 const usage = `usage:
   runner-agent init [--socket PATH] -- COMMAND [ARG...]   container entrypoint (PID 1)
-  runner-agent exec -- COMMAND [ARG...]                   exec COMMAND (what runs in the pane)
+  runner-agent exec [--note TEXT] -- COMMAND [ARG...]     exec COMMAND (what runs in the pane)
   runner-agent capture [--lines N] [--socket PATH]        print the agent pane's text
   runner-agent status [--socket PATH]                     print the agent pane's state as JSON
 
@@ -45,11 +45,7 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return Init(context.Background(), InitConfig{Argv: fs.Args(), Socket: *socket, Stderr: stderr})
 	case "exec":
-		argv := args[1:]
-		if len(argv) > 0 && argv[0] == "--" {
-			argv = argv[1:]
-		}
-		return Exec(argv, stderr)
+		return ExecMain(args[1:], stdout, stderr)
 	case "capture":
 		fs, socket := flags("capture", stderr)
 		lines := fs.Int("lines", 100, "print the last `N` lines of scrollback and screen (0: all of it)")
@@ -125,6 +121,15 @@ type Status struct {
 	// Relay is message delivery into the pane: "connected", "connecting",
 	// "waiting: pane exited" (messages wait at the relay), or "off".
 	Relay string `json:"relay"`
+	// Restart is init's restart policy ("on-failure:5"; "" if it has none),
+	// Restarts how often it restarted the command, Restarting whether the
+	// command exited and is about to be started again (pane_dead is then
+	// true too).
+	Restart    string `json:"restart,omitempty"`
+	Restarts   int    `json:"restarts"`
+	Restarting bool   `json:"restarting"`
+	// IdleS is how many seconds ago the pane last printed anything.
+	IdleS *int64 `json:"idle_s"`
 	Error string `json:"error,omitempty"`
 }
 
@@ -153,6 +158,7 @@ func ReadStatus(ctx context.Context, t *Tmux) Status {
 	if ps.PID > 0 {
 		st.PID = &ps.PID
 	}
+	st.addSupervisor(t.Socket, ps, time.Now())
 	return st
 }
 

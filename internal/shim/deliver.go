@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/runner-dev/runner/internal/relay"
@@ -121,6 +122,8 @@ type Deliverer struct {
 	// submitted and acknowledged (tests).
 	afterPaste func(relay.Delivery)
 
+	idleAfter atomic.Pointer[[]int] // from the last welcome: see IdleAfter
+
 	last    uint64 // the highest id pasted
 	state   string
 	note    string // the last problem logged, so that none is logged twice in a row
@@ -203,6 +206,8 @@ func (d *Deliverer) Run(ctx context.Context) {
 			continue
 		}
 		d.setState(RelayConnected)
+		idle := c.IdleAfter()
+		d.idleAfter.Store(&idle)
 		d.note = ""
 		d.logf("relay: connected as %q: delivering messages into pane %s", c.ID(), d.Pane)
 		start, last := time.Now(), d.last
@@ -234,6 +239,15 @@ func (d *Deliverer) dial(ctx context.Context) (*relay.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return relay.Dial(dctx, d.Socket, tok)
+}
+
+// IdleAfter is the agent's after_idle times in seconds, as the relay said
+// when the subscription last connected (nil before that).
+func (d *Deliverer) IdleAfter() []int {
+	if p := d.idleAfter.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // paneAlive reports whether the agent's command is running, and notes since
@@ -377,9 +391,10 @@ func writeFileAtomic(path, data string) error {
 
 // startDelivery starts a Deliverer for pane when this container has a relay:
 // the credential file exists, and so does the relay socket or the directory
-// it appears in (mounted; the relay may be restarting). It returns whether
-// it did; either way it leaves the state file saying so.
-func startDelivery(ctx context.Context, t *Tmux, pane string, logf func(string, ...any)) bool {
+// it appears in (mounted; the relay may be restarting). It returns the
+// Deliverer, nil if it did not start one; either way it leaves the state
+// file saying so.
+func startDelivery(ctx context.Context, t *Tmux, pane string, logf func(string, ...any)) *Deliverer {
 	socket, cred := RelayPaths()
 	stateFile := relayStatePath(t.Socket)
 	_, cerr := os.Stat(cred)
@@ -389,10 +404,10 @@ func startDelivery(ctx context.Context, t *Tmux, pane string, logf func(string, 
 	}
 	if cerr != nil || serr != nil {
 		os.Remove(stateFile)
-		return false
+		return nil
 	}
 	d := &Deliverer{Tmux: t, Pane: pane, Socket: socket, Credential: cred, StateFile: stateFile, Logf: logf}
 	d.setState(RelayConnecting)
 	go d.Run(ctx)
-	return true
+	return d
 }

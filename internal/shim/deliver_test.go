@@ -278,7 +278,10 @@ func TestInitWithoutRelayIsOff(t *testing.T) {
 	if st.Relay != RelayOff {
 		t.Errorf("relay = %q, want off", st.Relay)
 	}
-	if !strings.Contains(p.stderr.String(), "message delivery is off") {
-		t.Errorf("stderr = %q", p.stderr.String())
+	// init logs it just after the session is up, which status may see first.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.stderr.String(), "message delivery is off"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stderr = %q", p.stderr.String())
+		}
 	}
 }

@@ -26,6 +26,25 @@
 // The agent's own exit does not end init: the dead pane stays visible, with
 // tmux's "Pane is dead (status N, ...)" line.
 //
+// Restarts (see Supervisor): RUNNER_RESTART=POLICY:MAX, set by the runner
+// from the agent's restart and max_restarts, says whether init starts the
+// command again — on-failure after a non-zero status or a signal, always
+// after any exit, never not; unset means never. Init checks the pane every
+// second; after a pause of 1s, doubling up to 30s (back to 1s once a run
+// lasted a minute), it respawns the pane (tmux respawn-pane; the container
+// and tmux stay up) with `runner-agent exec --note NOTE -- COMMAND...`.
+// The ended run's output and its "Pane is dead (status N, ...)" line are
+// first moved into the scrollback (respawn-pane clears the screen), and NOTE
+// ("runner-agent: the command ended (exit status 3); restart 1 of 5 ...")
+// is the new run's first line, so capture shows every status. After MAX
+// restarts the pane stays dead with the last status.
+//
+// Idle reports: while the command runs, init tells the relay (an idle
+// request on a connection of its own) when the pane has printed nothing for
+// one of the agent's after_idle times, which the relay lists in its welcome;
+// once per time per quiet spell, any output starting a new spell. The relay
+// fires the matching check-in, delivered like any other.
+//
 // When the container has a relay — the credential file
 // /run/secrets/runner-credential exists, and so does /run/runner/relay.sock
 // or its (mounted) directory; RUNNER_CREDENTIAL and RUNNER_RELAY_SOCKET
@@ -47,10 +66,11 @@
 // the program asked for it), then Enter pressed by a separate send-keys. A
 // message "C-c" or "Enter" is text like any other.
 //
-//	runner-agent exec -- COMMAND [ARG...]
+//	runner-agent exec [--note TEXT] -- COMMAND [ARG...]
 //
-// What runs in the pane: looks COMMAND up in PATH and execve's it (the pane's
-// process is then the agent itself). Exit 127 with
+// What runs in the pane: prints TEXT, if given, on a line of its own, looks
+// COMMAND up in PATH and execve's it (the pane's process is then the agent
+// itself). Exit 127 with
 // `runner-agent: command "X" not found in PATH`, 126 if it cannot be run.
 //
 //	runner-agent capture [--lines N] [--socket PATH]
@@ -65,14 +85,19 @@
 //
 // Prints one JSON line (type Status):
 //
-//	{"tmux":true,"pane_dead":false,"exit_status":null,"exit_signal":null,"pid":18,"command":["claude"],"relay":"connected"}
+//	{"tmux":true,"pane_dead":false,"exit_status":null,"exit_signal":null,"pid":18,"command":["claude"],
+//	 "relay":"connected","restart":"on-failure:5","restarts":0,"restarting":false,"idle_s":42}
 //
 // pane_dead becomes true once the command has exited and tmux has its status;
 // exit_status is then its exit code, or null with exit_signal set if a signal
 // killed it. pid is the pane's process (the agent). relay is message delivery:
 // "connected", "connecting", "waiting: pane exited" (messages wait at the
 // relay) or "off" (no relay in this container); init keeps it in
-// /tmp/runner-tmux/relay-state. If no tmux server answers it prints
+// /tmp/runner-tmux/relay-state. restart is init's policy, restarts how
+// often it restarted the command, restarting whether the command exited and
+// will be started again (pane_dead is true meanwhile; init keeps these in
+// /tmp/runner-tmux/supervisor). idle_s is how many seconds ago the pane last
+// printed anything (tmux's window_activity). If no tmux server answers it prints
 // {"tmux":false,...,"error":"..."} and exits 1.
 //
 // The agent's messaging commands, each one connection to the relay with the
@@ -91,6 +116,6 @@
 // --socket exists for tests and debugging; the runner never passes it.
 //
 // All tmux interaction is in type Tmux (NewSession, SetOption, Option,
-// Capture, PaneState, ServerPID, KillServer, and for messages Paste, Submit,
-// PasteMessage).
+// Capture, PaneState, ServerPID, KillServer, Respawn, and for messages
+// Paste, Submit, PasteMessage).
 package shim

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -45,4 +46,19 @@ func execve(argv []string, stderr io.Writer) int {
 		return ExitNotFound
 	}
 	return ExitNotExecutable
+}
+
+// ExecMain is `runner-agent exec [--note TEXT] -- COMMAND [ARG...]`: it
+// prints TEXT (sanitized, on a line of its own) where the pane shows it,
+// then runs Exec. Init's supervisor passes the note when it restarts the
+// command, so the pane says which restart this is.
+func ExecMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "--note" {
+		fmt.Fprintln(stdout, strings.ReplaceAll(SanitizeMessage(args[1]), "\n", " "))
+		args = args[2:]
+	}
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	return Exec(args, stderr)
 }

@@ -37,6 +37,9 @@ type InitConfig struct {
 	Self    string    // path of runner-agent, run in the pane; default os.Executable()
 	TmuxBin string    // default: "tmux" looked up in PATH
 	Stderr  io.Writer // default os.Stderr
+	// Restart is the restart policy (see ParseRestartPolicy); "" reads
+	// EnvRestart, and without it the command is never restarted.
+	Restart string
 	// StopTimeout bounds the clean shutdown after SIGTERM; default 5s.
 	StopTimeout time.Duration
 	// PollInterval is how often the tmux server's liveness is checked besides
@@ -154,13 +157,27 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	reaper.Kick() // in case it was reaped before we knew its pid
 	logf("started %s in tmux session %q (pane %s, server pid %d, socket %s)", cmdJSON, SessionName, pane, pid, socket)
 
-	// Messages from the relay, pasted into the pane (see Deliverer.Run).
+	// Messages from the relay, pasted into the pane (see Deliverer.Run);
+	// restarts and idle reports (see Supervisor). Both stop before the
+	// tmux server does.
 	dctx, stopDelivery := context.WithCancel(ctx)
 	defer stopDelivery()
-	if !startDelivery(dctx, t, pane, logf) {
+	sup := &Supervisor{Tmux: t, Pane: pane, Self: self, Argv: cfg.Argv, Dir: dir,
+		StateFile: supervisorStatePath(socket), Logf: logf, Poll: poll}
+	restart := cfg.Restart
+	if restart == "" {
+		restart = os.Getenv(EnvRestart)
+	}
+	if sup.Policy, err = ParseRestartPolicy(restart); err != nil {
+		logf("%v: the command is not restarted", err)
+	}
+	if d := startDelivery(dctx, t, pane, logf); d != nil {
+		sup.IdleAfter, sup.ReportIdle = d.IdleAfter, reportIdle
+	} else {
 		rs, rc := RelayPaths()
 		logf("no relay (%s) or credential (%s) in this container: message delivery is off", rs, rc)
 	}
+	go sup.Run(dctx)
 
 	tick := time.NewTicker(poll)
 	defer tick.Stop()

@@ -92,6 +92,10 @@ type PaneState struct {
 	// Closed means tmux saw the pane's terminal close: its process is
 	// exiting or gone, even if its exit status is not known yet (Dead).
 	Closed bool
+	// Activity is when the pane last printed anything (tmux's
+	// window_activity: the agent's window has this one pane), to the
+	// second; zero if tmux did not say.
+	Activity time.Time
 }
 
 var sessionNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -302,18 +306,21 @@ const zombieGrace = 200 * time.Millisecond
 
 func (t *Tmux) paneState(ctx context.Context, target string) (st PaneState, closed bool, server int, err error) {
 	out, err := t.exec(ctx, "display-message", "-p", "-t", target,
-		"#{pane_id}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_pid}\t#{pid}")
+		"#{pane_id}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_pid}\t#{pid}\t#{window_activity}")
 	if err != nil {
 		return PaneState{}, false, 0, err
 	}
 	f := strings.Split(strings.TrimSuffix(out, "\n"), "\t")
 	// tmux 3.3 prints an empty line, exit 0, for a pane id that does not exist.
-	if len(f) != 6 || f[0] == "" || (strings.HasPrefix(target, "%") && f[0] != target) {
+	if len(f) != 7 || f[0] == "" || (strings.HasPrefix(target, "%") && f[0] != target) {
 		return PaneState{}, false, 0, fmt.Errorf("tmux: pane %s not found", target)
 	}
 	st = PaneState{ID: f[0]}
 	st.PID, _ = strconv.Atoi(f[4])
 	server, _ = strconv.Atoi(f[5])
+	if sec, err := strconv.ParseInt(f[6], 10, 64); err == nil && sec > 0 {
+		st.Activity = time.Unix(sec, 0)
+	}
 	// tmux sets pane_dead as soon as the pane's terminal closes, which comes
 	// before it has reaped the process; the pane only counts as dead here
 	// once its exit status (or signal) is known.
@@ -329,6 +336,28 @@ func (t *Tmux) paneState(ctx context.Context, target string) (st PaneState, clos
 		st.Dead = st.ExitStatus != nil || st.ExitSignal != nil
 	}
 	return st, closed, server, nil
+}
+
+// Respawn starts argv again in the dead pane target, in dir ("" = the
+// pane's). Like NewSession's, argv must have at least two elements (tmux
+// would hand a single one to sh -c). tmux's respawn-pane clears the pane's
+// screen, where the last output of the command that ended and tmux's "Pane
+// is dead (status N, ...)" line are; so first, in the same invocation,
+// send-keys -R resets the pane's terminal, which moves the screen into the
+// scrollback (tmux clears a whole screen into its history). respawn-pane
+// without -k refuses a pane whose command still runs: nothing alive is
+// ever killed here.
+func (t *Tmux) Respawn(ctx context.Context, target, dir string, argv []string) error {
+	if len(argv) < 2 {
+		return fmt.Errorf("tmux respawn-pane: argv %q has fewer than two elements and tmux would run it through sh -c; wrap it (runner-agent exec -- ...)", argv)
+	}
+	rp := []string{"respawn-pane", "-t", target}
+	if dir != "" {
+		rp = append(rp, "-c", dir)
+	}
+	rp = append(append(rp, "--"), argv...)
+	_, err := t.execSeq(ctx, []string{"send-keys", "-R", "-t", target}, rp)
+	return err
 }
 
 // NudgeServer sends the tmux server a SIGCHLD so it reaps any exited pane
