@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	"github.com/runner-dev/runner/internal/config"
@@ -27,8 +28,11 @@ import (
 	"github.com/runner-dev/runner/runner"
 )
 
-// testImage is a tag of its own so tests never disturb a user's default image.
-const testImage = "localhost/runner-agent:test"
+// testImage is a tag of its own so tests never disturb a user's default
+// image, and this test process's own, so that a suite run at the same time
+// from another checkout cannot swap it for its build of runner-agent.
+// TestMain removes it.
+var testImage = fmt.Sprintf("localhost/runner-agent:test-%d", os.Getpid())
 
 var (
 	bins     string // dir with runner, runner-agent and testprobe, mode 0755
@@ -49,6 +53,9 @@ func TestMain(m *testing.M) {
 		buildErr = stateRoot()
 	}
 	code := m.Run()
+	for _, te := range engines {
+		te.raw.ImageRemove(context.Background(), testImage, image.RemoveOptions{})
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,7 +138,9 @@ func (e *alreadyApplied) Is(target error) bool { return target == ErrAlreadyAppl
 var errJobTimeout = errors.New("job timeout")
 
 // RunJob runs cfg as a CI job: it applies the run, waits until every agent's
-// command has exited, captures each pane's scrollback, and destroys the run
+// command has exited (for good: an agent that sets restart is restarted by
+// its policy, one that does not is never restarted; see jobConfig),
+// captures each pane's scrollback, and destroys the run
 // (containers, relay, state) whatever happened. The run's name comes from
 // the file, so it refuses a run that already has containers rather than
 // adopting (and then destroying) them.
@@ -149,6 +152,7 @@ var errJobTimeout = errors.New("job timeout")
 // cleaned up with a context of its own.
 func (r *Runner) RunJob(ctx context.Context, cfg *config.Config, opts JobOptions) (JobResult, error) {
 	start := time.Now()
+	cfg = jobConfig(cfg)
 	run := cfg.Run.Name
 	res := JobResult{Run: run, ExitCode: ExitJobFailed}
 	unlock, err := r.lockJob(run)
@@ -259,14 +263,30 @@ func orNone(ss []string) string {
 	return strings.Join(ss, ", ")
 }
 
-// jobPane is `runner-agent status` with the signal field PaneState lacks.
+// jobPane is `runner-agent status` as a job reads it.
 type jobPane struct {
 	Tmux       bool   `json:"tmux"`
 	PaneDead   bool   `json:"pane_dead"`
 	ExitStatus *int   `json:"exit_status"`
 	ExitSignal *int   `json:"exit_signal"`
 	PID        *int   `json:"pid"`
+	Restarting bool   `json:"restarting"` // exited, but its restart policy starts it again
 	Error      string `json:"error"`
+}
+
+// jobConfig is cfg as a job runs it: an agent whose file does not set
+// restart is never restarted, since a job's failure is its result (the
+// default, on-failure, would run a failing job again and again). One that
+// sets it is restarted by its policy, and the job waits for the last run.
+func jobConfig(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Agents = slices.Clone(cfg.Agents)
+	for i := range c.Agents {
+		if !c.Agents[i].RestartSet {
+			c.Agents[i].Restart = config.RestartNever
+		}
+	}
+	return &c
 }
 
 // maxPollErrors is how many reads of a running container's pane may fail in
@@ -327,7 +347,8 @@ func (r *Runner) waitAgents(ctx context.Context, ids map[string]string, agents [
 			// Capture as soon as the command exited, while others still run.
 			var out string
 			captured := false
-			if err == nil && ps.PaneDead {
+			done := err == nil && ps.PaneDead && !ps.Restarting
+			if done {
 				out, captured = r.capture(ctx, ids[a])
 			}
 			mu.Lock()
@@ -346,7 +367,7 @@ func (r *Runner) waitAgents(ctx context.Context, ids map[string]string, agents [
 					ar.Error = fmt.Sprintf("its pane could not be read %d times in a row: %v", failures[a], err)
 					r.progress("%s: %s", a, ar.Error)
 				}
-			case ps.PaneDead:
+			case done:
 				ar.State, ar.Duration = AgentExited, now.Sub(ar.started)
 				ar.ExitStatus, ar.Signal = ps.ExitStatus, ps.ExitSignal
 				ar.Output, ar.captured = out, captured

@@ -11,6 +11,7 @@ import (
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/profile"
+	"github.com/runner-dev/runner/internal/relay"
 	"github.com/runner-dev/runner/internal/state"
 )
 
@@ -22,8 +23,16 @@ type PaneState struct {
 	Tmux       bool     `json:"tmux"`
 	PaneDead   bool     `json:"pane_dead"`
 	ExitStatus *int     `json:"exit_status"`
+	ExitSignal *int     `json:"exit_signal"`
 	PID        int      `json:"pid"`
 	Command    []string `json:"command"`
+	// Restarts is how often init restarted the command (its restart
+	// policy); Restarting means it exited and is about to start again
+	// (PaneDead is true meanwhile).
+	Restarts   int  `json:"restarts"`
+	Restarting bool `json:"restarting"`
+	// IdleS is how many seconds ago the pane last printed anything.
+	IdleS *int64 `json:"idle_s"`
 }
 
 func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
@@ -50,8 +59,25 @@ type AgentStatus struct {
 	Image     string    `json:"image,omitempty"`
 	StartedAt time.Time `json:"started_at,omitempty"`
 	Uptime    string    `json:"uptime,omitempty"`
-	// Process is the agent command's state in its pane: running, exited (N).
-	Process string `json:"process,omitempty"`
+	// Process is the agent command's state in its pane: "running",
+	// "exited (N)" (its exit status), "killed (signal N)", or "restarting
+	// (N)" when it exited and its restart policy starts it again (N:
+	// restarts so far).
+	Process    string `json:"process,omitempty"`
+	ExitStatus *int   `json:"exit_status,omitempty"`
+	Restarts   int    `json:"restarts"`
+	Restarting bool   `json:"restarting"`
+	// IdleS is how many seconds ago the agent's pane last printed anything.
+	IdleS *int64 `json:"idle_s,omitempty"`
+	// From the run's relay: messages waiting for the agent, when one was
+	// last delivered to it (LastIn) and when it last sent one (LastOut),
+	// its pending check-ins (recurring and self-scheduled) and when the
+	// next fires.
+	Queued          int        `json:"queued"`
+	LastIn          *time.Time `json:"last_in,omitempty"`
+	LastOut         *time.Time `json:"last_out,omitempty"`
+	CheckinsPending int        `json:"checkins_pending"`
+	NextCheckin     *time.Time `json:"next_checkin,omitempty"`
 	// Security is "verified" when the container matches the profile, else
 	// the list of differences.
 	Security   string   `json:"security"`
@@ -62,11 +88,14 @@ type AgentStatus struct {
 
 // StatusReport is the run's status plus the engine facts that matter.
 type StatusReport struct {
-	Run      string        `json:"run"`
-	Engine   string        `json:"engine"`
-	Rootless bool          `json:"rootless"`
-	UserNS   bool          `json:"userns"`
-	Agents   []AgentStatus `json:"agents"`
+	Run      string `json:"run"`
+	Engine   string `json:"engine"`
+	Rootless bool   `json:"rootless"`
+	UserNS   bool   `json:"userns"`
+	// Relay is "running", or why the run's relay could not be asked
+	// (the relay fields of the agents are then empty).
+	Relay  string        `json:"relay"`
+	Agents []AgentStatus `json:"agents"`
 }
 
 // Status reports every agent of the config and any stray container of the run.
@@ -99,7 +128,40 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 			rep.Agents = append(rep.Agents, r.agentStatus(ctx, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false))
 		}
 	}
+	rep.Relay = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
 	return rep, nil
+}
+
+// addRelayStats fills the agents' relay fields from the relay's stats and
+// says how the relay is.
+func (r *Runner) addRelayStats(ctx context.Context, run string, agents []AgentStatus) string {
+	st, err := r.runState(run)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	c, err := r.operatorClient(ctx, st)
+	if err != nil {
+		return "not answering: " + err.Error()
+	}
+	defer c.Close()
+	stats, err := c.Stats()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	byID := make(map[string]relay.AgentStats, len(stats))
+	for _, s := range stats {
+		byID[s.ID] = s
+	}
+	for i := range agents {
+		s, ok := byID[agents[i].Agent]
+		if !ok {
+			continue
+		}
+		a := &agents[i]
+		a.Queued, a.LastIn, a.LastOut = s.Queued, s.LastIn, s.LastOut
+		a.CheckinsPending, a.NextCheckin = s.Checkins+s.Schedules, s.NextCheckin
+	}
+	return "running"
 }
 
 func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c engine.Container, inConfig bool) AgentStatus {
@@ -137,11 +199,21 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 	}
 	if obs.State == "running" {
 		ps, err := r.paneState(ctx, c.ID)
+		if err == nil {
+			st.Restarts, st.Restarting, st.IdleS = ps.Restarts, ps.Restarting, ps.IdleS
+			if ps.PaneDead {
+				st.ExitStatus = ps.ExitStatus
+			}
+		}
 		switch {
 		case err != nil:
 			st.Process = "unknown (" + err.Error() + ")"
+		case ps.Restarting:
+			st.Process = fmt.Sprintf("restarting (%d)", ps.Restarts)
 		case ps.PaneDead && ps.ExitStatus != nil:
-			st.Process = fmt.Sprintf("exited (status %d)", *ps.ExitStatus)
+			st.Process = fmt.Sprintf("exited (%d)", *ps.ExitStatus)
+		case ps.PaneDead && ps.ExitSignal != nil:
+			st.Process = fmt.Sprintf("killed (signal %d)", *ps.ExitSignal)
 		case ps.PaneDead:
 			st.Process = "exited"
 		default:

@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -165,13 +168,13 @@ func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr i
 func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var output string
 	cfg, _, err := fileCommand(g, "status", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&output, "o", "table", "output format: table or json")
+		fs.StringVar(&output, "o", "table", "output format: table, wide (adds image and limits) or json")
 	}, 0, "")
 	if err != nil {
 		return err
 	}
-	if output != "table" && output != "json" {
-		return fmt.Errorf("-o %q: use table or json", output)
+	if output != "table" && output != "wide" && output != "json" {
+		return fmt.Errorf("-o %q: use table, wide or json", output)
 	}
 	eng, err := connect(ctx, cfg)
 	if err != nil {
@@ -187,6 +190,12 @@ func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
+	writeStatus(stdout, rep, output == "wide", time.Now())
+	return nil
+}
+
+// writeStatus prints the status table; wide adds the image and limits.
+func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time) {
 	mode := "rootful (container uid 0 would be host uid 0; agents never run as uid 0)"
 	switch {
 	case rep.Rootless:
@@ -194,19 +203,77 @@ func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 	case rep.UserNS:
 		mode = "user-namespaced"
 	}
-	fmt.Fprintf(stdout, "Run %q on %s, %s\n\n", rep.Run, rep.Engine, mode)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tCONTAINER\tSTATE\tPROCESS\tUPTIME\tIMAGE\tSECURITY\tLIMITS")
+	fmt.Fprintf(w, "Run %q on %s, %s\n", rep.Run, rep.Engine, mode)
+	if rep.Relay != "running" && slices.ContainsFunc(rep.Agents, func(a runner.AgentStatus) bool { return a.ID != "" }) {
+		fmt.Fprintf(w, "Relay: %s\n", rep.Relay)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := "AGENT\tCONTAINER\tSTATE\tPROCESS\tRESTARTS\tIDLE\tLAST IN\tLAST OUT\tCHECK-INS\tUPTIME\tSECURITY"
+	if wide {
+		head += "\tIMAGE\tLIMITS"
+	}
+	fmt.Fprintln(tw, head)
 	for _, a := range rep.Agents {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Agent, dash(a.ID), a.State, dash(a.Process), dash(a.Uptime), dash(a.Image), a.Security, dash(a.Limits))
+		restarts, idle := "-", "-"
+		if a.Process != "" {
+			restarts = strconv.Itoa(a.Restarts)
+		}
+		if a.IdleS != nil {
+			idle = shortDuration(time.Duration(*a.IdleS) * time.Second)
+		}
+		lastIn := ago(a.LastIn, now)
+		if a.Queued > 0 {
+			lastIn += fmt.Sprintf(" (%d queued)", a.Queued)
+		}
+		checkins := "-"
+		if a.CheckinsPending > 0 {
+			checkins = strconv.Itoa(a.CheckinsPending)
+			if a.NextCheckin != nil {
+				checkins += ", next in " + shortDuration(max(a.NextCheckin.Sub(now), 0))
+			}
+		}
+		row := []string{a.Agent, dash(a.ID), a.State, dash(a.Process), restarts, idle, lastIn, ago(a.LastOut, now), checkins, dash(a.Uptime), a.Security}
+		if wide {
+			row = append(row, dash(a.Image), dash(a.Limits))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
 	for _, a := range rep.Agents {
 		for _, v := range a.Violations {
-			fmt.Fprintf(stdout, "  %s: %s\n", a.Agent, v)
+			fmt.Fprintf(w, "  %s: %s\n", a.Agent, v)
 		}
 	}
-	return nil
+}
+
+// ago is "12s ago", or "-" for no time.
+func ago(t *time.Time, now time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return shortDuration(max(now.Sub(*t), 0)) + " ago"
+}
+
+// shortDuration is d in at most two units, rounded down: 42s, 3m12s, 4m,
+// 2h5m, 3d4h.
+func shortDuration(d time.Duration) string {
+	s := int64(d / time.Second)
+	two := func(a int64, ua string, b int64, ub string) string {
+		if b == 0 {
+			return fmt.Sprintf("%d%s", a, ua)
+		}
+		return fmt.Sprintf("%d%s%d%s", a, ua, b, ub)
+	}
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return two(s/60, "m", s%60, "s")
+	case s < 48*3600:
+		return two(s/3600, "h", s%3600/60, "m")
+	}
+	return two(s/86400, "d", s%86400/3600, "h")
 }
 
 func dash(s string) string {

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runner-dev/runner/runner"
+)
+
+func TestWriteStatus(t *testing.T) {
+	now := time.Date(2025, 1, 2, 15, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	idle := func(s int64) *int64 { return &s }
+	rep := runner.StatusReport{Run: "team", Engine: "docker at unix:///var/run/docker.sock", Rootless: true, Relay: "running",
+		Agents: []runner.AgentStatus{
+			{Agent: "pm", ID: "abc123", State: "running", Process: "running", IdleS: idle(42), LastIn: at(-5 * time.Second),
+				LastOut: at(-3*time.Minute - 12*time.Second), Queued: 2, CheckinsPending: 3, NextCheckin: at(4 * time.Minute),
+				Uptime: "1h0m0s", Security: "verified", Image: "localhost/runner-agent:latest", Limits: "mem=512MiB"},
+			{Agent: "eng-1", ID: "def456", State: "running", Process: "restarting (2)", Restarts: 2, Restarting: true, IdleS: idle(7300), Security: "verified"},
+			{Agent: "qa", State: "absent", Security: "-"},
+		}}
+	var b strings.Builder
+	writeStatus(&b, rep, false, now)
+	want := `Run "team" on docker at unix:///var/run/docker.sock, rootless
+
+AGENT  CONTAINER  STATE    PROCESS         RESTARTS  IDLE  LAST IN            LAST OUT   CHECK-INS      UPTIME  SECURITY
+pm     abc123     running  running         0         42s   5s ago (2 queued)  3m12s ago  3, next in 4m  1h0m0s  verified
+eng-1  def456     running  restarting (2)  2         2h1m  -                  -          -              -       verified
+qa     -          absent   -               -         -     -                  -          -              -       -
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	rep.Relay = "not answering: connection refused"
+	writeStatus(&b, rep, true, now)
+	if !strings.Contains(b.String(), "Relay: not answering") || !strings.Contains(b.String(), "IMAGE") || !strings.Contains(b.String(), "localhost/runner-agent:latest  mem=512MiB") {
+		t.Errorf("wide, relay down:\n%s", b.String())
+	}
+	for d, want := range map[time.Duration]string{0: "0s", 59 * time.Second: "59s", time.Minute: "1m", 61 * time.Second: "1m1s",
+		2 * time.Hour: "2h", 47*time.Hour + 59*time.Minute: "47h59m", 50 * time.Hour: "2d2h", 72 * time.Hour: "3d"} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
