@@ -40,6 +40,11 @@ type Engine interface {
 	// ExecTTY starts argv in the container on a new TTY of the given size.
 	// Input is forwarded only when withStdin is true.
 	ExecTTY(ctx context.Context, id string, argv, env []string, withStdin bool, rows, cols uint) (TTY, error)
+	// ExecStream starts argv in the container without a TTY, as the
+	// container's user, and streams its standard output byte for byte. Its
+	// standard input is a pipe that stays open, and empty, until the
+	// stream is closed, so the program can end when its reader goes away.
+	ExecStream(ctx context.Context, id string, argv []string) (Stream, error)
 	// Logs returns the container's last tail lines of stdout/stderr.
 	Logs(ctx context.Context, id string, tail int) (string, error)
 	// BuildImage builds an image from a tar build context (with a Dockerfile at
@@ -160,6 +165,16 @@ type TTY interface {
 	Resize(ctx context.Context, rows, cols uint) error
 	// Wait returns the exit code once the process ended.
 	Wait(ctx context.Context) (int, error)
+}
+
+// Stream is a running non-interactive exec (ExecStream): reading gives its
+// standard output, exactly as written; closing ends the session and closes
+// the program's standard input.
+type Stream interface {
+	io.ReadCloser
+	// Wait returns the exit code once the process ended, and the last few
+	// KiB of what it wrote to standard error.
+	Wait(ctx context.Context) (code int, stderr string, err error)
 }
 
 // ExecResult is the outcome of Exec.

@@ -59,6 +59,8 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return ExitUsage
 		}
 		return status(stdout, stderr, *socket)
+	case "stream":
+		return cmdStream(args[1:], stdin, stdout, stderr)
 	case "send":
 		return cmdSend(args[1:], stdin, stdout, stderr)
 	case "peers":

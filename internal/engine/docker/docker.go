@@ -14,6 +14,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types"
@@ -402,6 +403,89 @@ func (t *tty) Wait(ctx context.Context) (int, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// ExecStream starts argv without a TTY and streams its standard output.
+// Standard input is attached but never written: closing the stream closes
+// the connection, and the daemon then closes the program's standard input.
+func (e *Engine) ExecStream(ctx context.Context, id string, argv []string) (engine.Stream, error) {
+	created, err := e.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
+		Cmd: argv, AttachStdin: true, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return nil, e.wrap("exec in "+id, err)
+	}
+	att, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, e.wrap("exec attach in "+id, err)
+	}
+	pr, pw := io.Pipe()
+	s := &stream{e: e, id: created.ID, att: att, out: pr, stderr: &tailBuffer{max: 4 << 10}}
+	go func() {
+		// The daemon multiplexes stdout and stderr on one connection.
+		_, err := stdcopy.StdCopy(pw, s.stderr, att.Reader)
+		pw.CloseWithError(err)
+	}()
+	return s, nil
+}
+
+type stream struct {
+	e      *Engine
+	id     string
+	att    types.HijackedResponse
+	out    *io.PipeReader
+	stderr *tailBuffer
+	once   sync.Once
+}
+
+func (s *stream) Read(p []byte) (int, error) { return s.out.Read(p) }
+
+func (s *stream) Close() error {
+	s.once.Do(func() {
+		s.att.Close()
+		s.out.Close()
+	})
+	return nil
+}
+
+func (s *stream) Wait(ctx context.Context) (int, string, error) {
+	for {
+		ins, err := s.e.cli.ContainerExecInspect(ctx, s.id)
+		if err != nil {
+			return 0, s.stderr.String(), s.e.wrap("exec inspect", err)
+		}
+		if !ins.Running {
+			return ins.ExitCode, s.stderr.String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, s.stderr.String(), ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // Logs returns the last lines the container's init printed.
