@@ -207,6 +207,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err := r.ensureRelay(ctx, st, changed); err != nil {
 		return ApplyResult{}, err
 	}
+	if err := r.ensureRecorder(ctx, st, info); err != nil {
+		return ApplyResult{}, err
+	}
 	if p.Changes() {
 		r.audit(st, "apply", cfg.Run.Name, p.Summary())
 	}
@@ -238,6 +241,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			defer func() { <-sem }()
 			d := specs[a.Agent]
 			id, err := r.execute(ctx, a, d, accepted)
+			if err == nil && id != "" {
+				nudgeRecorder(st) // record the new pane from its start
+			}
 			if err == nil && id != "" && d.agent.Brief != "" {
 				if berr := r.sendBrief(ctx, st, a.Agent, id, d.agent.Brief); berr != nil {
 					err = fmt.Errorf("started, but its brief was not accepted by the relay: %w", berr)
@@ -416,6 +422,7 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 		return len(list), nil
 	}
 	r.audit(st, "destroy", run, fmt.Sprintf("%d containers removed", len(list)))
+	r.stopRecorder(st)
 	if pid := relayPID(st); pid > 0 {
 		r.progress("relay: stopping [pid=%d]", pid)
 		stopPID(pid)

@@ -12,6 +12,8 @@
 //	      audit.log             hash-chained audit log
 //	      creds/AGENT           0444  one agent's credential, bind-mounted into its container only
 //	      creds/operator        0400
+//	      transcripts/          0700  what each agent's pane printed (AGENT.log, AGENT.log.1)
+//	      record.pid, record.log      the transcript recorder's
 //	  archive/RUN-TIME.audit.log   audit logs of destroyed runs
 package state
 
@@ -67,6 +69,9 @@ func (r Run) PIDFile() string     { return filepath.Join(r.Private(), "relay.pid
 func (r Run) RelayLog() string    { return filepath.Join(r.Private(), "relay.log") }
 func (r Run) Journal() string     { return filepath.Join(r.Private(), "journal") }
 func (r Run) Audit() string       { return filepath.Join(r.Private(), "audit.log") }
+func (r Run) Transcripts() string { return filepath.Join(r.Private(), "transcripts") }
+func (r Run) RecordPID() string   { return filepath.Join(r.Private(), "record.pid") }
+func (r Run) RecordLog() string   { return filepath.Join(r.Private(), "record.log") }
 func (r Run) Cred(id string) string {
 	return filepath.Join(r.Private(), "creds", id)
 }
@@ -98,6 +103,7 @@ func (r Run) Create() error {
 		{r.Private(), 0o700},
 		{filepath.Join(r.Private(), "creds"), 0o700},
 		{r.Journal(), 0o700},
+		{r.Transcripts(), 0o700},
 	} {
 		if err := os.Mkdir(d.path, d.mode); err != nil && !os.IsExist(err) {
 			return fmt.Errorf("creating state directory %s: %w (set RUNNER_STATE_DIR to a writable place)", d.path, err)
