@@ -161,7 +161,9 @@ func TestStats(t *testing.T) {
 	} else {
 		wantCode(t, err, CodeForbidden)
 	}
-	h.waitFor("deny", func(a auditLine) bool { return a.Event == "deny" && a.Actor == "eng-1" && strings.Contains(a.Detail, "stats") })
+	h.waitFor("deny", func(a auditLine) bool {
+		return a.Event == "deny" && a.Actor == "eng-1" && strings.Contains(a.Detail, "stats")
+	})
 
 	// The times come back from the journal after a restart (the appended
 	// records the first time, the compacted ones the second).
