@@ -15,10 +15,6 @@ import (
 
 // The recorder is started by apply, like the relay; people do not need it,
 // so it is not in the usage.
-func init() {
-	commands["record"] = command{"record the run's transcripts (started by apply)", cmdRecord}
-}
-
 // cmdLogs is `runner logs FILE AGENT [-f] [--since D] [--raw]`.
 func cmdLogs(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var (

@@ -131,6 +131,7 @@ var commands = map[string]command{
 	"attach":   {"watch an agent's pane live", cmdAttach},
 	"watch":    {"watch every agent's pane at once", cmdWatch},
 	"logs":     {"print an agent's transcript", cmdLogs},
+	"record":   {"record the run's transcripts (started by apply)", cmdRecord},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
