@@ -49,7 +49,7 @@ func benchRun(b *testing.B, n int) (*runner.Runner, *config.Config, engine.Engin
 	if diags.HasErrors() {
 		b.Fatal(diags)
 	}
-	r := &runner.Runner{Engine: eng, StateRoot: stateDir, RelayCommand: []string{filepath.Join(tmp, "runner"), "relay", "serve"}}
+	r := &runner.Runner{Engine: eng, StateRoot: stateDir, Program: []string{filepath.Join(tmp, "runner")}}
 	var once sync.Once
 	done := func() {
 		once.Do(func() {

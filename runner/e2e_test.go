@@ -235,10 +235,10 @@ func load(t *testing.T, path string) *config.Config {
 }
 
 func newRunner(te *testEngine) *runner.Runner {
-	return &runner.Runner{Engine: te.eng, Progress: testWriter{}, RelayCommand: relayCommand()}
+	return &runner.Runner{Engine: te.eng, Progress: testWriter{}, Program: program()}
 }
 
-func relayCommand() []string { return []string{filepath.Join(bins, "runner"), "relay", "serve"} }
+func program() []string { return []string{filepath.Join(bins, "runner")} }
 
 // destroyAtEnd removes the run even when the test fails half-way.
 func destroyAtEnd(t *testing.T, te *testEngine, run string) {

@@ -263,7 +263,7 @@ func TestApplyFailsClosed(t *testing.T) {
 				run := runName(t, te, "closed")
 				destroyAtEnd(t, te, run)
 				cfg, _ := writeConfig(t, fmt.Sprintf("run %q {\n %s\n}\nagent \"x\" {\n image = %q\n command = [\"sleep\", \"60\"]\n}\n", run, te.accept, testImage))
-				r := &runner.Runner{Engine: tamperingEngine{te.eng, tamper}, RelayCommand: relayCommand()}
+				r := &runner.Runner{Engine: tamperingEngine{te.eng, tamper}, Program: program()}
 				_, err := r.Apply(ctx(t), cfg)
 				if err == nil || !strings.Contains(err.Error(), "refusing to start") {
 					t.Fatalf("apply with %s: want refusal, got %v", name, err)

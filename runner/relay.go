@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/runner-dev/runner/internal/audit"
@@ -127,7 +125,7 @@ func relayMounts(st state.Run, agent string) []engine.Mount {
 // when its config changed (new agents, ACL, check-ins). The relay outlives
 // this process: it is started in its own session.
 func (r *Runner) ensureRelay(ctx context.Context, st state.Run, changed bool) error {
-	pid := relayPID(st)
+	pid := livePID(st.PIDFile())
 	if pid > 0 && !changed && r.relayAnswers(ctx, st) {
 		return nil
 	}
@@ -135,46 +133,15 @@ func (r *Runner) ensureRelay(ctx context.Context, st state.Run, changed bool) er
 		r.progress("relay: restarting (%s)", map[bool]string{true: "configuration changed", false: "not answering"}[changed])
 		stopPID(pid)
 	}
-	argv := r.RelayCommand
-	if len(argv) == 0 {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		argv = []string{self, "relay", "serve"}
-	}
-	argv = append(append([]string(nil), argv...), st.Root, st.Name)
-	logf, err := os.OpenFile(st.RelayLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	pid, err := r.startDaemon(ctx, daemon{
+		name: "relay", sub: []string{"relay", "serve"}, pidFile: st.PIDFile(), logFile: st.RelayLog(),
+		ready: func(int) bool { return r.relayAnswers(ctx, st) },
+	}, st.Root, st.Name)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = os.Environ()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the relay (%s): %w", strings.Join(argv, " "), err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.After(10 * time.Second)
-	for {
-		if r.relayAnswers(ctx, st) {
-			r.log().Info("relay started", "run", st.Name, "pid", cmd.Process.Pid, "socket", st.Socket(), "log", st.RelayLog())
-			r.progress("relay: running [pid=%d] at %s", cmd.Process.Pid, st.Socket())
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the relay exited at start (%v): %s", err, tail(st.RelayLog(), 10))
-		case <-deadline:
-			return fmt.Errorf("the relay did not answer within 10s: %s", tail(st.RelayLog(), 10))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	r.progress("relay: running [pid=%d] at %s", pid, st.Socket())
+	return nil
 }
 
 func (r *Runner) relayAnswers(ctx context.Context, st state.Run) bool {
@@ -194,40 +161,6 @@ func (r *Runner) operatorClient(ctx context.Context, st state.Run) (*relay.Clien
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	return relay.Dial(dctx, st.Socket(), strings.TrimSpace(string(b)))
-}
-
-// relayPID is the pid in relay.pid if that process is alive.
-func relayPID(st state.Run) int {
-	b, err := os.ReadFile(st.PIDFile())
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return 0
-	}
-	return pid
-}
-
-// stopPID asks the relay to stop and waits for it, then insists.
-func stopPID(pid int) {
-	syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 100; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
-}
-
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ServeRelay runs the relay of one run until ctx ends. It is what

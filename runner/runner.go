@@ -35,9 +35,10 @@ type Runner struct {
 	ReadyTimeout time.Duration
 	// StateRoot overrides the state directory (default: state.Root()).
 	StateRoot string
-	// RelayCommand is the argv that starts a relay, to which the state root
-	// and the run name are appended (default: this executable, "relay", "serve").
-	RelayCommand []string
+	// Program is the argv that runs this program, to start the run's relay
+	// and recorder ("relay serve ROOT RUN", "record serve ROOT RUN");
+	// default: the running executable. Tests and libraries set it.
+	Program []string
 }
 
 func (r *Runner) log() hclog.Logger {
@@ -423,7 +424,7 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 	}
 	r.audit(st, "destroy", run, fmt.Sprintf("%d containers removed", len(list)))
 	r.stopRecorder(st)
-	if pid := relayPID(st); pid > 0 {
+	if pid := livePID(st.PIDFile()); pid > 0 {
 		r.progress("relay: stopping [pid=%d]", pid)
 		stopPID(pid)
 	}

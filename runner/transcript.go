@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -38,96 +37,43 @@ import (
 // recordInterval is how often the recorder looks for new containers.
 const recordInterval = 2 * time.Second
 
-// recordCommand is the argv that starts a recorder, without the state root
-// and run: the relay's program with "record serve", so a Runner (or test)
-// that names its relay program gets the recorder from the same binary.
-func (r *Runner) recordCommand() ([]string, error) {
-	if n := len(r.RelayCommand); n >= 2 && r.RelayCommand[n-2] == "relay" && r.RelayCommand[n-1] == "serve" {
-		return append(append([]string(nil), r.RelayCommand[:n-2]...), "record", "serve"), nil
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return []string{self, "record", "serve"}, nil
-}
-
-// recordPID is the pid in record.pid if that process is alive.
-func recordPID(st state.Run) int {
-	b, err := os.ReadFile(st.RecordPID())
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return 0
-	}
-	return pid
-}
-
 // ensureRecorder starts the run's recorder unless it is running. It talks
 // to the engine apply uses: DOCKER_HOST is set to its endpoint, the rest of
 // the environment (TLS settings, RUNNER_TRANSCRIPT_MAX) is inherited.
 func (r *Runner) ensureRecorder(ctx context.Context, st state.Run, info engine.Info) error {
-	if recordPID(st) > 0 {
+	if livePID(st.RecordPID()) > 0 {
 		return nil
 	}
 	if _, err := transcript.MaxFromEnv(); err != nil {
 		return err
 	}
-	argv, err := r.recordCommand()
-	if err != nil {
-		return err
-	}
-	argv = append(argv, st.Root, st.Name)
-	logf, err := os.OpenFile(st.RecordLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = os.Environ()
+	var env []string
 	if info.Name == "docker" && info.Endpoint != "" {
-		cmd.Env = append(cmd.Env, "DOCKER_HOST="+info.Endpoint)
+		env = []string{"DOCKER_HOST=" + info.Endpoint}
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the transcript recorder (%s): %w", strings.Join(argv, " "), err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	// It writes its pid file once it has reached the engine.
-	deadline := time.After(10 * time.Second)
-	for {
-		if recordPID(st) == cmd.Process.Pid {
-			r.log().Info("transcript recorder started", "run", st.Name, "pid", cmd.Process.Pid, "dir", st.Transcripts(), "log", st.RecordLog())
-			r.progress("recorder: running [pid=%d], transcripts in %s", cmd.Process.Pid, st.Transcripts())
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the transcript recorder exited at start (%v): %s", err, tail(st.RecordLog(), 10))
-		case <-deadline:
-			return fmt.Errorf("the transcript recorder did not start within 10s: %s", tail(st.RecordLog(), 10))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	pid, err := r.startDaemon(ctx, daemon{
+		name: "transcript recorder", sub: []string{"record", "serve"}, pidFile: st.RecordPID(), logFile: st.RecordLog(), env: env,
+		ready: func(pid int) bool { return livePID(st.RecordPID()) == pid },
+	}, st.Root, st.Name)
+	if err != nil {
+		return err
 	}
+	r.progress("recorder: running [pid=%d], transcripts in %s", pid, st.Transcripts())
+	return nil
 }
 
 // nudgeRecorder makes the recorder look for new containers now rather than
 // at its next round, so a new agent's stream starts at once.
 func nudgeRecorder(st state.Run) {
-	if pid := recordPID(st); pid > 0 {
+	if pid := livePID(st.RecordPID()); pid > 0 {
 		syscall.Kill(pid, syscall.SIGUSR1)
 	}
 }
 
 // stopRecorder stops the run's recorder, if it runs.
 func (r *Runner) stopRecorder(st state.Run) {
-	if pid := recordPID(st); pid > 0 {
+	if pid := livePID(st.RecordPID()); pid > 0 {
 		r.progress("recorder: stopping [pid=%d]", pid)
 		stopPID(pid)
 	}
