@@ -136,7 +136,7 @@ func TestWatch(t *testing.T) {
 		for _, a := range []string{"x", "y", "z"} {
 			c := exec.Command("tmux", "capture-pane", "-p", "-t", session+"."+map[string]string{"x": "0", "y": "1", "z": "2"}[a])
 			c.Env = h.env
-			deadline := time.Now().Add(15 * time.Second)
+			deadline := time.Now().Add(45 * time.Second)
 			for {
 				out, _ := c.CombinedOutput()
 				if strings.Contains(string(out), "I am "+a) {
