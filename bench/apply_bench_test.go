@@ -33,10 +33,12 @@ func BenchmarkApply10(b *testing.B) {
 	root, _ := filepath.Abs("..")
 	tmp := b.TempDir()
 	agentBin := filepath.Join(tmp, "runner-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "./cmd/runner-agent")
-	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("%v\n%s", err, out)
+	for name, pkg := range map[string]string{"runner": "./cmd/runner", "runner-agent": "./cmd/runner-agent"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(tmp, name), pkg)
+		build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
 	}
 	eng, err := docker.New(ctx, "")
 	if err != nil {
@@ -69,7 +71,7 @@ func BenchmarkApply10(b *testing.B) {
 		if diags.HasErrors() {
 			b.Fatal(diags)
 		}
-		r := &runner.Runner{Engine: eng}
+		r := &runner.Runner{Engine: eng, StateRoot: tmp, Program: []string{filepath.Join(tmp, "runner")}}
 
 		start := time.Now()
 		if _, err := r.Apply(ctx, cfg); err != nil {
