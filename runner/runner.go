@@ -172,6 +172,24 @@ type AgentError struct {
 func (e *AgentError) Error() string { return e.Agent + ": " + e.Err.Error() }
 func (e *AgentError) Unwrap() error { return e.Err }
 
+// ApplyError lists the agents that failed; the others were applied.
+type ApplyError struct {
+	Failed []error // each an *AgentError
+	Total  int
+}
+
+func (e *ApplyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d agents failed (the others are applied; fix the cause and apply again):", len(e.Failed), e.Total)
+	for _, err := range e.Failed {
+		b.WriteString("\n  - " + strings.ReplaceAll(err.Error(), "\n", "\n    "))
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.As find each agent's error.
+func (e *ApplyError) Unwrap() []error { return e.Failed }
+
 // ApplyResult is what Apply did.
 type ApplyResult struct {
 	Plan plan.Plan
@@ -264,7 +282,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	wg.Wait()
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-		return res, fmt.Errorf("%d of %d agents failed (the others are applied; fix the cause and apply again):\n  %w", len(errs), len(cfg.Agents), errors.Join(errs...))
+		return res, &ApplyError{Failed: errs, Total: len(cfg.Agents)}
 	}
 	return res, nil
 }
