@@ -351,9 +351,18 @@ func TestInitRestartsFromEnvironment(t *testing.T) {
 	if st.ExitStatus == nil || *st.ExitStatus != 5 || st.Restart != "on-failure:1" {
 		t.Errorf("status %+v", st)
 	}
-	out, _, _ := runMain("capture", "--socket", p.tm.Socket, "--lines", "0")
-	if strings.Count(out, "Pane is dead (status 5,") != 2 || strings.Count(out, "started") != 2 || !strings.Contains(out, "restart 1 of 1") {
-		t.Errorf("capture:\n%s", out)
+	// Under load a capture can come back before tmux has drawn everything;
+	// look again for a while before calling it missing.
+	var out string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, _, _ = runMain("capture", "--socket", p.tm.Socket, "--lines", "0")
+		if strings.Count(out, "Pane is dead (status 5,") == 2 && strings.Count(out, "started") == 2 && strings.Contains(out, "restart 1 of 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("capture:\n%s", out)
+			break
+		}
 	}
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.stderr.String(), "not restarting it: max_restarts (1) reached"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {

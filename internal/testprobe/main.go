@@ -156,7 +156,17 @@ func hostile() map[string]any {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	limited := 0
-	if c, err := relay.Dial(ctx, relaySock, strings.TrimSpace(string(tok))); err == nil {
+	// The relay may still be closing the burst above (it closes
+	// connections over its limit at once): retry the dial for a while.
+	var c *relay.Client
+	for {
+		c, err = relay.Dial(ctx, relaySock, strings.TrimSpace(string(tok)))
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err == nil {
 		for i := 0; i < 500; i++ {
 			if _, err := c.Peers(); err != nil {
 				if strings.Contains(err.Error(), "rate_limited") {
