@@ -263,17 +263,6 @@ func orNone(ss []string) string {
 	return strings.Join(ss, ", ")
 }
 
-// jobPane is `runner-agent status` as a job reads it.
-type jobPane struct {
-	Tmux       bool   `json:"tmux"`
-	PaneDead   bool   `json:"pane_dead"`
-	ExitStatus *int   `json:"exit_status"`
-	ExitSignal *int   `json:"exit_signal"`
-	PID        *int   `json:"pid"`
-	Restarting bool   `json:"restarting"` // exited, but its restart policy starts it again
-	Error      string `json:"error"`
-}
-
 // jobConfig is cfg as a job runs it: an agent whose file does not set
 // restart is never restarted, since a job's failure is its result (the
 // default, on-failure, would run a failing job again and again). One that
@@ -333,7 +322,7 @@ func (r *Runner) waitAgents(ctx context.Context, ids map[string]string, agents [
 					obs, ierr = r.Engine.Inspect(ctx, ids[a])
 				}()
 			}
-			ps, err := r.jobPaneState(ctx, ids[a])
+			ps, err := r.paneState(ctx, ids[a])
 			now := time.Now()
 			wg.Wait()
 			if first && ierr == nil && !obs.StartedAt.IsZero() {
@@ -414,21 +403,6 @@ func (r *Runner) forEach(agents []string, f func(string)) {
 		}()
 	}
 	wg.Wait()
-}
-
-func (r *Runner) jobPaneState(ctx context.Context, id string) (jobPane, error) {
-	res, err := r.Engine.Exec(ctx, id, "", []string{agentBin, "status"})
-	if err != nil {
-		return jobPane{}, err
-	}
-	var st jobPane
-	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
-		return jobPane{}, fmt.Errorf("runner-agent status exited %d: unreadable output %q: %s", res.ExitCode, res.Stdout, strings.TrimSpace(res.Stderr))
-	}
-	if res.ExitCode != 0 || !st.Tmux {
-		return jobPane{}, fmt.Errorf("runner-agent status exited %d: %s %s", res.ExitCode, st.Error, strings.TrimSpace(res.Stderr))
-	}
-	return st, nil
 }
 
 // captureAll reads the scrollback of every agent not captured yet (still

@@ -12,40 +12,30 @@ import (
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/relay"
+	"github.com/runner-dev/runner/internal/shim"
 	"github.com/runner-dev/runner/internal/state"
 )
 
 // agentBin is where the in-container program lives in every agent image.
 const agentBin = "/usr/local/bin/runner-agent"
 
-// PaneState is what `runner-agent status` reports from inside a container.
-type PaneState struct {
-	Tmux       bool     `json:"tmux"`
-	PaneDead   bool     `json:"pane_dead"`
-	ExitStatus *int     `json:"exit_status"`
-	ExitSignal *int     `json:"exit_signal"`
-	PID        int      `json:"pid"`
-	Command    []string `json:"command"`
-	// Restarts is how often init restarted the command (its restart
-	// policy); Restarting means it exited and is about to start again
-	// (PaneDead is true meanwhile).
-	Restarts   int  `json:"restarts"`
-	Restarting bool `json:"restarting"`
-	// IdleS is how many seconds ago the pane last printed anything.
-	IdleS *int64 `json:"idle_s"`
-}
+// PaneState is what `runner-agent status` reports from inside a container;
+// the shim owns the format.
+type PaneState = shim.Status
 
+// paneState asks an agent's runner-agent about its pane; no tmux answering
+// is an error.
 func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
 	res, err := r.Engine.Exec(ctx, id, "", []string{agentBin, "status"})
 	if err != nil {
 		return PaneState{}, err
 	}
-	if res.ExitCode != 0 {
-		return PaneState{}, fmt.Errorf("runner-agent status exited %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
-	}
 	var st PaneState
 	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
-		return PaneState{}, fmt.Errorf("runner-agent status: unreadable output %q: %w", res.Stdout, err)
+		return PaneState{}, fmt.Errorf("runner-agent status exited %d: unreadable output %q: %s", res.ExitCode, res.Stdout, strings.TrimSpace(res.Stderr))
+	}
+	if res.ExitCode != 0 || !st.Tmux {
+		return PaneState{}, fmt.Errorf("runner-agent status exited %d: %s %s", res.ExitCode, st.Error, strings.TrimSpace(res.Stderr))
 	}
 	return st, nil
 }

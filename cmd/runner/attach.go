@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/runner-dev/runner/internal/shim"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -113,7 +114,7 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	session := "runner-watch-" + cfg.Run.Name
 	run := func(a ...string) (string, error) {
 		for i := range a {
-			a[i] = tmuxArg(a[i])
+			a[i] = shim.TmuxArg(a[i])
 		}
 		out, err := exec.CommandContext(ctx, tmux, a...).CombinedOutput()
 		if err != nil {
@@ -164,13 +165,4 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return cmd.Run()
-}
-
-// tmuxArg keeps an argument ending in ';' from being read by tmux as a
-// command separator (tmux turns a trailing "\;" back into ";").
-func tmuxArg(s string) string {
-	if strings.HasSuffix(s, ";") {
-		return s[:len(s)-1] + `\;`
-	}
-	return s
 }

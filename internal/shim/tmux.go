@@ -117,6 +117,10 @@ func tmuxArg(s string) string {
 	return s
 }
 
+// TmuxArg is tmuxArg for other programs that run a tmux client (runner
+// watch on the operator's machine).
+func TmuxArg(s string) string { return tmuxArg(s) }
+
 func (t *Tmux) bin() (string, error) {
 	if t.Bin != "" {
 		return t.Bin, nil
