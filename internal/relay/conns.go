@@ -1,0 +1,168 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"golang.org/x/sys/unix"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+func listen(sock string) (net.Listener, error) {
+	if len(sock) > 107 {
+		return nil, fmt.Errorf("relay: socket path %s is %d bytes, unix sockets allow 107: use a shorter directory", sock, len(sock))
+	}
+	if st, err := os.Lstat(sock); err == nil {
+		if st.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("relay: %s exists and is not a socket: remove it or choose another path", sock)
+		}
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("relay: another relay is listening on %s: stop it first", sock)
+		}
+		os.Remove(sock) // left by a relay that crashed
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("relay: listen: %w", err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return ln, nil
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// Out of file descriptors, say: wait and retry rather than stop
+			// serving the connections that are already open.
+			s.auditNoisy("accept_error", "", "", err.Error())
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			s.auditNoisy("conn_limit", "", "", fmt.Sprintf("closed a new connection: %d are open, the limit", s.cfg.MaxConns))
+			continue
+		}
+		wg.Go(func() { s.handle(ctx, c) })
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.closing || len(s.conns) >= s.cfg.MaxConns {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	c.Close()
+	s.connMu.Lock()
+	delete(s.conns, c)
+	s.connMu.Unlock()
+}
+
+func (s *Server) closeAll() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.closing = true
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// claim counts a connection against id's limit.
+func (s *Server) claim(id string) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.perIdent[id] >= maxConnsPerIdentity {
+		return false
+	}
+	s.perIdent[id]++
+	return true
+}
+
+func (s *Server) unclaim(id string) {
+	s.connMu.Lock()
+	s.perIdent[id]--
+	s.connMu.Unlock()
+}
+
+// errIdle marks a connection that sent nothing for IdleTimeout: normal, not
+// worth an audit line.
+var errIdle = errors.New("idle")
+
+// readFrame waits up to idle (0: forever) for a frame to start, then up to
+// FrameTimeout for the rest of it, so a half-written frame cannot hold the
+// connection.
+func (s *Server) readFrame(c net.Conn, r *bufio.Reader, idle time.Duration) ([]byte, error) {
+	var deadline time.Time
+	if idle > 0 {
+		deadline = time.Now().Add(idle)
+	}
+	c.SetReadDeadline(deadline)
+	if _, err := r.Peek(1); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, errIdle
+		}
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
+	return readFrame(r, s.maxFrame)
+}
+
+// readFailed ends a connection whose input failed: a clean close or idling is
+// normal, anything else is audited and, where the stream still works, told.
+func (s *Server) readFailed(c net.Conn, id string, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, errIdle) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	s.auditNoisy("bad_request", id, "", err.Error())
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return
+	}
+	s.write(c, errReply(CodeBadRequest, "%v; closing the connection", err))
+}
+
+// peerCred says which process is on the other end, as the kernel reports it.
+func peerCred(c net.Conn) string {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return "peer unknown"
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return "peer unknown"
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return "peer unknown"
+	}
+	return fmt.Sprintf("peer pid=%d uid=%d gid=%d", cred.Pid, cred.Uid, cred.Gid)
+}

@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"slices"
+	"sort"
+)
+
+// journal appends records; an error that leaves the journal untrustworthy
+// stops the relay. Call with s.mu held.
+func (s *Server) journal(sync bool, recs ...record) error {
+	err := s.j.appendRecords(sync, recs...)
+	if err != nil && s.j.broken != nil {
+		s.kill(s.j.broken)
+	}
+	return err
+}
+
+// maybeCompact rewrites the journal once it has grown well past the state it
+// holds. Call with s.mu held, after the memory state caught up with the
+// journal: the snapshot replaces everything appended so far.
+func (s *Server) maybeCompact() {
+	if s.j.size < s.compactAt || s.j.size < 2*s.j.base {
+		return
+	}
+	if err := s.j.rewrite(s.snapshot()); err != nil {
+		s.auditNoisy("journal_error", "", "", err.Error())
+		if s.j.broken != nil {
+			s.kill(s.j.broken)
+		}
+	}
+}
+
+// replay rebuilds the state from journal records and returns the messages it
+// had to drop because their recipient left the run.
+func (s *Server) replay(recs []record) (lost []*message) {
+	for _, r := range recs {
+		switch r.Op {
+		case "hdr":
+			s.nextID = max(s.nextID, r.Next)
+		case "msg":
+			if !s.known(r.Msg.To) {
+				lost = append(lost, r.Msg)
+				s.nextID = max(s.nextID, r.Msg.ID+1)
+				delete(s.scheds, r.Msg.Sched)
+				continue
+			}
+			s.enqueue(r.Msg)
+			later(s.lastOut, r.Msg.From, r.Msg.Time)
+		case "ack":
+			for to, q := range s.queues {
+				if i := slices.IndexFunc(q, func(m *message) bool { return m.ID == r.ID }); i >= 0 {
+					q[i].Delivered = r.Time
+					later(s.lastIn, to, r.Time)
+					s.remember(q[i])
+					if q = slices.Delete(q, i, i+1); len(q) == 0 {
+						delete(s.queues, to)
+					} else {
+						s.queues[to] = q
+					}
+					break
+				}
+			}
+		case "hist":
+			if s.known(r.Msg.To) {
+				s.remember(r.Msg)
+				later(s.lastIn, r.Msg.To, r.Msg.Delivered)
+			}
+			later(s.lastOut, r.Msg.From, r.Msg.Time)
+		case "sched":
+			s.nextID = max(s.nextID, r.Sched.ID+1)
+			if s.known(r.Sched.To) {
+				s.scheds[r.Sched.ID] = r.Sched
+			}
+		case "seen":
+			if set := s.seen[r.Seen.From]; set != nil {
+				set.add(r.Seen.ClientID, r.Seen.ID)
+			}
+		}
+	}
+	return lost
+}
+
+// snapshot is the current state as journal records, for compaction. Call
+// with s.mu held.
+func (s *Server) snapshot() []record {
+	recs := []record{{Op: "hdr", Next: s.nextID}}
+	for _, c := range s.creds {
+		set := s.seen[c.id]
+		for _, cid := range set.order {
+			recs = append(recs, record{Op: "seen", Seen: &seenID{From: c.id, ClientID: cid, ID: set.ids[cid]}})
+		}
+	}
+	for _, c := range s.creds {
+		for _, m := range s.history[c.id] {
+			recs = append(recs, record{Op: "hist", Msg: m})
+		}
+	}
+	scheds := make([]*schedule, 0, len(s.scheds))
+	for _, sc := range s.scheds {
+		scheds = append(scheds, sc)
+	}
+	sort.Slice(scheds, func(i, j int) bool { return scheds[i].ID < scheds[j].ID })
+	for _, sc := range scheds {
+		recs = append(recs, record{Op: "sched", Sched: sc})
+	}
+	for _, c := range s.creds {
+		for _, m := range s.queues[c.id] {
+			recs = append(recs, record{Op: "msg", Msg: m})
+		}
+	}
+	return recs
+}
