@@ -20,6 +20,7 @@ import (
 	"github.com/runner-dev/runner/internal/names"
 	"github.com/runner-dev/runner/internal/shim"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/internal/transcript"
 )
 
@@ -221,7 +222,7 @@ func (rc *recorder) follow(ctx context.Context, c engine.Container, w *transcrip
 		n, err := io.ReadFull(s, hdr)
 		if err != nil || string(hdr) != shim.StreamHeader {
 			more, _ := io.ReadAll(io.LimitReader(s, 2<<10))
-			said := strings.TrimSpace(string(transcript.Strip(append(hdr[:n], more...))))
+			said := strings.TrimSpace(termsafe.Text(string(append(hdr[:n], more...))))
 			code, stderr, _ := wait()
 			if code == 2 && (strings.Contains(stderr, "unknown command") || strings.Contains(stderr, "not defined")) {
 				return fmt.Errorf("the image's runner-agent cannot stream (exit %d: %s): rebuild the image (runner image build) and apply", code, strings.TrimSpace(stderr))
@@ -292,7 +293,7 @@ type LogsOptions struct {
 	// is destroyed.
 	Follow bool
 	// Raw prints the bytes as the agent wrote them, escape sequences and
-	// all; otherwise they are stripped to plain text (transcript.Stripper).
+	// all; otherwise they are stripped to plain text (termsafe.Plain).
 	Raw bool
 	Out io.Writer
 }
@@ -319,7 +320,7 @@ func (r *Runner) Logs(ctx context.Context, cfg *config.Config, agent string, o L
 		return fmt.Errorf("run %q has no state on this host: apply it first (`runner apply %s`); transcripts are removed by destroy", cfg.Run.Name, cfg.File)
 	}
 	var (
-		strip transcript.Stripper
+		strip termsafe.Plain
 		buf   []byte
 	)
 	err = transcript.Read(ctx, st.Transcripts(), agent, transcript.ReadOptions{
@@ -331,7 +332,7 @@ func (r *Runner) Logs(ctx context.Context, cfg *config.Config, agent string, o L
 			_, err := o.Out.Write(rec.Data)
 			return err
 		}
-		buf = strip.Strip(buf[:0], rec.Data)
+		buf = strip.Filter(buf[:0], rec.Data)
 		if len(buf) == 0 {
 			return nil
 		}

@@ -33,55 +33,6 @@ func TestEncodeDecode(t *testing.T) {
 	}
 }
 
-func TestStrip(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"plain text\n", "plain text\n"},
-		{"a\r\nb\r\n", "a\nb\n"},
-		{"tab\there", "tab\there"},
-		{"\x1b[31mred\x1b[0m", "red"},
-		{"\x1b[1;31;48;5;200mx\x1b[m", "x"},
-		{"\x1b[2J\x1b[3J\x1b[Hcleared", "cleared"},
-		{"\x1b[?2004h\x1b[?25l", ""},
-		{"\x1b]0;title\x07after", "after"},
-		{"\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"},
-		{"\x1bP1$r0m\x1b\\dcs", "dcs"},
-		{"\x1b_apc\x1b\\ok", "ok"},
-		{"\x1b(Bcharset \x1b7save\x1b8", "charset save"},
-		{"\x1b=keypad\x1b>", "keypad"},
-		{"bell\x07 bs\x08 nul\x00 del\x7f", "bell bs nul del"},
-		{"\u00e9t\u00e9 \u2603 \U0001F600", "\u00e9t\u00e9 \u2603 \U0001F600"},
-		{"c1\u009b31mcsi \u009d0;t\u0007osc \u0085nel", "c1csi osc nel"},
-		{"bad \xff utf8 \xe2\x82", "bad \uFFFD utf8 "}, // the last sequence waits for more
-		{"\xe2\x82x", "\uFFFDx"},
-		{"\x1b[31", ""},
-		{"\x1b]unterminated", ""},
-		{"\x1b]0;t\x1b[1mbold", "bold"},
-	}
-	for _, c := range cases {
-		got := string(Strip([]byte(c.in)))
-		if got != c.want {
-			t.Errorf("Strip(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
-// A stripper fed byte by byte gives what it gives for the whole stream.
-func TestStripSplit(t *testing.T) {
-	in := []byte("a\x1b[38;5;12mb\x1b]0;ti\u00e9tle\x1b\\c\r\n\u00e9\U0001F600\x1bP+q\x1b\\d\u009b1me\x1b(0f")
-	want := Strip(in)
-	if string(want) != "abc\n\u00e9\U0001F600def" {
-		t.Fatalf("Strip = %q", want)
-	}
-	var s Stripper
-	var got []byte
-	for _, b := range in {
-		got = s.Strip(got, []byte{b})
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("byte by byte: %q, want %q", got, want)
-	}
-}
-
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"10MiB": 10 << 20, "512KiB": 512 << 10, "1GB": 1e9, "4096": 4096, "8 KiB": 8 << 10} {
 		if got, err := ParseSize(in); err != nil || got != want {
