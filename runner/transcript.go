@@ -170,7 +170,7 @@ func (rc *recorder) scan(ctx context.Context) {
 		}
 		w := rc.writers[c.Agent]
 		if w == nil {
-			if w, err = transcript.Open(rc.st.Transcripts(), c.Agent, rc.max); err != nil {
+			if w, err = transcript.Open(rc.st.Transcripts(), c.Agent, rc.max, 0); err != nil {
 				rc.log.Error("cannot open the transcript", "agent", c.Agent, "error", err)
 				continue
 			}
@@ -230,6 +230,12 @@ func (rc *recorder) follow(ctx context.Context, c engine.Container, w *transcrip
 			return fmt.Errorf("runner-agent stream did not start (exit %d): %s %s", code, said, strings.TrimSpace(stderr))
 		}
 		log.Info("recording the pane", "history", history)
+		// Which container's stream the records that follow came through,
+		// and (below) when it ended: a gap in the recording is visible.
+		if err := w.Note(time.Now(), transcript.EventStream, "container "+shortID(c.ID)+", history "+history); err != nil {
+			s.Close()
+			return fmt.Errorf("writing the transcript: %w", err)
+		}
 		buf := make([]byte, transcript.MaxChunk)
 		var rerr error
 		for rerr == nil {
@@ -243,6 +249,15 @@ func (rc *recorder) follow(ctx context.Context, c engine.Container, w *transcrip
 			}
 		}
 		code, stderr, err := wait()
+		end := "exit " + strconv.Itoa(code)
+		if ctx.Err() != nil {
+			end = "recorder stopped"
+		} else if err != nil {
+			end = "lost the stream"
+		}
+		if err := w.Note(time.Now(), transcript.EventStreamEnd, "container "+shortID(c.ID)+", "+end); err != nil {
+			return fmt.Errorf("writing the transcript: %w", err)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -296,6 +311,9 @@ type LogsOptions struct {
 	// all; otherwise they are stripped to plain text (termsafe.Plain).
 	Raw bool
 	Out io.Writer
+	// Err, if set, gets the notice that earlier output was dropped at the
+	// cap when Raw is set (without Raw it goes to Out, in line).
+	Err io.Writer
 }
 
 // Logs prints an agent's transcript: everything its pane printed since the
@@ -312,7 +330,7 @@ func (r *Runner) Logs(ctx context.Context, cfg *config.Config, agent string, o L
 	}
 	// An agent since removed from the config still has its transcript.
 	if _, cfgErr := r.agentOf(cfg, agent); cfgErr != nil {
-		if _, err := os.Stat(transcript.Path(st.Transcripts(), agent)); err != nil {
+		if !transcript.Exists(st.Transcripts(), agent) {
 			return cfgErr
 		}
 	}
@@ -328,6 +346,17 @@ func (r *Runner) Logs(ctx context.Context, cfg *config.Config, agent string, o L
 		Follow: o.Follow,
 		Stop:   func() bool { return !st.Exists() },
 	}, func(rec transcript.Record) error {
+		if rec.Dropped != nil {
+			notice := dropNotice(rec.Dropped)
+			if !o.Raw {
+				_, err := io.WriteString(o.Out, notice)
+				return err
+			}
+			if o.Err != nil {
+				io.WriteString(o.Err, notice)
+			}
+			return nil
+		}
 		if o.Raw {
 			_, err := o.Out.Write(rec.Data)
 			return err
@@ -343,4 +372,45 @@ func (r *Runner) Logs(ctx context.Context, cfg *config.Config, agent string, o L
 		return fmt.Errorf("agent %q has no transcript yet: it is recorded while the run is applied (its recorder, started by `runner apply %s`, logs to %s)", agent, cfg.File, st.RecordLog())
 	}
 	return err
+}
+
+// dropNotice is the line logs prints where output was dropped at the cap.
+func dropNotice(d *transcript.Drop) string {
+	if d.Bytes < 0 {
+		return fmt.Sprintf("[runner: output was dropped at the transcript's cap (%s) before it could be read, up to segment %d]\n", transcript.EnvMax, d.Seg)
+	}
+	return fmt.Sprintf("[runner: %s of earlier output, recorded %s to %s, was dropped to keep this transcript within its cap (%s)]\n",
+		formatBytes(d.Bytes), d.From.UTC().Format(time.RFC3339), d.To.UTC().Format(time.RFC3339), transcript.EnvMax)
+}
+
+// formatBytes is n in the largest binary unit that keeps it at least 1.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// VerifyTranscript checks the hash chain of an agent's transcript (see
+// transcript.Verify) and returns what it found and the transcript's
+// directory. It needs no engine.
+func (r *Runner) VerifyTranscript(cfg *config.Config, agent string) (transcript.Verified, string, error) {
+	st, err := r.runState(cfg.Run.Name)
+	if err != nil {
+		return transcript.Verified{}, "", err
+	}
+	if err := names.Check("agent", agent); err != nil {
+		return transcript.Verified{}, "", err
+	}
+	dir := transcript.Dir(st.Transcripts(), agent)
+	if !transcript.Exists(st.Transcripts(), agent) {
+		return transcript.Verified{}, dir, fmt.Errorf("agent %q: %w in %s: it is recorded while the run is applied", agent, transcript.ErrNoTranscript, st.Transcripts())
+	}
+	v, err := transcript.Verify(st.Transcripts(), agent)
+	return v, dir, err
 }

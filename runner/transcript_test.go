@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,7 +21,8 @@ import (
 
 // transcriptAgent prints a coloured line and a "secret", waits for
 // /tmp/clear, wipes its screen and scrollback, and then prints whatever
-// appears in /tmp/say, and a flood of lines when /tmp/flood appears.
+// appears in /tmp/say, and N numbered lines when /tmp/flood appears
+// holding N.
 const transcriptAgent = `printf 'first \033[31mred-marker\033[0m line\n'
 echo SECRET-BEFORE-CLEAR
 while [ ! -e /tmp/clear ]; do sleep 0.1; done
@@ -28,16 +30,16 @@ printf '\033[2J\033[3J\033[H'
 echo AFTER-CLEAR
 while :; do
   if [ -e /tmp/say ]; then cat /tmp/say; rm -f /tmp/say; fi
-  if [ -e /tmp/flood ]; then rm -f /tmp/flood; seq 1 20000; echo FLOOD-END; fi
+  if [ -e /tmp/flood ]; then n=$(cat /tmp/flood); rm -f /tmp/flood; seq 1 "$n"; echo "FLOOD-END-$n"; fi
   sleep 0.1
 done`
 
 func TestTranscript(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		// Inherited by the recorder apply starts: a small cap, to see it
-		// rotate.
-		const capBytes = 64 << 10
-		t.Setenv(transcript.EnvMax, "64KiB")
+		// fill segments (of 16 KiB) and then drop the oldest.
+		const capBytes = 256 << 10
+		t.Setenv(transcript.EnvMax, "256KiB")
 		run := runName(t, te, "tr")
 		cfg, file := writeConfig(t, fmt.Sprintf(`
 run %q {
@@ -153,12 +155,12 @@ agent "alice" {
 					t.Errorf("mount %s -> %s reaches the private directory %s", m.Source, m.Destination, st.Private())
 				}
 			}
-			path := transcript.Path(st.Transcripts(), "alice")
-			if _, err := os.Stat(path); err != nil {
+			path := transcript.Dir(st.Transcripts(), "alice")
+			if _, err := os.Stat(transcript.SegmentPath(st.Transcripts(), "alice", 1)); err != nil {
 				t.Fatalf("transcript on the host: %v", err)
 			}
 			for _, p := range []string{path, st.Transcripts(), st.Private()} {
-				res, err := te.eng.Exec(ctx(t), id, "", []string{"sh", "-c", `test -e "$1" || test -e "$1.1"`, "sh", p})
+				res, err := te.eng.Exec(ctx(t), id, "", []string{"sh", "-c", `test -e "$1"`, "sh", p})
 				if err != nil || res.ExitCode == 0 {
 					t.Errorf("%s exists inside the container (%v)", p, err)
 				}
@@ -227,16 +229,13 @@ agent "alice" {
 			}
 		})
 
-		t.Run("rotation", func(t *testing.T) {
-			inContainer("touch /tmp/flood")
-			out := waitLogs("FLOOD-END")
-			if !strings.Contains(out, "\n19999\n20000\nFLOOD-END\n") {
-				t.Errorf("the newest output is not all there: ...%q", out[max(0, len(out)-200):])
+		segmentFiles := func(t *testing.T) (int64, []string) {
+			t.Helper()
+			dir := transcript.Dir(st.Transcripts(), "alice")
+			if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("%s: %v, want mode 0700", dir, err)
 			}
-			if strings.Contains(out, "SECRET-BEFORE-CLEAR") {
-				t.Error("the oldest output survived output of more than the cap")
-			}
-			ents, err := os.ReadDir(st.Transcripts())
+			ents, err := os.ReadDir(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,8 +252,96 @@ agent "alice" {
 					t.Errorf("%s: mode %v, want 0600", e.Name(), fi.Mode().Perm())
 				}
 			}
-			if total > capBytes || strings.Join(names, " ") != "alice.log alice.log.1" {
-				t.Errorf("transcripts use %d bytes in %v; cap %d in alice.log and alice.log.1", total, names, capBytes)
+			return total, names
+		}
+		verify := func(t *testing.T) (string, error) {
+			t.Helper()
+			cmd := exec.Command(filepath.Join(bins, "runner"), "logs", file, "alice", "--verify")
+			cmd.Env = append(os.Environ(), "DOCKER_HOST="+te.info.Endpoint)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+
+		// The old transcript kept two files of half the cap each, so output
+		// past half of it began to erase the oldest. Segments of a
+		// sixteenth of it are kept up to the whole cap.
+		t.Run("segments-keep-earlier-text", func(t *testing.T) {
+			inContainer("echo 20000 > /tmp/flood.new && mv /tmp/flood.new /tmp/flood")
+			out := waitLogs("FLOOD-END-20000")
+			if !strings.Contains(out, "\n19999\n20000\nFLOOD-END-20000\n") {
+				t.Errorf("the newest output is not all there: ...%q", out[max(0, len(out)-200):])
+			}
+			if !strings.HasPrefix(out, "first red-marker line\nSECRET-BEFORE-CLEAR\n") || strings.Contains(out, "[runner:") {
+				t.Errorf("the earliest output is gone after %d bytes of output: %q...", len(out), out[:min(len(out), 200)])
+			}
+			total, names := segmentFiles(t)
+			if len(names) < 4 || total > capBytes {
+				t.Errorf("transcript uses %d bytes in %v: want several segments within the cap of %d", total, names, capBytes)
+			}
+			if got, err := verify(t); err != nil || !strings.Contains(got, "✓ alice's transcript") || strings.Contains(got, "dropped") {
+				t.Errorf("logs --verify: %v\n%s", err, got)
+			}
+		})
+
+		t.Run("total-cap-drops-and-says-so", func(t *testing.T) {
+			inContainer("echo 40000 > /tmp/flood.new && mv /tmp/flood.new /tmp/flood")
+			out := waitLogs("FLOOD-END-40000")
+			if !strings.Contains(out, "\n39999\n40000\nFLOOD-END-40000\n") {
+				t.Errorf("the newest output is not all there: ...%q", out[max(0, len(out)-200):])
+			}
+			if strings.Contains(out, "SECRET-BEFORE-CLEAR") {
+				t.Error("the oldest output survived output of more than the cap")
+			}
+			notice := regexp.MustCompile(`^\[runner: [0-9.]+ KiB of earlier output, recorded \S+ to \S+, was dropped to keep this transcript within its cap \(RUNNER_TRANSCRIPT_MAX\)\]\n`)
+			if !notice.MatchString(out) {
+				t.Errorf("logs do not begin by saying output was dropped: %q", out[:min(len(out), 300)])
+			}
+			// Only the oldest segments go: nearly the whole cap is kept (the
+			// old two files kept as little as half of it).
+			if total, names := segmentFiles(t); total > capBytes || total < capBytes-2*transcript.SegmentCap(capBytes) {
+				t.Errorf("transcript uses %d bytes in %v, want close to the cap of %d and not over it", total, names, capBytes)
+			}
+			got, err := verify(t)
+			if err != nil || !strings.Contains(got, "hash chain intact") || !regexp.MustCompile(`[0-9]+ bytes of earlier output \(segments 1 to [0-9]+, recorded .*\) were dropped at the cap`).MatchString(got) {
+				t.Errorf("logs --verify: %v\n%s", err, got)
+			}
+		})
+
+		t.Run("tampered-segment-fails-verify", func(t *testing.T) {
+			_, names := segmentFiles(t)
+			if len(names) < 3 {
+				t.Fatalf("segments %v: want at least 3", names)
+			}
+			// A segment between the oldest and the newest: the recorder
+			// neither writes nor drops it while the agent is quiet.
+			victim := filepath.Join(transcript.Dir(st.Transcripts(), "alice"), names[1])
+			orig, err := os.ReadFile(victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := bytes.Index(orig, []byte(`"b":"`))
+			if i < 0 {
+				t.Fatalf("no output record in %s", victim)
+			}
+			edited := bytes.Clone(orig)
+			// One base64 digit: the JSON still reads.
+			if edited[i+5] == 'A' {
+				edited[i+5] = 'B'
+			} else {
+				edited[i+5] = 'A'
+			}
+			if err := os.WriteFile(victim, edited, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := verify(t)
+			if err == nil || !strings.Contains(got, "✗ alice's transcript: "+victim+" line ") || !strings.Contains(got, "hash does not match") {
+				t.Errorf("logs --verify on a tampered segment: %v\n%s", err, got)
+			}
+			if err := os.WriteFile(victim, orig, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := verify(t); err != nil {
+				t.Errorf("logs --verify after undoing the edit: %v\n%s", err, got)
 			}
 		})
 
@@ -279,7 +366,7 @@ agent "alice" {
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				out := logs(runner.LogsOptions{})
-				end := strings.Index(out, "FLOOD-END")
+				end := strings.Index(out, "FLOOD-END-40000")
 				if end >= 0 && strings.Contains(out[end:], "SECRET-BEFORE-CLEAR") {
 					if strings.Contains(out, "OCI runtime") || strings.Contains(out, "exec failed") {
 						t.Errorf("an engine message got into the transcript: %q", out[end:])

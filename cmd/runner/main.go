@@ -29,7 +29,7 @@ Commands that act on a run take the config file first; the run name comes from i
   capture  FILE AGENT [--lines N]   print a snapshot of the agent's tmux pane (read-only)
   attach   FILE AGENT [--write] live view of the agent's pane; keys reach it only with --write (audited)
   watch    FILE [--detach]      a local tmux session with one read-only pane per agent
-  logs     FILE AGENT [-f] [--since 10m] [--raw]   everything the agent's pane printed (recorded on this host)
+  logs     FILE AGENT [-f] [--since 10m] [--raw] [--verify]   everything the agent's pane printed (recorded on this host); --verify checks its hash chain
   send     FILE AGENT MESSAGE   send a message to an agent as the operator ("-" reads stdin)
   audit    FILE [--verify]      print the run's audit log, or check its hash chain
   run      FILE [--timeout D] [-o text|json|junit] [--junit-file P]  CI job: apply, wait, print output, destroy

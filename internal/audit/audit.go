@@ -1,6 +1,6 @@
 // Package audit is the per-run record of every security decision
 // (invariant 10): an append-only file of JSON lines, each carrying the hash of
-// the line before it, so that editing, deleting or reordering a line breaks
+// the line before it (internal/chain), so that editing, deleting or reordering a line breaks
 // the chain and Verify reports where.
 //
 // The chain proves integrity, not completeness at the end: cutting lines off
@@ -11,8 +11,6 @@ package audit
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +23,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/runner-dev/runner/internal/chain"
 )
 
 // Event is one decision to record. The log assigns the sequence number and
@@ -46,7 +46,7 @@ const (
 )
 
 // genesis is the "prev" of the first line.
-var genesis = strings.Repeat("0", 64)
+const genesis = chain.Genesis
 
 var eventName = regexp.MustCompile(`^[a-z][a-z_]{0,31}$`)
 
@@ -70,9 +70,9 @@ func (e *entry) seal() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(body)
-	e.Hash = hex.EncodeToString(sum[:])
-	return json.Marshal(e)
+	line, hash := chain.Seal(body)
+	e.Hash = hash
+	return line, nil
 }
 
 // Log appends events to one audit file. It is safe for concurrent use, and

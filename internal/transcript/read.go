@@ -15,7 +15,7 @@ import (
 type ReadOptions struct {
 	// Since skips records made before it (zero: none skipped).
 	Since time.Time
-	// Follow keeps reading as the transcript grows, across rotations, until
+	// Follow keeps reading as the transcript grows, across segments, until
 	// ctx ends or Stop returns true.
 	Follow bool
 	// Poll is how often a follow looks for new data (0: 200ms).
@@ -25,95 +25,166 @@ type ReadOptions struct {
 	Stop func() bool
 }
 
-// ErrNoTranscript means the agent has no transcript in the directory.
-var ErrNoTranscript = errors.New("no transcript")
-
 // maxLine bounds a line a reader keeps; a longer one is not ours and is
 // skipped (records are at most about 44 KiB).
 const maxLine = 1 << 20
 
-// Read calls fn with every record of agent's transcript in dir, oldest
-// first: the previous file, then the current one. Lines that do not decode
-// are skipped. Without Follow it returns at the end of the current file
-// (ErrNoTranscript if there is none); with Follow it waits for the file to
-// appear, then for more, until ctx ends (returning nil) or Stop says so.
+// Read calls fn with every record of agent's output in dir, oldest first,
+// segment after segment. If output was dropped at the cap, the first
+// record is the notice saying so (Record.Dropped); segments dropped while
+// Read was reading get a notice too, with Bytes -1 (not known). Lines that do not decode
+// are skipped: Read does not check the chain (Verify does). Without Follow
+// it returns at the end of the newest segment (ErrNoTranscript if there is
+// none); with Follow it waits for the transcript to appear, then for more,
+// until ctx ends (returning nil) or Stop says so.
 func Read(ctx context.Context, dir, agent string, o ReadOptions, fn func(Record) error) error {
 	poll := o.Poll
 	if poll <= 0 {
 		poll = 200 * time.Millisecond
 	}
-	path := Path(dir, agent)
-	emit := func(line []byte) error {
-		rec, err := Decode(line)
-		if err != nil || rec.Time.Before(o.Since) {
-			return nil
-		}
-		return fn(rec)
-	}
+	adir := Dir(dir, agent)
 	stopped := func() bool {
 		return ctx.Err() != nil || (o.Stop != nil && o.Stop())
 	}
-	// The current file first, then the previous one: if a rotation comes in
-	// between, both are the same file, and it is read once.
-	cur, err := os.Open(path)
-	for errors.Is(err, fs.ErrNotExist) && o.Follow {
+	var ns []uint64
+	for {
+		var err error
+		ns, err = segments(adir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if len(ns) > 0 {
+			break
+		}
+		if !o.Follow {
+			return fmt.Errorf("%w for %s in %s", ErrNoTranscript, agent, dir)
+		}
 		if stopped() || sleep(ctx, poll) != nil {
 			return nil
 		}
-		cur, err = os.Open(path)
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w for %s in %s", ErrNoTranscript, agent, dir)
-	}
-	if err != nil {
-		return err
-	}
-	defer func() { cur.Close() }()
-	if prev, err := os.Open(path + ".1"); err == nil {
-		same := sameFile(prev, cur)
-		if !same {
-			_, err = (&lines{r: prev}).each(emit)
+	emit := func(line []byte) error {
+		e, err := decode(line)
+		if err != nil || e.Ev != "" || e.T.Before(o.Since) {
+			return nil
 		}
-		prev.Close()
-		if err != nil {
+		return fn(Record{Time: e.T, Data: e.B})
+	}
+	// What was dropped before the oldest segment still here: the newest
+	// header says.
+	drop := newestDrop(adir, ns)
+	if drop != nil && !drop.To.Before(o.Since) {
+		if err := fn(Record{Time: drop.To, Dropped: drop}); err != nil {
 			return err
 		}
 	}
-	l := &lines{r: cur}
+	i := 0
+	for i < len(ns) && drop != nil && ns[i] <= drop.Seg {
+		i++ // recorded as dropped, not yet deleted
+	}
+	for ; i < len(ns); i++ {
+		f, err := os.Open(fmt.Sprintf("%s/%06d.log", adir, ns[i]))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // dropped since we listed it
+		}
+		if err != nil {
+			return err
+		}
+		err = readSegment(ctx, f, emit, o.Follow && i == len(ns)-1, func() (bool, error) {
+			// At the end of the newest segment while following: is there
+			// a newer one, or do we wait?
+			more, err := segments(adir)
+			if err != nil {
+				return false, err
+			}
+			if len(more) > 0 && more[len(more)-1] > ns[i] {
+				ns = append(ns[:i+1], newer(more, ns[i])...)
+				return true, nil
+			}
+			if stopped() || sleep(ctx, poll) != nil {
+				return false, nil
+			}
+			return false, errWait
+		})
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if i+1 < len(ns) && ns[i+1] != ns[i]+1 {
+			// Segments went at the cap before we got to them; how much
+			// text they held is not known here (Bytes -1).
+			if err := fn(Record{Time: time.Now(), Dropped: &Drop{Seg: ns[i+1] - 1, Bytes: -1}}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var errWait = errors.New("wait")
+
+func newer(ns []uint64, than uint64) []uint64 {
+	var out []uint64
+	for _, n := range ns {
+		if n > than {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// readSegment emits the lines of f. If follow, at its end it asks atEnd
+// whether a newer segment exists (true: read f once more, then return),
+// whether to stop (false, nil) or to look again (errWait).
+func readSegment(ctx context.Context, f *os.File, emit func([]byte) error, follow bool, atEnd func() (bool, error)) error {
+	l := &lines{r: f}
 	for {
 		n, err := l.each(emit)
-		if err != nil || !o.Follow {
+		if err != nil || !follow {
 			return err
 		}
 		if n > 0 {
 			continue // there may be more already
 		}
-		// At the end of cur: has it been rotated away?
-		if fi, err := os.Stat(path); err == nil {
-			if ci, err := cur.Stat(); err == nil && !os.SameFile(fi, ci) {
-				// Finish the old file (the writer may have added to it
-				// just before rotating), then go on with the new one.
-				if _, err := l.each(emit); err != nil {
-					return err
-				}
-				next, err := os.Open(path)
-				if err == nil {
-					cur.Close()
-					cur, l = next, &lines{r: next}
-					continue
-				}
-			}
-		}
-		if stopped() || sleep(ctx, poll) != nil {
+		moved, err := atEnd()
+		switch {
+		case errors.Is(err, errWait):
+			continue
+		case err != nil:
+			return err
+		case moved:
+			// The writer finished this segment before starting the next:
+			// what it added since our last read is there now.
+			_, err := l.each(emit)
+			return err
+		default:
 			return nil
 		}
 	}
 }
 
-func sameFile(a, b *os.File) bool {
-	ai, err1 := a.Stat()
-	bi, err2 := b.Stat()
-	return err1 == nil && err2 == nil && os.SameFile(ai, bi)
+// newestDrop is what the header of the newest readable segment in ns says
+// was dropped.
+func newestDrop(adir string, ns []uint64) *Drop {
+	for i := len(ns) - 1; i >= 0; i-- {
+		f, err := os.Open(fmt.Sprintf("%s/%06d.log", adir, ns[i]))
+		if err != nil {
+			continue
+		}
+		var e entry
+		var found bool
+		(&lines{r: io.LimitReader(f, 64<<10)}).each(func(line []byte) error {
+			if h, err := decode(line); err == nil && h.Ev == evSegment {
+				e, found = h, true
+			}
+			return errWait // only the first line
+		})
+		f.Close()
+		if found {
+			return e.Drop
+		}
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
