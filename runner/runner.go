@@ -63,7 +63,7 @@ type desiredAgent struct {
 // Desired builds the spec of every agent and checks every image is present,
 // so nothing is created when one is missing. The config hash covers the spec
 // and the image ID, so rebuilding an image replaces its agents.
-func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run) ([]desiredAgent, error) {
+func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, users map[string]string) ([]desiredAgent, error) {
 	images := map[string]engine.Image{}
 	var missing []string
 	for _, a := range cfg.Agents {
@@ -85,7 +85,7 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run) 
 	}
 	out := make([]desiredAgent, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
-		spec := buildSpec(st, cfg.Run.Name, a)
+		spec := buildSpec(st, cfg.Run.Name, withUser(a, users))
 		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID))
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
 		out = append(out, desiredAgent{agent: a, spec: spec})
@@ -148,7 +148,15 @@ func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []des
 	if err != nil {
 		return plan.Plan{}, nil, err
 	}
-	ds, err := r.desired(ctx, cfg, st)
+	info, err := r.Engine.Info(ctx)
+	if err != nil {
+		return plan.Plan{}, nil, err
+	}
+	users, err := r.allocateUsers(ctx, cfg, info)
+	if err != nil {
+		return plan.Plan{}, nil, err
+	}
+	ds, err := r.desired(ctx, cfg, st, users)
 	if err != nil {
 		return plan.Plan{}, nil, err
 	}
@@ -223,6 +231,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("preparing run %q's state in %s: %w", cfg.Run.Name, st.Dir(), err)
 	}
+	r.ownCredentials(ctx, st, info, ds)
 	if err := r.ensureRelay(ctx, st, changed); err != nil {
 		return ApplyResult{}, err
 	}

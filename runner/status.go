@@ -74,6 +74,10 @@ type AgentStatus struct {
 	Violations []string `json:"violations,omitempty"`
 	Limits     string   `json:"limits,omitempty"`
 	InConfig   bool     `json:"in_config"`
+	// User is the container's "uid:gid" as the engine reports it; IDs
+	// says what that is inside and on the host.
+	User string    `json:"user,omitempty"`
+	IDs  *AgentIDs `json:"ids,omitempty"`
 }
 
 // StatusReport is the run's status plus the engine facts that matter.
@@ -82,6 +86,8 @@ type StatusReport struct {
 	Engine   string `json:"engine"`
 	Rootless bool   `json:"rootless"`
 	UserNS   bool   `json:"userns"`
+	// IDMapping says how container uids map to host uids ("" if unknown).
+	IDMapping string `json:"id_mapping,omitempty"`
 	// Relay is "running", or why the run's relay could not be asked
 	// (the relay fields of the agents are then empty).
 	Relay  string        `json:"relay"`
@@ -103,6 +109,23 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 	for _, c := range list {
 		byAgent[c.Agent] = c
 	}
+	// Each agent is checked against the uid it would get now; a run whose
+	// uids cannot be checked (a remote engine) is compared with the uid
+	// its containers have, and says so.
+	var ih *idHost
+	if h, err := engineIDs(ctx, info); err == nil {
+		ih = &h
+		rep.IDMapping = h.mapping.Describe()
+	} else {
+		rep.IDMapping = "unknown: " + err.Error()
+	}
+	users, err := r.allocateUsers(ctx, cfg, info)
+	if err != nil {
+		users = map[string]string{}
+		for _, c := range list {
+			users[c.Agent] = c.Labels[engine.LabelUser]
+		}
+	}
 	seen := map[string]bool{}
 	for _, a := range cfg.Agents {
 		seen[a.Name] = true
@@ -111,11 +134,15 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 			rep.Agents = append(rep.Agents, AgentStatus{Agent: a.Name, State: "absent", Security: "-", InConfig: true})
 			continue
 		}
-		rep.Agents = append(rep.Agents, r.agentStatus(ctx, cfg.Run.Name, a, c, true))
+		st := r.agentStatus(ctx, cfg.Run.Name, withUser(a, users), c, true)
+		st.IDs = agentIDs(st.User, a.User != "", ih)
+		rep.Agents = append(rep.Agents, st)
 	}
 	for _, c := range list {
 		if !seen[c.Agent] {
-			rep.Agents = append(rep.Agents, r.agentStatus(ctx, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false))
+			st := r.agentStatus(ctx, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false)
+			st.IDs = agentIDs(st.User, false, ih)
+			rep.Agents = append(rep.Agents, st)
 		}
 	}
 	rep.Relay = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
@@ -161,6 +188,7 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 		st.Security = "unknown: " + err.Error()
 		return st
 	}
+	st.User = obs.User
 	if !obs.StartedAt.IsZero() && obs.State == "running" {
 		st.StartedAt = obs.StartedAt
 		st.Uptime = time.Since(obs.StartedAt).Round(time.Second).String()

@@ -194,6 +194,22 @@ func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 	return nil
 }
 
+// uidCell is the UID column: the container's uid, the host uid when a user
+// namespace maps it elsewhere, and whether the file chose it.
+func uidCell(ids *runner.AgentIDs) string {
+	if ids == nil {
+		return "-"
+	}
+	s := strconv.FormatUint(uint64(ids.UID), 10)
+	if ids.HostUID != 0 && ids.HostUID != ids.UID {
+		s += fmt.Sprintf(" (host %d)", ids.HostUID)
+	}
+	if ids.Source == "config" {
+		s += " (from file)"
+	}
+	return s
+}
+
 // writeStatus prints the status table; wide adds the image and limits.
 func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time) {
 	mode := "rootful (container uid 0 would be host uid 0; agents never run as uid 0)"
@@ -204,12 +220,15 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 		mode = "user-namespaced"
 	}
 	fmt.Fprintf(w, "Run %q on %s, %s\n", rep.Run, rep.Engine, mode)
+	if rep.IDMapping != "" {
+		fmt.Fprintf(w, "Uids: %s\n", rep.IDMapping)
+	}
 	if rep.Relay != "running" && slices.ContainsFunc(rep.Agents, func(a runner.AgentStatus) bool { return a.ID != "" }) {
 		fmt.Fprintf(w, "Relay: %s\n", rep.Relay)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	head := "AGENT\tCONTAINER\tSTATE\tPROCESS\tRESTARTS\tIDLE\tLAST IN\tLAST OUT\tCHECK-INS\tUPTIME\tSECURITY"
+	head := "AGENT\tCONTAINER\tUID\tSTATE\tPROCESS\tRESTARTS\tIDLE\tLAST IN\tLAST OUT\tCHECK-INS\tUPTIME\tSECURITY"
 	if wide {
 		head += "\tIMAGE\tLIMITS"
 	}
@@ -233,7 +252,7 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 				checkins += ", next in " + shortDuration(max(a.NextCheckin.Sub(now), 0))
 			}
 		}
-		row := []string{a.Agent, dash(a.ID), a.State, dash(a.Process), restarts, idle, lastIn, ago(a.LastOut, now), checkins, dash(a.Uptime), a.Security}
+		row := []string{a.Agent, dash(a.ID), uidCell(a.IDs), a.State, dash(a.Process), restarts, idle, lastIn, ago(a.LastOut, now), checkins, dash(a.Uptime), a.Security}
 		if wide {
 			row = append(row, dash(a.Image), dash(a.Limits))
 		}
@@ -327,6 +346,7 @@ func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io
 		return exitError{1}
 	}
 	rep := runner.Doctor(info)
+	rep.Checks = append(rep.Checks, runner.DoctorIDs(ctx, eng, info)...)
 	for _, c := range rep.Checks {
 		fmt.Fprintf(stdout, "%s %-10s %s\n", c.Mark(), c.Name, c.Detail)
 	}

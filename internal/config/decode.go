@@ -266,7 +266,6 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 	a := Agent{
 		Name:        name,
 		Image:       DefaultImage,
-		User:        DefaultUser,
 		Memory:      DefaultMemory,
 		NanoCPUs:    DefaultCPUs * nanoPerCPU,
 		Pids:        DefaultPids,

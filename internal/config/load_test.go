@@ -153,7 +153,11 @@ func dump(b *strings.Builder, cfg *Config) {
 		for _, k := range slices.Sorted(maps.Keys(a.Env)) {
 			fmt.Fprintf(b, "  env       %s=%q\n", k, a.Env[k])
 		}
-		fmt.Fprintf(b, "  user      %s\n", a.User)
+		if a.User == "" {
+			fmt.Fprintf(b, "  user      (one of its own, allocated at apply)\n")
+		} else {
+			fmt.Fprintf(b, "  user      %s\n", a.User)
+		}
 		fmt.Fprintf(b, "  memory    %d\n", a.Memory)
 		fmt.Fprintf(b, "  nano_cpus %d\n", a.NanoCPUs)
 		fmt.Fprintf(b, "  pids      %d\n", a.Pids)

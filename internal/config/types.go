@@ -36,7 +36,7 @@ type Agent struct {
 	Image    string            // default DefaultImage
 	Command  []string          // required, argv; never given to a shell by runner
 	Env      map[string]string // plain environment
-	User     string            // "uid:gid", numeric, uid != 0; default "1000:1000"
+	User     string            // "uid:gid", numeric, uid != 0, as the file sets it; "" = runner gives the agent a uid of its own (internal/uids)
 	Memory   int64             // bytes; default 512 MiB
 	NanoCPUs int64             // cpus * 1e9; default 1 CPU
 	Pids     int64             // default 256
@@ -94,8 +94,9 @@ type Mount struct {
 
 // Defaults.
 const (
-	DefaultImage   = "localhost/runner-agent:latest"
-	DefaultUser    = "1000:1000"
+	DefaultImage = "localhost/runner-agent:latest"
+	// ExampleUser is the user error messages suggest.
+	ExampleUser    = "40000:40000"
 	DefaultMemory  = 512 << 20
 	DefaultCPUs    = 1.0
 	DefaultPids    = 256

@@ -62,11 +62,11 @@ func parseUser(s string) (user, summary, detail string) {
 	gid, err2 := parseID(gidStr)
 	switch {
 	case err1 != nil || err2 != nil:
-		return "", "Invalid user", fmt.Sprintf(`user must be a numeric "UID" or "UID:GID" from 1 to %d, e.g. %q; got %q. Names are not accepted: they would be looked up in the image.`, maxUserID, DefaultUser, s)
+		return "", "Invalid user", fmt.Sprintf(`user must be a numeric "UID" or "UID:GID" from 1 to %d, e.g. %q; got %q. Names are not accepted: they would be looked up in the image.`, maxUserID, ExampleUser, s)
 	case uid == 0:
-		return "", "Agent would run as root", fmt.Sprintf(`uid 0 is root, and agents never run as root. Use a non-zero uid, e.g. %q.`, DefaultUser)
+		return "", "Agent would run as root", fmt.Sprintf(`uid 0 is root, and agents never run as root. Use a non-zero uid, e.g. %q.`, ExampleUser)
 	case gid == 0:
-		return "", "Agent would run in the root group", fmt.Sprintf(`gid 0 is the root group, which can read and write root's group-owned files. Use a non-zero gid, e.g. %q.`, DefaultUser)
+		return "", "Agent would run in the root group", fmt.Sprintf(`gid 0 is the root group, which can read and write root's group-owned files. Use a non-zero gid, e.g. %q.`, ExampleUser)
 	}
 	return fmt.Sprintf("%d:%d", uid, gid), "", ""
 }

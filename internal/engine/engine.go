@@ -15,13 +15,17 @@ const (
 	LabelRun        = "runner.run"
 	LabelAgent      = "runner.agent"
 	LabelConfigHash = "runner.config-hash"
+	// LabelUser is the container's "uid:gid", so the uids in use can be
+	// listed without inspecting every container (internal/uids).
+	LabelUser = "runner.user"
 )
 
 // Engine is what plan/apply/destroy need from a container engine.
 type Engine interface {
 	// Info describes the engine's security-relevant capabilities.
 	Info(ctx context.Context) (Info, error)
-	// List returns every container labelled with runner.run=run.
+	// List returns every container labelled with runner.run=run, or,
+	// when run is "", every runner container of every run.
 	List(ctx context.Context, run string) ([]Container, error)
 	// Image looks up ref in the local image store; found is false when it is
 	// not there (not an error: no registry is assumed).
@@ -57,11 +61,14 @@ type Engine interface {
 
 // Info is what `runner doctor` reports and apply checks before creating.
 type Info struct {
-	Name          string // "docker"
-	Version       string
-	Endpoint      string // e.g. unix:///var/run/docker.sock
-	Rootless      bool   // daemon runs as a non-root user
-	UserNS        bool   // user namespace remapping is on
+	Name     string // "docker"
+	Version  string
+	Endpoint string // e.g. unix:///var/run/docker.sock
+	Rootless bool   // daemon runs as a non-root user
+	UserNS   bool   // user namespace remapping is on
+	// RemapRoot is the host "uid.gid" container root maps to under
+	// userns-remap ("" otherwise).
+	RemapRoot     string
 	Seccomp       bool   // seccomp supported and enabled
 	CgroupVersion string // "1" or "2"
 	CgroupDriver  string

@@ -27,6 +27,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/runner-dev/runner/internal/uids"
 )
 
 // Paths and ids inside the image.
@@ -483,6 +485,18 @@ func (b *builder) agent(agentBin string) error {
 	return b.put(&entry{name: name, typ: tar.TypeReg, mode: 0o755, src: agentBin, size: fi.Size(), sum: sum})
 }
 
+// rangeEntries is one line per uid runner allocates to agents
+// (internal/uids), so every agent's uid has a name, a home and a shell in
+// the image: programs that look their user up (whoami, ssh, Node's
+// os.userInfo) work whichever uid the agent got. All are named agent.
+func rangeEntries(format string) string {
+	var b strings.Builder
+	for id := uids.First; id <= uids.Last; id++ {
+		fmt.Fprintf(&b, format, id)
+	}
+	return b.String()
+}
+
 // etc writes the few configuration files the image needs.
 func (b *builder) etc() error {
 	files := []struct {
@@ -491,8 +505,9 @@ func (b *builder) etc() error {
 	}{
 		{"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n" +
 			fmt.Sprintf("agent:x:%d:%d:agent:%s:/bin/sh\n", AgentUID, AgentGID, AgentHome) +
+			rangeEntries("agent:x:%[1]d:%[1]d:agent:"+AgentHome+":/bin/sh\n") +
 			"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"},
-		{"/etc/group", "root:x:0:\n" + fmt.Sprintf("agent:x:%d:\n", AgentGID) + "nogroup:x:65534:\n"},
+		{"/etc/group", "root:x:0:\n" + fmt.Sprintf("agent:x:%d:\n", AgentGID) + rangeEntries("agent:x:%d:\n") + "nogroup:x:65534:\n"},
 		{"/etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"},
 		// `git commit` works out of the box; agents or configs can override.
 		{"/etc/gitconfig", "[user]\n\tname = agent\n\temail = agent@runner.invalid\n[init]\n\tdefaultBranch = main\n"},

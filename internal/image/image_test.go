@@ -211,7 +211,8 @@ func TestContext(t *testing.T) {
 	resolve(t, m, "/usr/lib/locale/C.utf8/LC_CTYPE")
 
 	passwd := string(resolve(t, m, "/etc/passwd").data)
-	if !strings.Contains(passwd, "\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n") || !strings.HasPrefix(passwd, "root:x:0:0:") {
+	if !strings.Contains(passwd, "\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n") || !strings.HasPrefix(passwd, "root:x:0:0:") ||
+		!strings.Contains(passwd, "\nagent:x:40000:40000:agent:/home/agent:/bin/sh\n") || !strings.Contains(passwd, "\nagent:x:44095:44095:agent:/home/agent:/bin/sh\n") {
 		t.Errorf("passwd = %q", passwd)
 	}
 	if g := string(resolve(t, m, "/etc/group").data); !strings.Contains(g, "agent:x:1000:") {

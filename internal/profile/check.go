@@ -63,6 +63,11 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 		}
 	}
 
+	if w := want.Labels[engine.LabelUser]; w != "" && got.Labels[engine.LabelUser] != w {
+		g, ok := got.Labels[engine.LabelUser]
+		add("Labels["+engine.LabelUser+"]", q(w), labelGot(g, ok))
+	}
+
 	// The shim must be PID 1 and run exactly the configured argv.
 	if !slices.Equal(got.Entrypoint, want.Entrypoint) {
 		add("Entrypoint", argv(want.Entrypoint), argv(got.Entrypoint))

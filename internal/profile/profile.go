@@ -43,7 +43,9 @@ func mustCompact(b []byte) string {
 }
 
 // Build turns one validated agent into the hardened container spec. runName
-// is the run's name.
+// is the run's name. a.User must be set: the file's, or the uid runner
+// allocated for the agent (internal/uids); an empty one makes a spec that
+// Check refuses, never the image's default user.
 //
 // Zero values in a (which config fills with defaults) are replaced by the
 // config defaults here too, so that a zero never reaches an engine where it
@@ -77,6 +79,7 @@ func Build(runName string, a config.Agent) engine.Spec {
 		Labels: map[string]string{
 			engine.LabelRun:   runName,
 			engine.LabelAgent: a.Name,
+			engine.LabelUser:  a.User,
 		},
 
 		CapDrop:         []string{"ALL"},
@@ -101,9 +104,6 @@ func Build(runName string, a config.Agent) engine.Spec {
 func withDefaults(a config.Agent) config.Agent {
 	if a.Image == "" {
 		a.Image = config.DefaultImage
-	}
-	if a.User == "" {
-		a.User = config.DefaultUser
 	}
 	if a.Memory <= 0 {
 		a.Memory = config.DefaultMemory

@@ -66,6 +66,7 @@ func TestBuild(t *testing.T) {
 			"runner.run":         "demo",
 			"runner.agent":       "alice",
 			"runner.config-hash": s.Labels["runner.config-hash"],
+			"runner.user":        "1000:1001",
 		},
 		CapDrop:         []string{"ALL"},
 		NoNewPrivileges: true,
@@ -99,13 +100,16 @@ func TestBuild(t *testing.T) {
 }
 
 func TestBuildDefaultsZeroValues(t *testing.T) {
-	s := Build("demo", config.Agent{Name: "bob", Command: []string{"sh"}})
+	s := Build("demo", config.Agent{Name: "bob", Command: []string{"sh"}, User: "40001:40001"})
 	if s.Memory != config.DefaultMemory || s.NanoCPUs != 1e9 || s.PidsLimit != config.DefaultPids ||
-		s.Network != "none" || s.User != "1000:1000" || s.Image != config.DefaultImage || s.Workdir != "/home/agent" {
+		s.Network != "none" || s.User != "40001:40001" || s.Image != config.DefaultImage || s.Workdir != "/home/agent" {
 		t.Errorf("zero values not defaulted: %+v", s)
 	}
+	if s.Labels[engine.LabelUser] != "40001:40001" {
+		t.Errorf("label %s = %q", engine.LabelUser, s.Labels[engine.LabelUser])
+	}
 	if s.Tmpfs["/tmp"] != "rw,nosuid,nodev,size=67108864,mode=1777" ||
-		s.Tmpfs["/home/agent"] != "rw,nosuid,nodev,size=67108864,uid=1000,gid=1000,mode=0700" {
+		s.Tmpfs["/home/agent"] != "rw,nosuid,nodev,size=67108864,uid=40001,gid=40001,mode=0700" {
 		t.Errorf("tmpfs = %v", s.Tmpfs)
 	}
 	if s.Mounts != nil {

@@ -10,7 +10,8 @@
 //	      relay.pid, relay.log
 //	      journal/              the relay's durable queue
 //	      audit.log             hash-chained audit log
-//	      creds/AGENT           0444  one agent's credential, bind-mounted into its container only
+//	      creds/AGENT           0400  one agent's credential, bind-mounted into its container only,
+//	                                  owned by the agent's host uid (0444 when runner cannot chown)
 //	      creds/operator        0400
 //	      transcripts/          0700  what each agent's pane printed (AGENT.log, AGENT.log.1)
 //	      record.pid, record.log      the transcript recorder's

@@ -82,6 +82,8 @@ func main() {
 		out = strings.Fields(string(b))
 	case "sleep":
 		time.Sleep(time.Hour)
+	case "reach":
+		out = reach(os.Args[2:])
 	case "relay-forge":
 		out = forge()
 	case "relay-hostile":

@@ -106,6 +106,13 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 			}
 		}
 	}
+	if out.UserNS {
+		// The data root of a remapped daemon ends in /UID.GID, the host
+		// ids container root maps to.
+		if i := strings.LastIndex(in.DockerRootDir, "/"); i >= 0 && strings.Contains(in.DockerRootDir[i+1:], ".") {
+			out.RemapRoot = in.DockerRootDir[i+1:]
+		}
+	}
 	// Rootless without a cgroup manager cannot apply limits even when the
 	// kernel has the controllers, whatever MemoryLimit says.
 	if out.CgroupDriver == "none" {
@@ -116,7 +123,11 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 
 // List returns the containers of one run, sorted by agent name.
 func (e *Engine) List(ctx context.Context, run string) ([]engine.Container, error) {
-	f := filters.NewArgs(filters.Arg("label", engine.LabelRun+"="+run))
+	sel := engine.LabelRun + "=" + run
+	if run == "" {
+		sel = engine.LabelRun // every run's
+	}
+	f := filters.NewArgs(filters.Arg("label", sel))
 	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, e.wrap("list containers", err)

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// reach tries what a process of some uid could do to another agent: each
+// argument is "read:PATH" (read a file) or "dial:PATH" (connect to a unix
+// socket). The result maps each argument to "ok" or the error. The tests
+// run it on the host as an agent's uid, and inside containers.
+func reach(args []string) map[string]string {
+	out := map[string]string{}
+	for _, a := range args {
+		kind, p, _ := strings.Cut(a, ":")
+		switch kind {
+		case "read":
+			_, err := os.ReadFile(p)
+			out[a] = errString(err)
+		case "dial":
+			c, err := net.DialTimeout("unix", p, 2*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			out[a] = errString(err)
+		default:
+			out[a] = "unknown kind " + kind
+		}
+	}
+	return out
+}
