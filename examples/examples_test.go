@@ -27,6 +27,12 @@ func TestExamplesLoad(t *testing.T) {
 		if len(cfg.Agents) == 0 {
 			t.Errorf("%s: no agents", f)
 		}
+		// Their mount sources must pass the stage plan and apply run.
+		if diags := config.CheckSources(cfg).Diagnostics(); len(diags) > 0 {
+			var b strings.Builder
+			config.WriteDiagnostics(&b, diags, l.Files(), false)
+			t.Errorf("%s: mount sources:\n%s", f, b.String())
+		}
 	}
 }
 

@@ -56,14 +56,22 @@ func (r *Runner) progress(format string, args ...any) {
 
 // desiredAgent is an agent with the hardened spec built for it.
 type desiredAgent struct {
-	agent config.Agent
+	agent config.Agent // as the file says it
 	spec  engine.Spec
+	// sources maps each mount target to the host path its source resolved
+	// to when spec was built.
+	sources map[string]string
 }
 
 // Desired builds the spec of every agent and checks every image is present,
 // so nothing is created when one is missing. The config hash covers the spec
-// and the image ID, so rebuilding an image replaces its agents.
+// and the image ID, so rebuilding an image replaces its agents. Mount
+// sources are resolved here, from the host as it is now (see sources).
 func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, users map[string]string) ([]desiredAgent, error) {
+	srcs := config.CheckSources(cfg)
+	if err := srcs.Err(); err != nil {
+		return nil, err
+	}
 	images := map[string]engine.Image{}
 	var missing []string
 	for _, a := range cfg.Agents {
@@ -85,15 +93,22 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 	}
 	out := make([]desiredAgent, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
-		spec := buildSpec(st, cfg.Run.Name, withUser(a, users))
+		reals, err := srcs.Agent(a.Name)
+		if err != nil {
+			return nil, err
+		}
+		resolved := withSources(withUser(a, users), reals)
+		spec := buildSpec(st, cfg.Run.Name, resolved)
 		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID))
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
-		out = append(out, desiredAgent{agent: a, spec: spec})
+		spec.Labels[engine.LabelMountSources] = plan.EncodeSources(sourceMap(resolved))
+		out = append(out, desiredAgent{agent: a, spec: spec, sources: sourceMap(resolved)})
 	}
 	return out, nil
 }
 
-// buildSpec is the hardened spec of one agent plus the relay's mounts.
+// buildSpec is the hardened spec of one agent plus the relay's mounts; a's
+// mount sources must already be resolved (withSources).
 func buildSpec(st state.Run, run string, a config.Agent) engine.Spec {
 	spec := profile.Build(run, a)
 	spec.Mounts = append(spec.Mounts, relayMounts(st, a.Name)...)
@@ -166,7 +181,7 @@ func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []des
 	}
 	want := make([]plan.Desired, len(ds))
 	for i, d := range ds {
-		want[i] = plan.Desired{Agent: d.agent.Name, Hash: d.spec.Labels[engine.LabelConfigHash]}
+		want[i] = plan.Desired{Agent: d.agent.Name, Hash: d.spec.Labels[engine.LabelConfigHash], Sources: d.sources}
 	}
 	return plan.Diff(cfg.Run.Name, want, actual), ds, nil
 }
@@ -268,7 +283,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			d := specs[a.Agent]
-			id, err := r.execute(ctx, a, d, accepted)
+			id, err := r.execute(ctx, cfg, a, d, accepted)
 			if err == nil && id != "" {
 				nudgeRecorder(st) // record the new pane from its start
 			}
@@ -303,7 +318,7 @@ func (r *Runner) parallelism() int {
 	return 8
 }
 
-func (r *Runner) execute(ctx context.Context, a plan.Action, d desiredAgent, accepted map[string]bool) (string, error) {
+func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action, d desiredAgent, accepted map[string]bool) (string, error) {
 	start := time.Now()
 	r.log().Debug("apply action", "agent", a.Agent, "kind", a.Kind, "reason", a.Reason)
 	for _, c := range a.Existing {
@@ -315,6 +330,11 @@ func (r *Runner) execute(ctx context.Context, a plan.Action, d desiredAgent, acc
 	if a.Kind == plan.Delete {
 		r.progress("%s: deleted after %s", a.Agent, since(start))
 		return "", nil
+	}
+	// The moment of use: the agent's old container is gone, so nothing of
+	// this run can write on the way to its sources any more (see sources).
+	if err := recheckSources(cfg, d); err != nil {
+		return "", err
 	}
 	r.progress("%s: creating %s...", a.Agent, d.spec.Name)
 	id, err := r.createVerified(ctx, d.spec, accepted)

@@ -201,7 +201,7 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 		if err != nil {
 			sr = state.Run{}
 		}
-		want := buildSpec(sr, run, a)
+		want := buildSpec(sr, run, recordedSources(a, c))
 		want.Labels[engine.LabelConfigHash] = c.ConfigHash
 		for _, v := range profile.Check(want, obs) {
 			st.Violations = append(st.Violations, v.String())

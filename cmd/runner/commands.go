@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/engine/docker"
@@ -52,11 +54,27 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 		return nil, nil, exitError{2}
 	}
 	g.setupLog(stderr)
-	cfg, err := loadConfig(pos[0], g.vars, stderr)
+	cfg, files, err := loadConfig(pos[0], g.vars, stderr)
+	g.files = files
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, pos[1:], nil
+}
+
+// checkSources is the mount-source stage for the commands that mount them
+// (validate, plan, apply, run): it prints its diagnostics as Load's are
+// printed and fails on errors. Plan and Apply check again when they use the
+// sources; the other commands need only the run, so they never check.
+func checkSources(g *globals, cfg *config.Config, stderr io.Writer) error {
+	diags := config.CheckSources(cfg).Diagnostics()
+	if len(diags) > 0 {
+		config.WriteDiagnostics(stderr, diags, g.files, false)
+	}
+	if diags.HasErrors() {
+		return exitError{1}
+	}
+	return nil
 }
 
 // engineCommand is fileCommand plus a connection to the run's engine; the
@@ -74,16 +92,16 @@ func engineCommand(ctx context.Context, g *globals, name string, args []string, 
 }
 
 // loadConfig prints diagnostics as Terraform does and fails on errors.
-func loadConfig(path string, vars map[string]string, stderr io.Writer) (*config.Config, error) {
+func loadConfig(path string, vars map[string]string, stderr io.Writer) (*config.Config, map[string]*hcl.File, error) {
 	l := config.NewLoader()
 	cfg, diags := l.Load(path, vars)
 	if len(diags) > 0 {
 		config.WriteDiagnostics(stderr, diags, l.Files(), false)
 	}
 	if diags.HasErrors() {
-		return nil, exitError{1}
+		return nil, l.Files(), exitError{1}
 	}
-	return cfg, nil
+	return cfg, l.Files(), nil
 }
 
 // connect opens the engine the run names.
@@ -109,6 +127,9 @@ func cmdValidate(_ context.Context, g *globals, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	if err := checkSources(g, cfg, stderr); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "Success! %s is valid: run %q with %d agents.\n", cfg.File, cfg.Run.Name, len(cfg.Agents))
 	return nil
 }
@@ -119,6 +140,9 @@ func cmdPlan(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		return err
 	}
 	defer eng.Close()
+	if err := checkSources(g, cfg, stderr); err != nil {
+		return err
+	}
 	p, err := newRunner(g, eng, nil).Plan(ctx, cfg)
 	if err != nil {
 		return err
@@ -133,6 +157,9 @@ func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		return err
 	}
 	defer eng.Close()
+	if err := checkSources(g, cfg, stderr); err != nil {
+		return err
+	}
 	start := time.Now()
 	res, err := newRunner(g, eng, stdout).Apply(ctx, cfg)
 	if err != nil {

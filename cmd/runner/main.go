@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 )
 
 const usage = `Usage: runner [global flags] COMMAND [args]
@@ -68,6 +69,9 @@ type globals struct {
 	logJSON  bool
 	vars     varFlags
 	log      hclog.Logger
+	// files are the sources the config loader parsed, for diagnostics
+	// found after loading (the mount-source stage).
+	files map[string]*hcl.File
 }
 
 type varFlags map[string]string

@@ -41,6 +41,9 @@ func cmdRun(ctx context.Context, g *globals, args []string, stdout, stderr io.Wr
 		fs.StringVar(&output, "o", "text", "result format on stdout: text, json or junit")
 		fs.StringVar(&junitFile, "junit-file", "", "also write a JUnit XML report to this file")
 	}, 0, "")
+	if err == nil {
+		err = checkSources(g, cfg, stderr)
+	}
 	if err != nil {
 		var ee exitError
 		if errors.As(err, &ee) && ee.code == 1 {

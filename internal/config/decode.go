@@ -65,6 +65,7 @@ var mountSchema = &hcl.BodySchema{
 		{Name: "source", Required: true},
 		{Name: "target", Required: true},
 		{Name: "read_only"},
+		{Name: "allow_sensitive"},
 	},
 }
 

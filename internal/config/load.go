@@ -36,8 +36,9 @@ func (l *Loader) Files() map[string]*hcl.File {
 
 // Load parses, evaluates, expands and validates an agents file; vars are the
 // -var name=value pairs from the command line. It reads the file system (the
-// file itself, file() arguments, mount sources) and nothing else: no network,
-// no engine. The Config is nil whenever diags has errors. Diagnostics name the
+// file itself, file() arguments) and nothing else: no network, no engine. It
+// does not look at mount sources on the host: CheckSources does, for the
+// commands that mount them. The Config is nil whenever diags has errors. Diagnostics name the
 // file as path was given, so pass the path the user typed.
 //
 // Load is NewLoader().Load; use a Loader to print diagnostics with snippets.
@@ -60,10 +61,9 @@ func (l *Loader) Load(path string, vars map[string]string) (*Config, hcl.Diagnos
 		return nil, diags
 	}
 	d := &decoder{
-		dir:       filepath.Dir(abs),
-		parser:    l.parser,
-		forbidden: forbiddenSources(),
-		diags:     diags,
+		dir:    filepath.Dir(abs),
+		parser: l.parser,
+		diags:  diags,
 	}
 	cfg := d.decode(file.Body, vars)
 	cfg.File, cfg.Dir = abs, d.dir
@@ -85,9 +85,8 @@ var rootSchema = &hcl.BodySchema{
 // decoder turns one file's body into a Config, collecting every problem it
 // finds rather than stopping at the first, so one run shows all of them.
 type decoder struct {
-	dir       string // the config file's directory: base for relative paths
-	parser    *hclparse.Parser
-	forbidden []forbiddenPath
+	dir    string // the config file's directory: base for relative paths
+	parser *hclparse.Parser
 
 	ctx      *hcl.EvalContext // var.* and functions; count.index is added per agent instance
 	declared map[string]bool  // declared variable names, for reference errors

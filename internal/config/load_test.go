@@ -56,6 +56,8 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := fixtures(t)
+			// The operator's home is a fixture too, so its secrets exist.
+			t.Setenv("HOME", filepath.Join(dir, "home"))
 			file := name + ".hcl"
 			if err := os.WriteFile(filepath.Join(dir, file), src, 0o644); err != nil {
 				t.Fatal(err)
@@ -72,7 +74,14 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			if cfg != nil {
-				dump(&b, cfg)
+				// The mount-source stage, as validate, plan and apply run it.
+				srcs := CheckSources(cfg)
+				if err := WriteDiagnostics(&b, srcs.Diagnostics(), l.Files(), false); err != nil {
+					t.Fatal(err)
+				}
+				if srcs.Err() == nil {
+					dump(&b, cfg, srcs)
+				}
 			}
 			got := strings.ReplaceAll(b.String(), realPath(t, dir), "$TMP")
 			got = strings.ReplaceAll(got, dir, "$TMP")
@@ -128,6 +137,17 @@ func fixtures(t *testing.T) string {
 	must(os.Symlink("sock-link", filepath.Join(dir, "link-to-link")))
 	must(os.Symlink("/etc", filepath.Join(dir, "etc-link")))
 	must(os.Symlink("work", filepath.Join(dir, "work-link")))
+	must(os.Symlink("nope", filepath.Join(dir, "dangling")))
+	must(os.Symlink("loop-b", filepath.Join(dir, "loop-a")))
+	must(os.Symlink("loop-a", filepath.Join(dir, "loop-b")))
+	// A writable workspace in which an agent replaced "shared" with a link
+	// to a host directory, and a real subdirectory beside it.
+	for _, d := range []string{"ws/sub", "hostdir", "proj/inner", "home/.ssh", "home/.config/gcloud", "home/project"} {
+		must(os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	must(os.Symlink("../hostdir", filepath.Join(dir, "ws/shared")))
+	must(os.WriteFile(filepath.Join(dir, "home/.bashrc"), nil, 0o644))
+	must(os.Symlink("home/.ssh", filepath.Join(dir, "keys")))
 	return dir
 }
 
@@ -141,7 +161,7 @@ func realPath(t *testing.T, p string) string {
 }
 
 // dump writes a loaded Config in a form that is easy to review in a golden.
-func dump(b *strings.Builder, cfg *Config) {
+func dump(b *strings.Builder, cfg *Config, srcs *Sources) {
 	fmt.Fprintf(b, "file %s (dir %s)\n", cfg.File, cfg.Dir)
 	r := cfg.Run
 	fmt.Fprintf(b, "run %q engine=%s require_rootless=%t accept_unenforced=%q at %s\n",
@@ -165,8 +185,16 @@ func dump(b *strings.Builder, cfg *Config) {
 		fmt.Fprintf(b, "  workdir   %s\n", a.Workdir)
 		fmt.Fprintf(b, "  tmp_size  %d\n", a.TmpSize)
 		fmt.Fprintf(b, "  home_size %d\n", a.HomeSize)
-		for _, m := range a.Mounts {
-			fmt.Fprintf(b, "  mount     %s -> %s read_only=%t\n", m.Source, m.Target, m.ReadOnly)
+		reals, _ := srcs.Agent(a.Name)
+		for i, m := range a.Mounts {
+			fmt.Fprintf(b, "  mount     %s -> %s read_only=%t", m.Source, m.Target, m.ReadOnly)
+			if m.AllowSensitive {
+				b.WriteString(" allow_sensitive")
+			}
+			if reals[i] != m.Source {
+				fmt.Fprintf(b, " (source resolves to %s)", reals[i])
+			}
+			b.WriteByte('\n')
 		}
 		if len(a.SendTo) > 0 {
 			fmt.Fprintf(b, "  send_to   %q\n", a.SendTo)
@@ -325,6 +353,29 @@ func TestCheckSource(t *testing.T) {
 	} {
 		if why := checkSource(p, forbidden); why != "" {
 			t.Errorf("checkSource(%q) = %q; want it allowed", p, why)
+		}
+	}
+}
+
+func TestSensitiveSources(t *testing.T) {
+	t.Setenv("HOME", "/srv/home/u")
+	sensitive := sensitiveSources()
+	for _, p := range []string{
+		"/srv/home/u", "/srv/home", "/srv", "/", "/srv/home/u/.ssh", "/srv/home/u/.ssh/id_rsa", "/srv/home/u/.aws/credentials",
+		"/srv/home/u/.kube", "/srv/home/u/.gnupg", "/srv/home/u/.config", "/srv/home/u/.config/gcloud/x", "/srv/home/u/.bashrc",
+		"/srv/home/u/.profile", "/srv/home/u/.zshrc", "/srv/home/u/.git-credentials", "/srv/home/u/.netrc",
+		"/home/bob", "/home/bob/.ssh", "/home/bob/.bash_profile", "/root", "/root/.kube/config", "/home",
+	} {
+		if checkSource(p, sensitive) == "" {
+			t.Errorf("%s is not sensitive; want it refused without allow_sensitive", p)
+		}
+	}
+	for _, p := range []string{
+		"/srv/home/u/src", "/srv/home/u/.config/nvim", "/srv/home/u/.sshd", "/srv/home/u/.bashrc.d.bak/x", "/home/bob/project",
+		"/root/work", "/srv/data", "/tmp/x",
+	} {
+		if why := checkSource(p, sensitive); why != "" {
+			t.Errorf("%s: %s; want it allowed", p, why)
 		}
 	}
 }

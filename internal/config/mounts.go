@@ -1,9 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -50,16 +48,69 @@ var homeForbidden = []forbiddenPath{
 	{".local/share/containers", "rootless Podman's images and containers"},
 }
 
+// homeSensitive are the operator's secrets and what runs as them, relative
+// to a home directory. They are refused as mount sources, as is anything
+// inside them or containing them (~ itself, ~/.config), unless the mount
+// says allow_sensitive = true.
+var homeSensitive = []forbiddenPath{
+	{".ssh", "SSH keys, authorized keys and known hosts"},
+	{".gnupg", "GnuPG keys"},
+	{".aws", "AWS credentials"},
+	{".kube", "Kubernetes credentials"},
+	{".azure", "Azure credentials"},
+	{".config/gcloud", "Google Cloud credentials"},
+	{".config/gh", "GitHub CLI tokens"},
+	{".netrc", "passwords for remote hosts"},
+	{".git-credentials", "git's stored passwords and tokens"},
+	{".gitconfig", "git configuration, which can name commands git runs as you"},
+	{".config/git", "git configuration, which can name commands git runs as you"},
+	{".password-store", "the pass password store"},
+	{".local/share/keyrings", "desktop keyrings"},
+	{".vault-token", "a Vault token"},
+	{".npmrc", "npm registry tokens"},
+	{".pypirc", "PyPI upload tokens"},
+	{".cargo/credentials.toml", "crates.io tokens"},
+	{".bashrc", "a shell startup file, which runs as you"},
+	{".bash_profile", "a shell startup file, which runs as you"},
+	{".bash_login", "a shell startup file, which runs as you"},
+	{".bash_logout", "a shell startup file, which runs as you"},
+	{".profile", "a shell startup file, which runs as you"},
+	{".zshrc", "a shell startup file, which runs as you"},
+	{".zshenv", "a shell startup file, which runs as you"},
+	{".zprofile", "a shell startup file, which runs as you"},
+	{".zlogin", "a shell startup file, which runs as you"},
+	{".config/fish", "fish's startup files, which run as you"},
+	{".bash_history", "shell history, which often holds secrets typed on the command line"},
+	{".zsh_history", "shell history, which often holds secrets typed on the command line"},
+}
+
+// homes are the home directories whose engine paths and secrets are
+// guarded: every user's, and the operator's wherever it is.
+func homes() []string {
+	list := []string{"/home/*", "/root"}
+	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+		list = append(list, filepath.Clean(home))
+	}
+	return list
+}
+
+// sensitiveSources is homeSensitive in every home.
+func sensitiveSources() []forbiddenPath {
+	var list []forbiddenPath
+	for _, home := range homes() {
+		for _, f := range homeSensitive {
+			list = append(list, forbiddenPath{path.Join(home, f.path), f.why})
+		}
+	}
+	return list
+}
+
 // forbiddenSources is the full list for this host: the system paths, the
 // engine paths in every home directory, and the sockets the environment
 // points engines at.
 func forbiddenSources() []forbiddenPath {
 	list := append([]forbiddenPath(nil), systemForbidden...)
-	homes := []string{"/home/*", "/root"}
-	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
-		homes = append(homes, filepath.Clean(home))
-	}
-	for _, home := range homes {
+	for _, home := range homes() {
 		for _, f := range homeForbidden {
 			list = append(list, forbiddenPath{path.Join(home, f.path), f.why})
 		}
@@ -110,8 +161,8 @@ func elems(p string) []string {
 	return strings.Split(p, "/")
 }
 
-// checkSource reports why the host path p (clean, absolute) must not be
-// mounted, or "" if it may be.
+// checkSource reports why the host path p (clean, absolute) is in the list
+// (must not be mounted, or needs acknowledging), or "" if it is not.
 func checkSource(p string, forbidden []forbiddenPath) string {
 	for _, f := range forbidden {
 		if rel, with := conflict(p, f); rel != "" {
@@ -150,7 +201,8 @@ func checkTarget(t string) (summary, detail string) {
 	return "", ""
 }
 
-// mounts evaluates the mount blocks of one agent instance.
+// mounts evaluates the mount blocks of one agent instance. Sources are only
+// made absolute here; CheckSources looks at them on the host.
 func (d *decoder) mounts(s scope, ab agentBlock) []Mount {
 	var out []Mount
 	targets := map[string]hcl.Range{}
@@ -159,7 +211,17 @@ func (d *decoder) mounts(s scope, ab agentBlock) []Mount {
 		srcAttr, tgtAttr := c.Attributes["source"], c.Attributes["target"]
 		src, srcOK := d.str(s, srcAttr, true)
 		if srcOK {
-			m.Source, srcOK = d.source(s, srcAttr, src)
+			if src == "" || strings.ContainsRune(src, 0) {
+				d.fail(s, srcAttr.Expr, "Invalid mount source", `source must be a host directory or file, e.g. "./work" (relative to the directory of %s).`, srcAttr.NameRange.Filename)
+				srcOK = false
+			} else {
+				p := src
+				if !filepath.IsAbs(p) {
+					p = filepath.Join(d.dir, p)
+				}
+				m.Source, m.raw = filepath.Clean(p), src
+				m.SourceRange, m.srcExpr, m.srcCtx = srcAttr.Expr.Range(), srcAttr.Expr, s.ctx
+			}
 		}
 		tgt, tgtOK := d.str(s, tgtAttr, true)
 		if tgtOK {
@@ -178,62 +240,12 @@ func (d *decoder) mounts(s scope, ab agentBlock) []Mount {
 		if v, ok := d.boolean(s, c.Attributes["read_only"]); ok {
 			m.ReadOnly = v
 		}
+		if v, ok := d.boolean(s, c.Attributes["allow_sensitive"]); ok {
+			m.AllowSensitive = v
+		}
 		if srcOK && tgtOK {
 			out = append(out, m)
 		}
 	}
 	return out
-}
-
-// source resolves a mount source against the config directory, follows
-// symlinks, and checks both the written and the resolved path, so a link to
-// the engine socket is caught. It returns the resolved path: that is what was
-// checked, and what the engine must mount.
-func (d *decoder) source(s scope, attr *hcl.Attribute, raw string) (string, bool) {
-	bad := func(summary, detail string, args ...any) (string, bool) {
-		d.fail(s, attr.Expr, summary, detail, args...)
-		return "", false
-	}
-	if raw == "" || strings.ContainsRune(raw, 0) {
-		return bad("Invalid mount source", `source must be a host directory or file, e.g. "./work" (relative to the directory of %s).`, attr.NameRange.Filename)
-	}
-	p := raw
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(d.dir, p)
-	}
-	p = filepath.Clean(p)
-	if why := checkSource(p, d.forbidden); why != "" {
-		return bad("Forbidden mount source", "%q %s. Mounting it would let the agent reach outside its container; mount a project directory instead.", raw, why)
-	}
-	resolved, err := filepath.EvalSymlinks(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return bad("Mount source does not exist", "%q is %s, which does not exist. Create it, or fix the path (a relative source is relative to the directory of %s).", raw, p, attr.NameRange.Filename)
-	case err != nil:
-		return bad("Cannot read mount source", "%q: %s.", raw, err)
-	}
-	if why := checkSource(resolved, d.forbidden); why != "" {
-		return bad("Forbidden mount source", "%q resolves to %s, which %s. Mounting it would let the agent reach outside its container; mount a project directory instead.", raw, resolved, why)
-	}
-	fi, err := os.Stat(resolved)
-	switch {
-	case err != nil:
-		return bad("Cannot read mount source", "%q: %s.", raw, err)
-	case fi.Mode()&fs.ModeSocket != 0:
-		return bad("Mount source is a socket", "%q is the unix socket %s. A socket lets the agent talk to a host service (an engine socket gives full control of the host), so sockets are never mounted. Mount a directory or a regular file instead.", raw, resolved)
-	case !fi.IsDir() && !fi.Mode().IsRegular():
-		return bad("Mount source is not a file or directory", "%q is %s, a %s. Only directories and regular files can be mounted.", raw, resolved, fileKind(fi.Mode()))
-	}
-	return resolved, true
-}
-
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	default:
-		return "special file"
-	}
 }

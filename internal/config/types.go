@@ -85,11 +85,22 @@ type Checkin struct {
 	DeclRange hcl.Range
 }
 
-// Mount is a host bind mount.
+// Mount is a host bind mount as the file declares it. Source is only the
+// path the file names; what it resolves to on the host, and whether that may
+// be mounted, is decided by CheckSources at the moment of use (plan, apply),
+// so a run whose sources broke can still be inspected and destroyed.
 type Mount struct {
-	Source   string // absolute host path (resolved against Config.Dir)
+	Source   string // absolute, clean host path (relative ones joined to Config.Dir); symlinks not resolved
 	Target   string // absolute container path
 	ReadOnly bool
+	// AllowSensitive acknowledges a source in the operator's secrets (~/.ssh,
+	// ~/.aws, shell rc files, ~ itself, ...): without it they are refused.
+	AllowSensitive bool
+
+	SourceRange hcl.Range // the source attribute's expression, for errors found later
+	srcExpr     hcl.Expression
+	srcCtx      *hcl.EvalContext
+	raw         string // the source as written, for messages
 }
 
 // Defaults.

@@ -18,6 +18,10 @@ const (
 	// LabelUser is the container's "uid:gid", so the uids in use can be
 	// listed without inspecting every container (internal/uids).
 	LabelUser = "runner.user"
+	// LabelMountSources records what each mount's source resolved to on
+	// the host when the container was created (see plan.EncodeSources), so
+	// plan can say which one resolves differently now.
+	LabelMountSources = "runner.mount-sources"
 )
 
 // Engine is what plan/apply/destroy need from a container engine.

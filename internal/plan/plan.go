@@ -25,6 +25,10 @@ const (
 type Desired struct {
 	Agent string
 	Hash  string // the runner.config-hash its container must carry
+	// Sources maps each mount target to the host path its source resolves
+	// to now; the container's runner.mount-sources label holds the same
+	// from its creation.
+	Sources map[string]string
 }
 
 // Action is the decision for one agent.
@@ -61,8 +65,11 @@ func Diff(run string, desired []Desired, actual []engine.Container) Plan {
 			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
 				Reason: fmt.Sprintf("%d containers carry this agent's label; one is expected", len(have))})
 		case have[0].ConfigHash != d.Hash:
-			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
-				Reason: fmt.Sprintf("configuration changed (config-hash %s -> %s)", short(have[0].ConfigHash), short(d.Hash))})
+			reason := fmt.Sprintf("configuration changed (config-hash %s -> %s)", short(have[0].ConfigHash), short(d.Hash))
+			if moved := movedSources(have[0].Labels[engine.LabelMountSources], d.Sources); moved != "" {
+				reason += "; " + moved
+			}
+			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have, Reason: reason})
 		case have[0].State != "running":
 			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
 				Reason: fmt.Sprintf("container is %s, not running", have[0].State)})

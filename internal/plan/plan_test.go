@@ -12,7 +12,7 @@ func ctr(agent, hash, state string) engine.Container {
 }
 
 func TestDiff(t *testing.T) {
-	desired := []Desired{{"alice", "h1"}, {"bob", "h2"}, {"carol", "h3"}, {"dave", "h4"}, {"erin", "h5"}}
+	desired := []Desired{{Agent: "alice", Hash: "h1"}, {Agent: "bob", Hash: "h2"}, {Agent: "carol", Hash: "h3"}, {Agent: "dave", Hash: "h4"}, {Agent: "erin", Hash: "h5"}}
 	actual := []engine.Container{
 		ctr("alice", "h1", "running"),    // keep
 		ctr("bob", "old", "running"),     // replace: changed
@@ -69,7 +69,7 @@ func TestDiff(t *testing.T) {
 }
 
 func TestDiffNoChanges(t *testing.T) {
-	p := Diff("demo", []Desired{{"a", "h"}}, []engine.Container{ctr("a", "h", "running")})
+	p := Diff("demo", []Desired{{Agent: "a", Hash: "h"}}, []engine.Container{ctr("a", "h", "running")})
 	if p.Changes() {
 		t.Fatalf("expected no changes:\n%s", p)
 	}
@@ -79,8 +79,48 @@ func TestDiffNoChanges(t *testing.T) {
 }
 
 func TestDiffEmptyRunCreatesAll(t *testing.T) {
-	p := Diff("demo", []Desired{{"a", "h"}, {"b", "h"}}, nil)
+	p := Diff("demo", []Desired{{Agent: "a", Hash: "h"}, {Agent: "b", Hash: "h"}}, nil)
 	if p.Count(Create) != 2 {
 		t.Fatalf("want 2 creates:\n%s", p)
+	}
+}
+
+func TestDiffNamesTheMountThatResolvesDifferently(t *testing.T) {
+	old := ctr("b", "h-old", "running")
+	old.Labels = map[string]string{engine.LabelMountSources: EncodeSources(map[string]string{
+		"/shared": "/cfg/ws/shared", "/docs": "/cfg/docs", "/gone": "/cfg/gone",
+	})}
+	now := map[string]string{"/shared": "/tmp/host-etc", "/docs": "/cfg/docs", "/new": "/cfg/new"}
+	p := Diff("demo", []Desired{{Agent: "b", Hash: "h-new", Sources: now}}, []engine.Container{old})
+	if len(p.Actions) != 1 || p.Actions[0].Kind != Replace {
+		t.Fatalf("want one replace:\n%s", p)
+	}
+	want := "configuration changed (config-hash h-old -> h-new); mount /shared: source now resolves to /tmp/host-etc, was /cfg/ws/shared at the last apply"
+	if r := p.Actions[0].Reason; r != want {
+		t.Errorf("reason:\n got %q\nwant %q", r, want)
+	}
+	if !strings.Contains(p.String(), "/tmp/host-etc") {
+		t.Errorf("plan output does not show the new source:\n%s", p)
+	}
+
+	// A container from before the label, or with a label runner did not write.
+	for _, label := range []string{"", "not json", `["a"]`} {
+		c := ctr("b", "h-old", "running")
+		c.Labels = map[string]string{engine.LabelMountSources: label}
+		p := Diff("demo", []Desired{{Agent: "b", Hash: "h-new", Sources: now}}, []engine.Container{c})
+		if r := p.Actions[0].Reason; r != "configuration changed (config-hash h-old -> h-new)" {
+			t.Errorf("label %q: reason %q", label, r)
+		}
+	}
+}
+
+func TestSourcesLabelRoundTrip(t *testing.T) {
+	in := map[string]string{"/a": "/x y/\"quoted\"", "/b": "/p\nnewline"}
+	got, ok := DecodeSources(EncodeSources(in))
+	if !ok || len(got) != 2 || got["/a"] != in["/a"] || got["/b"] != in["/b"] {
+		t.Errorf("round trip: %v %v", got, ok)
+	}
+	if EncodeSources(nil) != "{}" {
+		t.Errorf("no mounts: %q", EncodeSources(nil))
 	}
 }

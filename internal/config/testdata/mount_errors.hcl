@@ -4,10 +4,6 @@ agent "a" {
   command = ["true"]
 
   mount {
-    source = "./no-such-dir"
-    target = "/workspace"
-  }
-  mount {
     source = ""
     target = "/m/empty"
   }
@@ -15,6 +11,11 @@ agent "a" {
     source    = "./work"
     target    = "/m/ro"
     read_only = "yes"
+  }
+  mount {
+    source          = "./work"
+    target          = "/m/sensitive"
+    allow_sensitive = "yes"
   }
   mount {
     target = "/m/no-source"

@@ -1,0 +1,203 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/runner-dev/runner/internal/mountsrc"
+)
+
+// Sources is the outcome of the mount-source stage: what each agent's mount
+// sources resolve to on the host now, and every reason one may not be
+// mounted. It is a separate stage from Load because it depends on the host
+// at the moment of use, not on the file: plan and apply run it right before
+// they build containers, validate runs it to report, and the commands that
+// only need the run (status, capture, logs, audit, destroy) never do.
+type Sources struct {
+	real  map[string][]string // agent -> resolved source per mount, when every one passed
+	diags map[string]hcl.Diagnostics
+	all   hcl.Diagnostics
+}
+
+// CheckSources resolves every mount source of cfg on the host, without
+// following any symlink a container could have planted (see mountsrc), and
+// checks the resolved path as well as the written one against the paths that
+// are never mounted and the operator's secrets.
+func CheckSources(cfg *Config) *Sources {
+	type ref struct {
+		agent string
+		m     Mount
+	}
+	var refs []ref
+	var srcs []mountsrc.Source
+	for _, a := range cfg.Agents {
+		for _, m := range a.Mounts {
+			refs = append(refs, ref{a.Name, m})
+			srcs = append(srcs, mountsrc.Source{Agent: a.Name, Path: m.Source, Writable: !m.ReadOnly})
+		}
+	}
+	results := mountsrc.Resolve(srcs)
+	c := sourceChecker{forbidden: forbiddenSources(), sensitive: sensitiveSources(), dir: cfg.Dir, at: map[mountsrc.Source]hcl.Range{}}
+	for i, r := range refs {
+		c.at[srcs[i]] = r.m.SourceRange
+	}
+	s := &Sources{real: map[string][]string{}, diags: map[string]hcl.Diagnostics{}}
+	for _, a := range cfg.Agents {
+		s.real[a.Name] = []string{}
+	}
+	for i, r := range refs {
+		diags := c.check(r.agent, r.m, results[i])
+		if diags.HasErrors() {
+			delete(s.real, r.agent)
+		} else if reals, ok := s.real[r.agent]; ok {
+			s.real[r.agent] = append(reals, results[i].Real)
+		}
+		s.diags[r.agent] = append(s.diags[r.agent], diags...)
+		s.all = append(s.all, diags...)
+	}
+	s.all = sortDiags(dedup(s.all))
+	return s
+}
+
+// Diagnostics are every error and warning, in file order.
+func (s *Sources) Diagnostics() hcl.Diagnostics { return s.all }
+
+// Agent returns what the agent's mount sources resolve to, in the order of
+// its Mounts, or nil with the errors that refuse them.
+func (s *Sources) Agent(name string) ([]string, error) {
+	if reals, ok := s.real[name]; ok {
+		return reals, nil
+	}
+	return nil, &SourceError{Diags: errorsOnly(s.diags[name])}
+}
+
+// Err is nil when every source may be mounted, or a *SourceError.
+func (s *Sources) Err() error {
+	if !s.all.HasErrors() {
+		return nil
+	}
+	return &SourceError{Diags: errorsOnly(s.all)}
+}
+
+func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
+	var errs hcl.Diagnostics
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			errs = append(errs, d)
+		}
+	}
+	return errs
+}
+
+// SourceError is a refused mount source, as an error. Its diagnostics carry
+// file:line:col; print them with WriteDiagnostics for the source snippet.
+type SourceError struct {
+	Diags hcl.Diagnostics
+}
+
+func (e *SourceError) Error() string {
+	var lines []string
+	for _, d := range e.Diags {
+		where := ""
+		if d.Subject != nil {
+			where = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		lines = append(lines, where+d.Summary+": "+d.Detail)
+	}
+	return strings.Join(lines, "\n")
+}
+
+type sourceChecker struct {
+	forbidden, sensitive []forbiddenPath
+	dir                  string
+	at                   map[mountsrc.Source]hcl.Range
+}
+
+// check turns one mount's resolution into diagnostics.
+func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	fail := func(severity hcl.DiagnosticSeverity, summary, detail string, args ...any) hcl.Diagnostics {
+		return append(diags, &hcl.Diagnostic{
+			Severity:    severity,
+			Summary:     summary,
+			Detail:      fmt.Sprintf(detail, args...),
+			Subject:     m.SourceRange.Ptr(),
+			Expression:  m.srcExpr,
+			EvalContext: m.srcCtx,
+		})
+	}
+	file := m.SourceRange.Filename
+	if why := checkSource(m.Source, c.forbidden); why != "" {
+		return fail(hcl.DiagError, "Forbidden mount source", "%q %s. Mounting it would let the agent reach outside its container; mount a project directory instead.", m.raw, why)
+	}
+	sensitive := checkSource(m.Source, c.sensitive)
+	if sensitive != "" && !m.AllowSensitive {
+		return fail(hcl.DiagError, "Sensitive mount source", "%q %s. An agent given it could read or change them; mount a project directory instead, or, if this agent must have it, add allow_sensitive = true to this mount block.", m.raw, sensitive)
+	}
+
+	var we *mountsrc.WalkError
+	var le *mountsrc.LinkError
+	var oe *mountsrc.OverlapError
+	switch {
+	case errors.As(r.Err, &we) && errors.Is(we.Err, fs.ErrNotExist):
+		missing := ""
+		if we.Path != m.Source {
+			missing = fmt.Sprintf(" (%s is missing)", we.Path)
+		}
+		return fail(hcl.DiagError, "Mount source does not exist", "%q is %s, which does not exist%s. Create it, or fix the path (a relative source is relative to the directory of %s).", m.raw, m.Source, missing, file)
+	case errors.As(r.Err, &we):
+		return fail(hcl.DiagError, "Cannot read mount source", "%q: %s.", m.raw, we)
+	case errors.As(r.Err, &le):
+		whose := fmt.Sprintf("agent %q's writable mount %s (%s)", le.Writer.Agent, le.WriterReal, at(c.at[le.Writer]))
+		if le.Writer.Agent == agent {
+			whose = fmt.Sprintf("this agent's own writable mount %s (%s)", le.WriterReal, at(c.at[le.Writer]))
+		}
+		return fail(hcl.DiagError, "Mount source passes through a symlink in a writable mount",
+			"%q resolves through the symlink %s -> %s, which lies inside %s. A container can write there, so it could have planted the link to redirect this mount to any host path; runner follows no symlink inside a writable mount. Replace the link with the directory itself, or name the real path as the source.",
+			m.raw, le.Link.Path, le.Link.Target, whose)
+	case errors.As(r.Err, &oe):
+		return fail(hcl.DiagError, "Mount source overlaps another agent's writable mount",
+			"%q (%s) %s agent %q's writable mount %s (%s). That agent could replace a directory on the way with a symlink and redirect the mount. To share a directory, mount the same source into both agents; otherwise mount separate directories.",
+			m.raw, r.Real, oe.Relation, oe.Other.Agent, oe.OtherReal, at(c.at[oe.Other]))
+	case r.Err != nil:
+		return fail(hcl.DiagError, "Cannot read mount source", "%q: %s.", m.raw, r.Err)
+	}
+
+	if why := checkSource(r.Real, c.forbidden); why != "" {
+		return fail(hcl.DiagError, "Forbidden mount source", "%q resolves to %s, which %s. Mounting it would let the agent reach outside its container; mount a project directory instead.", m.raw, r.Real, why)
+	}
+	if why := checkSource(r.Real, c.sensitive); why != "" && sensitive == "" {
+		if !m.AllowSensitive {
+			return fail(hcl.DiagError, "Sensitive mount source", "%q resolves to %s, which %s. An agent given it could read or change them; mount a project directory instead, or, if this agent must have it, add allow_sensitive = true to this mount block.", m.raw, r.Real, why)
+		}
+		sensitive = "resolves to " + r.Real + ", which " + why
+	}
+	switch mode := r.Mode; {
+	case mode&fs.ModeSocket != 0:
+		return fail(hcl.DiagError, "Mount source is a socket", "%q is the unix socket %s. A socket lets the agent talk to a host service (an engine socket gives full control of the host), so sockets are never mounted. Mount a directory or a regular file instead.", m.raw, r.Real)
+	case !mode.IsDir() && !mode.IsRegular():
+		return fail(hcl.DiagError, "Mount source is not a file or directory", "%q is %s, a %s. Only directories and regular files can be mounted.", m.raw, r.Real, fileKind(mode))
+	}
+	switch {
+	case m.AllowSensitive && sensitive != "":
+		diags = fail(hcl.DiagWarning, "Sensitive mount source allowed", "%q %s; allow_sensitive = true gives it to agent %q.", m.raw, sensitive, agent)
+	case m.AllowSensitive:
+		diags = fail(hcl.DiagWarning, "allow_sensitive has no effect", "%q (%s) is not one of your secrets. Remove allow_sensitive, so that a later change of this source to a sensitive path is not acknowledged in advance.", m.raw, r.Real)
+	}
+	return diags
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	default:
+		return "special file"
+	}
+}

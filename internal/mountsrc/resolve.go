@@ -1,0 +1,221 @@
+// Package mountsrc resolves bind-mount sources on the host so that no
+// container can redirect them. It follows symlinks one path component at a
+// time with lstat (never stat, so the kernel follows nothing on its own),
+// records every link it crossed, and refuses
+//
+//   - a link that lies inside any writable mount of the run: a container
+//     could have planted it there (its own writable mount included: the next
+//     apply would otherwise mount wherever the agent pointed it), and
+//   - a source that lies inside, or contains, another agent's writable
+//     mount: that agent could replace any directory on the way with a link
+//     between this check and the engine's mount.
+//
+// Sharing one directory between agents is mounting the same source into
+// each: a container cannot rename or remove its own mount point, so the
+// path to it stays the operator's.
+//
+// It is pure apart from reading the file system: no engine, no config.
+package mountsrc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// maxLinks bounds the symlinks one walk follows, as the kernel's ELOOP does.
+const maxLinks = 40
+
+// Source is one mount source to resolve.
+type Source struct {
+	Agent    string
+	Path     string // absolute and clean: the config's path, lexically resolved
+	Writable bool
+}
+
+// Result is what one Source resolved to, or why it may not be mounted.
+type Result struct {
+	// Real is Path with every symlink resolved: no component of it is a
+	// link. Set whenever the walk finished, even when Err is a policy error.
+	Real string
+	Mode fs.FileMode // of Real, from lstat
+	// Links are the symlinks the walk crossed, in order.
+	Links []Link
+	// Err is nil, or a *WalkError, *LinkError or *OverlapError.
+	Err error
+}
+
+// Link is a symlink the walk crossed: where it is (with every link before it
+// resolved) and what it says.
+type Link struct {
+	Path   string
+	Target string
+}
+
+// WalkError is a source that cannot be resolved: a missing component, a
+// file where a directory is needed, a loop.
+type WalkError struct {
+	Path string // the component that failed, with every link before it resolved
+	Err  error  // fs.ErrNotExist, syscall.ENOTDIR, ...
+}
+
+func (e *WalkError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *WalkError) Unwrap() error { return e.Err }
+
+// LinkError is a symlink inside a writable mount on the way to a source.
+type LinkError struct {
+	Link   Link
+	Writer Source // the writable mount that holds the link
+	// WriterReal is Writer.Path resolved.
+	WriterReal string
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("the symlink %s -> %s lies inside agent %q's writable mount %s", e.Link.Path, e.Link.Target, e.Writer.Agent, e.WriterReal)
+}
+
+// OverlapError is a source that lies inside, or contains, another agent's
+// writable mount.
+type OverlapError struct {
+	Relation  string // "lies inside" or "contains"
+	Other     Source
+	OtherReal string
+}
+
+func (e *OverlapError) Error() string {
+	return fmt.Sprintf("%s agent %q's writable mount %s", e.Relation, e.Other.Agent, e.OtherReal)
+}
+
+// Resolve resolves every source of a run together: whether a link or an
+// overlap is allowed depends on every writable mount. Results are in the
+// order of srcs.
+func Resolve(srcs []Source) []Result {
+	res := make([]Result, len(srcs))
+	for i, s := range srcs {
+		res[i].Real, res[i].Links, res[i].Err = walk(s.Path)
+		if res[i].Err == nil {
+			fi, err := os.Lstat(res[i].Real)
+			if err != nil {
+				res[i].Real, res[i].Err = "", &WalkError{Path: res[i].Real, Err: err}
+			} else {
+				res[i].Mode = fi.Mode()
+			}
+		}
+	}
+	// A writable root that could not be resolved still guards the path the
+	// config names: nothing under it is trusted either.
+	roots := make([]string, len(srcs))
+	for j, w := range srcs {
+		roots[j] = res[j].Real
+		if roots[j] == "" {
+			roots[j] = w.Path
+		}
+	}
+	for i := range srcs {
+		if res[i].Err != nil {
+			continue
+		}
+		res[i].Err = policy(i, srcs, res[i], roots)
+	}
+	return res
+}
+
+// policy checks one resolved source against every writable mount.
+func policy(i int, srcs []Source, r Result, roots []string) error {
+	for _, l := range r.Links {
+		for j, w := range srcs {
+			if w.Writable && within(filepath.Dir(l.Path), roots[j]) {
+				return &LinkError{Link: l, Writer: w, WriterReal: roots[j]}
+			}
+		}
+	}
+	for j, w := range srcs {
+		if !w.Writable || w.Agent == srcs[i].Agent {
+			continue
+		}
+		switch {
+		case r.Real == roots[j]:
+			// The same directory: sharing, and safe (see the package doc).
+		case within(r.Real, roots[j]):
+			return &OverlapError{Relation: "lies inside", Other: w, OtherReal: roots[j]}
+		case within(roots[j], r.Real):
+			return &OverlapError{Relation: "contains", Other: w, OtherReal: roots[j]}
+		}
+	}
+	return nil
+}
+
+// within reports whether p is dir or lies below it (both clean, absolute).
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// walk resolves p as the kernel would, one component at a time, with lstat
+// and readlink only; ".." after a link goes up from where the link led.
+func walk(p string) (string, []Link, error) {
+	if !filepath.IsAbs(p) {
+		return "", nil, &WalkError{Path: p, Err: errors.New("not an absolute path")}
+	}
+	var links []Link
+	rest := components(p)
+	cur := "/"
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, c)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", links, &WalkError{Path: next, Err: unwrapPath(err)}
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			if len(rest) > 0 && !fi.IsDir() {
+				return "", links, &WalkError{Path: next, Err: errors.New("not a directory")}
+			}
+			cur = next
+			continue
+		}
+		if len(links) == maxLinks {
+			return "", links, &WalkError{Path: next, Err: fmt.Errorf("more than %d symlinks (a loop?)", maxLinks)}
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", links, &WalkError{Path: next, Err: unwrapPath(err)}
+		}
+		links = append(links, Link{Path: next, Target: target})
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(components(target), rest...)
+	}
+	return cur, links, nil
+}
+
+// components splits a path into its non-empty elements.
+func components(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// unwrapPath drops the *fs.PathError wrapper: WalkError names the path.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,161 @@
+package mountsrc
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tree builds dirs and links under a fresh directory and returns its real path.
+func tree(t *testing.T, dirs []string, links map[string]string) string {
+	t.Helper()
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for at, target := range links {
+		target = strings.ReplaceAll(target, "$ROOT", root)
+		if err := os.Symlink(target, filepath.Join(root, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestResolveFollowsOperatorLinks(t *testing.T) {
+	root := tree(t, []string{"real/sub", "c/d", "ws"}, map[string]string{
+		"abs":      "$ROOT/real",
+		"rel":      "real",
+		"chain":    "rel",
+		"up":       "b/..", // b is a link: ".." goes up from where b led
+		"b":        "$ROOT/c/d",
+		"real/toc": "../c",
+	})
+	for _, p := range []string{"abs", "rel", "chain", "chain/sub", "up", "real/toc/d", "abs/../ws"} {
+		src := filepath.Join(root, p)
+		if strings.Contains(p, "..") {
+			src = root + "/" + p // as the kernel would see it, uncleaned
+		}
+		want, err := filepath.EvalSymlinks(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := Resolve([]Source{{Agent: "a", Path: src}, {Agent: "b", Path: filepath.Join(root, "ws"), Writable: true}})
+		if res[0].Err != nil || res[0].Real != want {
+			t.Errorf("%s resolved to %q, %v; want %q", p, res[0].Real, res[0].Err, want)
+		}
+		if !res[0].Mode.IsDir() {
+			t.Errorf("%s: mode %v, want a directory", p, res[0].Mode)
+		}
+	}
+	if res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, "up")}}); filepath.Base(res[0].Real) != "c" || len(res[0].Links) != 2 {
+		t.Errorf("up: %+v; want $ROOT/c through two links", res[0])
+	}
+}
+
+func TestResolveRefusesLinksInWritableMounts(t *testing.T) {
+	root := tree(t, []string{"ws/mid-real/x", "host/etc", "other"}, map[string]string{
+		"ws/shared": "$ROOT/host/etc",    // the reviewer's redirect: a link at the end
+		"ws/mid":    "mid-real",          // a link in the middle
+		"ws/dots":   "../../../../../..", // .. tricks inside the link
+		"ws/rel":    "../host",           // relative, pointing out of the mount
+		"op-link":   "ws/shared",         // the operator's link, into a planted one
+	})
+	ws := filepath.Join(root, "ws")
+	cases := []struct {
+		name string
+		srcs []Source
+	}{
+		{"another agent, link at the end", []Source{{"a", ws, true}, {"b", ws + "/shared", false}}},
+		{"own agent, link at the end", []Source{{"a", ws, true}, {"a", ws + "/shared", false}}},
+		{"own agent, link in the middle", []Source{{"a", ws, true}, {"a", ws + "/mid/x", false}}},
+		{"own agent, dots in the link", []Source{{"a", ws, true}, {"a", ws + "/dots/etc", false}}},
+		{"own agent, relative link out", []Source{{"a", ws, true}, {"a", ws + "/rel/etc", false}}},
+		{"operator's link leading into one", []Source{{"a", ws, true}, {"a", root + "/op-link", false}}},
+		{"writable source through a link", []Source{{"a", ws, true}, {"a", ws + "/mid/x", true}}},
+	}
+	for _, c := range cases {
+		res := Resolve(c.srcs)
+		if res[0].Err != nil {
+			t.Errorf("%s: the writable mount itself: %v", c.name, res[0].Err)
+		}
+		var le *LinkError
+		if !errors.As(res[1].Err, &le) {
+			t.Errorf("%s: %s resolved to %q, %v; want a LinkError", c.name, c.srcs[1].Path, res[1].Real, res[1].Err)
+			continue
+		}
+		if le.Writer.Agent != "a" || le.WriterReal != ws || filepath.Dir(le.Link.Path) != ws && !strings.HasPrefix(le.Link.Path, ws+"/") {
+			t.Errorf("%s: %v; want a link inside %s, agent a", c.name, le, ws)
+		}
+	}
+	// The same link outside every writable mount is the operator's: followed.
+	res := Resolve([]Source{{"a", root + "/other", true}, {"b", ws + "/shared", false}})
+	if res[1].Err != nil || res[1].Real != root+"/host/etc" {
+		t.Errorf("no writable mount around the link: %q, %v; want it followed", res[1].Real, res[1].Err)
+	}
+}
+
+func TestResolveOverlaps(t *testing.T) {
+	root := tree(t, []string{"ws/shared/deep", "other"}, map[string]string{"ws-link": "ws"})
+	ws := filepath.Join(root, "ws")
+	for _, c := range []struct {
+		name     string
+		srcs     []Source
+		relation string // for srcs[1]; "" = allowed
+	}{
+		{"inside another's writable mount", []Source{{"a", ws, true}, {"b", ws + "/shared", false}}, "lies inside"},
+		{"deep inside, written writable", []Source{{"a", ws, true}, {"b", ws + "/shared/deep", true}}, "lies inside"},
+		{"inside, through the operator's link", []Source{{"a", ws, true}, {"b", root + "/ws-link/shared", false}}, "lies inside"},
+		{"contains another's writable mount", []Source{{"a", ws + "/shared", true}, {"b", ws, false}}, "contains"},
+		{"contains it, the root dir of the config", []Source{{"a", ws + "/shared", true}, {"b", root, false}}, "contains"},
+		{"the same directory is sharing", []Source{{"a", ws, true}, {"b", ws, false}}, ""},
+		{"the same directory through a link", []Source{{"a", ws, true}, {"b", root + "/ws-link", true}}, ""},
+		{"own writable mount, inside", []Source{{"a", ws, true}, {"a", ws + "/shared", false}}, ""},
+		{"own writable mount, contains", []Source{{"a", ws + "/shared", true}, {"a", ws, false}}, ""},
+		{"read-only mounts may nest", []Source{{"a", ws, false}, {"b", ws + "/shared", false}}, ""},
+		{"unrelated", []Source{{"a", ws, true}, {"b", root + "/other", true}}, ""},
+	} {
+		res := Resolve(c.srcs)
+		var oe *OverlapError
+		switch {
+		case c.relation == "" && res[1].Err != nil:
+			t.Errorf("%s: %v; want it allowed", c.name, res[1].Err)
+		case c.relation != "" && !errors.As(res[1].Err, &oe):
+			t.Errorf("%s: %v; want an OverlapError", c.name, res[1].Err)
+		case c.relation != "" && (oe.Relation != c.relation || oe.Other.Agent != "a"):
+			t.Errorf("%s: %v; want %q agent a's mount", c.name, oe, c.relation)
+		}
+	}
+}
+
+func TestResolveWalkErrors(t *testing.T) {
+	root := tree(t, []string{"d"}, map[string]string{"loop1": "loop2", "loop2": "loop1", "dangling": "nope"})
+	if err := os.WriteFile(filepath.Join(root, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]error{
+		"nope":     fs.ErrNotExist,
+		"d/nope":   fs.ErrNotExist,
+		"dangling": fs.ErrNotExist,
+		"file/x":   nil,
+		"loop1":    nil,
+	} {
+		res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, p)}})
+		var we *WalkError
+		if !errors.As(res[0].Err, &we) || (want != nil && !errors.Is(res[0].Err, want)) {
+			t.Errorf("%s: %v; want a WalkError (%v)", p, res[0].Err, want)
+		}
+	}
+	res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, "file")}})
+	if res[0].Err != nil || !res[0].Mode.IsRegular() {
+		t.Errorf("a regular file: %+v", res[0])
+	}
+}

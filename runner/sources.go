@@ -1,0 +1,78 @@
+package runner
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/plan"
+)
+
+// Mount sources are resolved twice, both times from the host as it is then
+// (config.CheckSources, which follows no symlink inside a writable mount and
+// refuses sources that overlap another agent's writable mount):
+//
+//  1. when plan and apply build the specs (desired), so a refused source
+//     stops the apply before anything changes, and plan can say which
+//     source resolves differently from the container's
+//     runner.mount-sources label;
+//  2. in execute, right before the container is created, after the agent's
+//     old container was removed. From then until the engine mounts the
+//     paths at start, no container of this run can write on the way to
+//     them: another agent's writable mount never lies around or inside a
+//     source (refused), the agent's own old container is gone, and a
+//     container cannot rename its own mount point, so a shared directory's
+//     path stays put.
+
+// withSources is a with every mount's Source replaced by the host path it
+// resolved to, which is what the engine is given: no symlink left for the
+// engine to follow.
+func withSources(a config.Agent, reals []string) config.Agent {
+	a.Mounts = slices.Clone(a.Mounts)
+	for i := range a.Mounts {
+		a.Mounts[i].Source = reals[i]
+	}
+	return a
+}
+
+// sourceMap is target -> resolved source, for the runner.mount-sources label.
+func sourceMap(resolved config.Agent) map[string]string {
+	m := make(map[string]string, len(resolved.Mounts))
+	for _, mt := range resolved.Mounts {
+		m[mt.Target] = mt.Source
+	}
+	return m
+}
+
+// recheckSources resolves the agent's sources again at the moment of use and
+// refuses the create when they are refused now or resolve elsewhere than
+// when the spec was built.
+func recheckSources(cfg *config.Config, d desiredAgent) error {
+	reals, err := config.CheckSources(cfg).Agent(d.agent.Name)
+	if err != nil {
+		return fmt.Errorf("not created: its mount sources changed during apply and are refused now:\n%w", err)
+	}
+	for i, m := range d.agent.Mounts {
+		if was := d.sources[m.Target]; reals[i] != was {
+			return fmt.Errorf("not created: mount %s's source %s resolved to %s when apply began and to %s now; something is changing it, apply again once it is settled", m.Target, m.Source, was, reals[i])
+		}
+	}
+	return nil
+}
+
+// recordedSources is a with the sources its container c was created with,
+// from c's runner.mount-sources label: status compares the container with
+// what apply resolved and checked, and must work when a source is broken or
+// refused now. A mount the label does not name keeps the path the file
+// gives, so it shows up as a difference.
+func recordedSources(a config.Agent, c engine.Container) config.Agent {
+	was, _ := plan.DecodeSources(c.Labels[engine.LabelMountSources])
+	a.Mounts = slices.Clone(a.Mounts)
+	for i, m := range a.Mounts {
+		if src, ok := was[m.Target]; ok {
+			a.Mounts[i].Source = src
+		}
+	}
+	return a
+}
