@@ -42,10 +42,15 @@ func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
 
 // AgentStatus is one row of `runner status`.
 type AgentStatus struct {
-	Agent     string    `json:"agent"`
-	Container string    `json:"container,omitempty"`
-	ID        string    `json:"id,omitempty"`
-	State     string    `json:"state"` // running, exited, ..., or "absent"
+	Agent     string `json:"agent"`
+	Container string `json:"container,omitempty"`
+	ID        string `json:"id,omitempty"`
+	State     string `json:"state"` // running, exited, ..., or "absent"
+	// Health is the engine's verdict from the container's health check
+	// (`runner-agent health`: tmux and the agent's pane up) while it runs:
+	// "starting", "healthy" or "unhealthy"; "none" for a container made
+	// without a check (before runner had one: plan replaces it).
+	Health    string    `json:"health,omitempty"`
 	Image     string    `json:"image,omitempty"`
 	StartedAt time.Time `json:"started_at,omitempty"`
 	Uptime    string    `json:"uptime,omitempty"`
@@ -189,6 +194,9 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 		return st
 	}
 	st.User = obs.User
+	if obs.State == "running" {
+		st.Health = healthOf(obs)
+	}
 	if !obs.StartedAt.IsZero() && obs.State == "running" {
 		st.StartedAt = obs.StartedAt
 		st.Uptime = time.Since(obs.StartedAt).Round(time.Second).String()
@@ -239,6 +247,18 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 		}
 	}
 	return st
+}
+
+// healthOf is the health verdict status shows: only the engine's known
+// words.
+func healthOf(obs engine.Observed) string {
+	switch {
+	case obs.Health == nil:
+		return "none"
+	case obs.HealthStatus == "starting" || obs.HealthStatus == "healthy" || obs.HealthStatus == "unhealthy":
+		return obs.HealthStatus
+	}
+	return "unknown"
 }
 
 func bytesHuman(n int64) string {

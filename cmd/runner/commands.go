@@ -279,7 +279,11 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 				checkins += ", next in " + shortDuration(max(a.NextCheckin.Sub(now), 0))
 			}
 		}
-		row := []string{a.Agent, dash(a.ID), uidCell(a.IDs), a.State, dash(a.Process), restarts, idle, lastIn, ago(a.LastOut, now), checkins, dash(a.Uptime), a.Security}
+		state := a.State
+		if a.Health != "" {
+			state += " (" + a.Health + ")" // as docker ps shows it
+		}
+		row := []string{a.Agent, dash(a.ID), uidCell(a.IDs), state, dash(a.Process), restarts, idle, lastIn, ago(a.LastOut, now), checkins, dash(a.Uptime), a.Security}
 		if wide {
 			row = append(row, dash(a.Image), dash(a.Limits))
 		}

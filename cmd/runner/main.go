@@ -26,7 +26,7 @@ Commands that act on a run take the config file first; the run name comes from i
   validate FILE                 check a config file without touching an engine
   plan     FILE                 show what apply would create, replace (and why), delete, keep
   apply    FILE                 create or update the run's agents (a second apply is a no-op)
-  status   FILE [-o json]       each agent: container, state, image, security, uptime
+  status   FILE [-o json]       each agent: container, state (and health), process, security, uptime
   capture  FILE AGENT [--lines N]   print a snapshot of the agent's tmux pane (read-only)
   attach   FILE AGENT [--write] live view of the agent's pane; keys reach it only with --write (audited)
   watch    FILE [--detach]      a local tmux session with one read-only pane per agent

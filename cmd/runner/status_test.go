@@ -15,11 +15,11 @@ func TestWriteStatus(t *testing.T) {
 	rep := runner.StatusReport{Run: "team", Engine: "docker at unix:///var/run/docker.sock", Rootless: true, Relay: "running",
 		IDMapping: "rootless: container uid 0 = host uid 1500, 1-65536 = host 100000-165535 (runner-ci's /etc/subuid)",
 		Agents: []runner.AgentStatus{
-			{Agent: "pm", ID: "abc123", State: "running", Process: "running", IdleS: idle(42), LastIn: at(-5 * time.Second),
+			{Agent: "pm", ID: "abc123", State: "running", Health: "healthy", Process: "running", IdleS: idle(42), LastIn: at(-5 * time.Second),
 				LastOut: at(-3*time.Minute - 12*time.Second), Queued: 2, CheckinsPending: 3, NextCheckin: at(4 * time.Minute),
 				Uptime: "1h0m0s", Security: "verified", Image: "localhost/runner-agent:latest", Limits: "mem=512MiB",
 				IDs: &runner.AgentIDs{UID: 41234, GID: 41234, HostUID: 141233, HostGID: 141233, Source: "allocated"}},
-			{Agent: "eng-1", ID: "def456", State: "running", Process: "restarting (2)", Restarts: 2, Restarting: true, IdleS: idle(7300), Security: "verified",
+			{Agent: "eng-1", ID: "def456", State: "running", Health: "unhealthy", Process: "restarting (2)", Restarts: 2, Restarting: true, IdleS: idle(7300), Security: "verified",
 				IDs: &runner.AgentIDs{UID: 2000, GID: 2000, HostUID: 101999, HostGID: 101999, Source: "config"}},
 			{Agent: "qa", State: "absent", Security: "-"},
 		}}
@@ -28,10 +28,10 @@ func TestWriteStatus(t *testing.T) {
 	want := `Run "team" on docker at unix:///var/run/docker.sock, rootless
 Uids: rootless: container uid 0 = host uid 1500, 1-65536 = host 100000-165535 (runner-ci's /etc/subuid)
 
-AGENT  CONTAINER  UID                             STATE    PROCESS         RESTARTS  IDLE  LAST IN            LAST OUT   CHECK-INS      UPTIME  SECURITY
-pm     abc123     41234 (host 141233)             running  running         0         42s   5s ago (2 queued)  3m12s ago  3, next in 4m  1h0m0s  verified
-eng-1  def456     2000 (host 101999) (from file)  running  restarting (2)  2         2h1m  -                  -          -              -       verified
-qa     -          -                               absent   -               -         -     -                  -          -              -       -
+AGENT  CONTAINER  UID                             STATE                PROCESS         RESTARTS  IDLE  LAST IN            LAST OUT   CHECK-INS      UPTIME  SECURITY
+pm     abc123     41234 (host 141233)             running (healthy)    running         0         42s   5s ago (2 queued)  3m12s ago  3, next in 4m  1h0m0s  verified
+eng-1  def456     2000 (host 101999) (from file)  running (unhealthy)  restarting (2)  2         2h1m  -                  -          -              -       verified
+qa     -          -                               absent               -               -         -     -                  -          -              -       -
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)

@@ -97,6 +97,7 @@ type Container struct {
 	ConfigHash string
 	Image      string
 	State      string // running, exited, created, ...
+	Health     string // "healthy", "unhealthy", "starting", or "" (no check, or not running)
 	Created    time.Time
 	Labels     map[string]string
 }
@@ -125,6 +126,19 @@ type Spec struct {
 	Network         string // "none" or "bridge"
 	Mounts          []Mount
 	Init            bool // never use the engine's init: runner-agent is PID 1
+	Health          *Health
+}
+
+// Health is the engine's health check of a container: Test (an argv, run
+// in the container without a shell) every Interval, failing after Timeout;
+// Retries failures in a row make the container unhealthy, except during
+// StartPeriod after it started.
+type Health struct {
+	Test        []string
+	Interval    time.Duration
+	Timeout     time.Duration
+	StartPeriod time.Duration
+	Retries     int
 }
 
 // Mount is a bind mount.
@@ -167,6 +181,10 @@ type Observed struct {
 	ExitCode        int
 	StartedAt       time.Time
 	Env             []string
+	Health          *Health // the configured check, nil if none
+	// HealthStatus is the check's verdict: "starting", "healthy",
+	// "unhealthy", or "" without a check.
+	HealthStatus string
 }
 
 // TTY is a running interactive exec: reading gives the terminal's output,

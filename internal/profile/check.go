@@ -119,6 +119,7 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 		add("Devices", "0", strconv.Itoa(got.Devices))
 	}
 	vs = append(vs, checkMounts(want.Mounts, got.Mounts)...)
+	vs = append(vs, checkHealth(want.Health, got.Health)...)
 
 	// Limits. A limit the engine reports as absent (<= 0) is "unenforced".
 	limit := func(setting, name string, w, g int64) {

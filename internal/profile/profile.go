@@ -96,6 +96,7 @@ func Build(runName string, a config.Agent) engine.Spec {
 		Network:   a.Network,
 		Mounts:    mounts,
 		Init:      false, // runner-agent is PID 1
+		Health:    healthCheck(),
 	}
 	s.Labels[engine.LabelConfigHash] = Hash(s)
 	return s

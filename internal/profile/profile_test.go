@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
@@ -85,6 +86,10 @@ func TestBuild(t *testing.T) {
 			{Source: "/home/op/docs", Target: "/docs", ReadOnly: true},
 		},
 		Init: false,
+		Health: &engine.Health{
+			Test:     []string{"/usr/local/bin/runner-agent", "health"},
+			Interval: 15 * time.Second, Timeout: 5 * time.Second, StartPeriod: 15 * time.Second, Retries: 3,
+		},
 	}
 	gotJSON, _ := json.MarshalIndent(s, "", "  ")
 	wantJSON, _ := json.MarshalIndent(want, "", "  ")
@@ -227,6 +232,7 @@ func observed(s engine.Spec) engine.Observed {
 		Entrypoint:      slices.Clone(s.Entrypoint),
 		Cmd:             slices.Clone(s.Cmd),
 		State:           "created",
+		Health:          cloneHealth(s.Health),
 	}
 }
 

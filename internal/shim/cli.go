@@ -16,6 +16,7 @@ const usage = `usage:
   runner-agent exec [--note TEXT] -- COMMAND [ARG...]     exec COMMAND (what runs in the pane)
   runner-agent capture [--lines N] [--socket PATH]        print the agent pane's text
   runner-agent status [--socket PATH]                     print the agent pane's state as JSON
+  runner-agent health [--socket PATH]                     the container's health check: exit 0 if tmux and the agent's pane are up, else 1
 
 messaging (through the run's relay):
   runner-agent send TO MESSAGE        send MESSAGE to agent TO (MESSAGE - reads stdin); prints its id
@@ -59,6 +60,12 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return ExitUsage
 		}
 		return status(stdout, stderr, *socket)
+	case "health":
+		fs, socket := flags("health", stderr)
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+			return ExitUsage
+		}
+		return health(stdout, *socket)
 	case "stream":
 		return cmdStream(args[1:], stdin, stdout, stderr)
 	case "send":

@@ -146,6 +146,7 @@ func (e *Engine) List(ctx context.Context, run string) ([]engine.Container, erro
 			ConfigHash: c.Labels[engine.LabelConfigHash],
 			Image:      c.Image,
 			State:      c.State,
+			Health:     listHealth(c.Status),
 			Created:    time.Unix(c.Created, 0),
 			Labels:     c.Labels,
 		})
@@ -182,6 +183,7 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		Hostname:   s.Hostname,
 		Labels:     s.Labels,
 		// No TTY: tmux owns the terminal inside; stdout is init's log.
+		Healthcheck: healthConfig(s.Health),
 	}
 	sec := []string{"no-new-privileges:true", "seccomp=" + s.SeccompJSON}
 	if !s.NoNewPrivileges {
@@ -304,6 +306,7 @@ func observe(c container.InspectResponse) engine.Observed {
 		}
 		o.Mounts = append(o.Mounts, engine.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
 	}
+	observeHealth(&o, c)
 	return o
 }
 

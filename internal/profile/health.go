@@ -1,0 +1,47 @@
+package profile
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/runner-dev/runner/internal/engine"
+)
+
+// HealthTimings is when the engine runs every agent container's health
+// check (docker-bench-security 5.27): `runner-agent health`, which exits 0
+// while tmux and the agent's pane are up. Tests shorten it; nothing a user
+// sets reaches it.
+var HealthTimings = engine.Health{
+	Interval:    15 * time.Second,
+	Timeout:     5 * time.Second, // runner-agent gives up after 4s
+	StartPeriod: 15 * time.Second,
+	Retries:     3,
+}
+
+// healthCheck is the check Build puts in every Spec.
+func healthCheck() *engine.Health {
+	h := HealthTimings
+	h.Test = []string{shimPath, "health"}
+	return &h
+}
+
+// checkHealth compares the engine's health check with the spec's: the same
+// argv (exec form, no shell) and timings, or no check on either side.
+func checkHealth(want, got *engine.Health) []Violation {
+	show := func(h *engine.Health) string {
+		if h == nil {
+			return "none"
+		}
+		return fmt.Sprintf("%s every %s, timeout %s, start period %s, %d retries", argv(h.Test), h.Interval, h.Timeout, h.StartPeriod, h.Retries)
+	}
+	same := want == nil && got == nil
+	if want != nil && got != nil {
+		same = slices.Equal(want.Test, got.Test) && want.Interval == got.Interval && want.Timeout == got.Timeout &&
+			want.StartPeriod == got.StartPeriod && want.Retries == got.Retries
+	}
+	if same {
+		return nil
+	}
+	return []Violation{{Setting: "Healthcheck", Want: show(want), Got: show(got)}}
+}
