@@ -151,18 +151,22 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 		return fail(hcl.DiagError, "Mount source does not exist", "%q is %s, which does not exist%s. Create it, or fix the path (a relative source is relative to the directory of %s).", m.raw, m.Source, missing, file)
 	case errors.As(r.Err, &we):
 		return fail(hcl.DiagError, "Cannot read mount source", "%q: %s.", m.raw, we)
-	case errors.As(r.Err, &le):
-		whose := fmt.Sprintf("agent %q's writable mount %s (%s)", le.Writer.Agent, le.WriterReal, at(c.at[le.Writer]))
-		if le.Writer.Agent == agent {
-			whose = fmt.Sprintf("this agent's own writable mount %s (%s)", le.WriterReal, at(c.at[le.Writer]))
+	case errors.As(r.Err, &le) || errors.As(r.Err, &oe):
+		if le != nil {
+			whose := fmt.Sprintf("agent %q's writable mount %s (%s)", le.Writer.Agent, le.WriterReal, at(c.at[le.Writer]))
+			if le.Writer.Agent == agent {
+				whose = fmt.Sprintf("this agent's own writable mount %s (%s)", le.WriterReal, at(c.at[le.Writer]))
+			}
+			diags = fail(hcl.DiagError, "Mount source passes through a symlink in a writable mount",
+				"%q resolves through the symlink %s -> %s, which lies inside %s. A container can write there, so it could have planted the link to redirect this mount to any host path; runner follows no symlink inside a writable mount. Replace the link with the directory itself, or name the real path as the source.",
+				m.raw, le.Link.Path, le.Link.Target, whose)
 		}
-		return fail(hcl.DiagError, "Mount source passes through a symlink in a writable mount",
-			"%q resolves through the symlink %s -> %s, which lies inside %s. A container can write there, so it could have planted the link to redirect this mount to any host path; runner follows no symlink inside a writable mount. Replace the link with the directory itself, or name the real path as the source.",
-			m.raw, le.Link.Path, le.Link.Target, whose)
-	case errors.As(r.Err, &oe):
-		return fail(hcl.DiagError, "Mount source overlaps another agent's writable mount",
-			"%q (%s) %s agent %q's writable mount %s (%s). That agent could replace a directory on the way with a symlink and redirect the mount. To share a directory, mount the same source into both agents; otherwise mount separate directories.",
-			m.raw, r.Real, oe.Relation, oe.Other.Agent, oe.OtherReal, at(c.at[oe.Other]))
+		if errors.As(r.Err, &oe) {
+			diags = fail(hcl.DiagError, "Mount source overlaps another agent's writable mount",
+				"%q (%s) %s agent %q's writable mount %s (%s). That agent could replace a directory on the way with a symlink and redirect the mount. To share a directory, mount the same source into both agents; otherwise mount separate directories.",
+				m.raw, oe.Path, oe.Relation, oe.Other.Agent, oe.OtherPath, at(c.at[oe.Other]))
+		}
+		return diags
 	case r.Err != nil:
 		return fail(hcl.DiagError, "Cannot read mount source", "%q: %s.", m.raw, r.Err)
 	}

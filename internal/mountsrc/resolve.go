@@ -44,7 +44,8 @@ type Result struct {
 	Mode fs.FileMode // of Real, from lstat
 	// Links are the symlinks the walk crossed, in order.
 	Links []Link
-	// Err is nil, or a *WalkError, *LinkError or *OverlapError.
+	// Err is nil, a *WalkError, or a *LinkError and/or an *OverlapError
+	// (errors.As finds each).
 	Err error
 }
 
@@ -80,13 +81,16 @@ func (e *LinkError) Error() string {
 // OverlapError is a source that lies inside, or contains, another agent's
 // writable mount.
 type OverlapError struct {
-	Relation  string // "lies inside" or "contains"
+	// Path (this source) Relation ("lies inside" or "contains") OtherPath
+	// (Other's source): both resolved, or both as the config names them.
+	Path      string
+	Relation  string
 	Other     Source
-	OtherReal string
+	OtherPath string
 }
 
 func (e *OverlapError) Error() string {
-	return fmt.Sprintf("%s agent %q's writable mount %s", e.Relation, e.Other.Agent, e.OtherReal)
+	return fmt.Sprintf("%s %s agent %q's writable mount %s", e.Path, e.Relation, e.Other.Agent, e.OtherPath)
 }
 
 // Resolve resolves every source of a run together: whether a link or an
@@ -123,29 +127,51 @@ func Resolve(srcs []Source) []Result {
 	return res
 }
 
-// policy checks one resolved source against every writable mount.
+// policy checks one resolved source against every writable mount: the
+// first planted link, and the first overlap, joined when both are found.
 func policy(i int, srcs []Source, r Result, roots []string) error {
+	var link, overlap error
+links:
 	for _, l := range r.Links {
 		for j, w := range srcs {
 			if w.Writable && within(filepath.Dir(l.Path), roots[j]) {
-				return &LinkError{Link: l, Writer: w, WriterReal: roots[j]}
+				link = &LinkError{Link: l, Writer: w, WriterReal: roots[j]}
+				break links
 			}
 		}
 	}
+	// Both as the file writes them (a link may have moved the real path
+	// away, the config still nests them) and as they resolve (an
+	// operator's link may hide the nesting).
 	for j, w := range srcs {
 		if !w.Writable || w.Agent == srcs[i].Agent {
 			continue
 		}
-		switch {
-		case r.Real == roots[j]:
-			// The same directory: sharing, and safe (see the package doc).
-		case within(r.Real, roots[j]):
-			return &OverlapError{Relation: "lies inside", Other: w, OtherReal: roots[j]}
-		case within(roots[j], r.Real):
-			return &OverlapError{Relation: "contains", Other: w, OtherReal: roots[j]}
+		if rel := nesting(r.Real, roots[j]); rel != "" {
+			overlap = &OverlapError{Path: r.Real, Relation: rel, Other: w, OtherPath: roots[j]}
+			break
+		}
+		if rel := nesting(srcs[i].Path, w.Path); rel != "" {
+			overlap = &OverlapError{Path: srcs[i].Path, Relation: rel, Other: w, OtherPath: w.Path}
+			break
 		}
 	}
-	return nil
+	return errors.Join(link, overlap)
+}
+
+// nesting is "lies inside" or "contains" when one path is strictly below
+// the other, "" otherwise: the same directory is sharing, and safe (see the
+// package doc).
+func nesting(p, w string) string {
+	switch {
+	case p == w:
+		return ""
+	case within(p, w):
+		return "lies inside"
+	case within(w, p):
+		return "contains"
+	}
+	return ""
 }
 
 // within reports whether p is dir or lies below it (both clean, absolute).

@@ -96,8 +96,15 @@ func TestResolveRefusesLinksInWritableMounts(t *testing.T) {
 			t.Errorf("%s: %v; want a link inside %s, agent a", c.name, le, ws)
 		}
 	}
+	// The reviewer's case is also an overlap, though the link moved the
+	// real path out of the writable mount: the file nests them.
+	res := Resolve([]Source{{"a", ws, true}, {"b", ws + "/shared", false}})
+	var oe *OverlapError
+	if !errors.As(res[1].Err, &oe) || oe.Relation != "lies inside" {
+		t.Errorf("b's ./ws/shared: %v; want the overlap with a's ./ws reported too", res[1].Err)
+	}
 	// The same link outside every writable mount is the operator's: followed.
-	res := Resolve([]Source{{"a", root + "/other", true}, {"b", ws + "/shared", false}})
+	res = Resolve([]Source{{"a", root + "/other", true}, {"b", ws + "/shared", false}})
 	if res[1].Err != nil || res[1].Real != root+"/host/etc" {
 		t.Errorf("no writable mount around the link: %q, %v; want it followed", res[1].Real, res[1].Err)
 	}
