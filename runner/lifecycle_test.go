@@ -256,6 +256,10 @@ func TestApplyFailsClosed(t *testing.T) {
 		},
 		"default seccomp":  func(s *engine.Spec) { s.SeccompJSON = "unconfined" },
 		"different user 0": func(s *engine.Spec) { s.User = "0:0" },
+		"no health check":  func(s *engine.Spec) { s.Health = nil },
+		"other health check": func(s *engine.Spec) {
+			s.Health = &engine.Health{Test: []string{"/bin/true"}, Interval: s.Health.Interval, Timeout: s.Health.Timeout, StartPeriod: s.Health.StartPeriod, Retries: s.Health.Retries}
+		},
 	}
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		for name, tamper := range cases {

@@ -377,7 +377,7 @@ func (r *Runner) Logs(ctx context.Context, cfg *config.Config, agent string, o L
 // dropNotice is the line logs prints where output was dropped at the cap.
 func dropNotice(d *transcript.Drop) string {
 	if d.Bytes < 0 {
-		return fmt.Sprintf("[runner: output was dropped at the transcript's cap (%s) before it could be read, up to segment %d]\n", transcript.EnvMax, d.Seg)
+		return fmt.Sprintf("[runner: output is missing here, up to segment %d: dropped at the transcript's cap (%s) while being read, or deleted (runner logs --verify checks)]\n", d.Seg, transcript.EnvMax)
 	}
 	return fmt.Sprintf("[runner: %s of earlier output, recorded %s to %s, was dropped to keep this transcript within its cap (%s)]\n",
 		formatBytes(d.Bytes), d.From.UTC().Format(time.RFC3339), d.To.UTC().Format(time.RFC3339), transcript.EnvMax)

@@ -78,17 +78,31 @@ func Read(ctx context.Context, dir, agent string, o ReadOptions, fn func(Record)
 			return err
 		}
 	}
-	i := 0
-	for i < len(ns) && drop != nil && ns[i] <= drop.Seg {
+	i, prev := 0, uint64(0) // prev: the last segment read, or accounted for
+	if drop != nil {
+		prev = drop.Seg
+	}
+	for i < len(ns) && ns[i] <= prev {
 		i++ // recorded as dropped, not yet deleted
 	}
+	gap := false
 	for ; i < len(ns); i++ {
 		f, err := os.Open(fmt.Sprintf("%s/%06d.log", adir, ns[i]))
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // dropped since we listed it
+			gap = true // dropped at the cap since we listed it
+			continue
 		}
 		if err != nil {
 			return err
+		}
+		if gap || ns[i] != prev+1 {
+			// Segments went before we got to them (or were deleted): how
+			// much text they held is not known here (Bytes -1).
+			if err := fn(Record{Time: time.Now(), Dropped: &Drop{Seg: ns[i] - 1, Bytes: -1}}); err != nil {
+				f.Close()
+				return err
+			}
+			gap = false
 		}
 		err = readSegment(ctx, f, emit, o.Follow && i == len(ns)-1, func() (bool, error) {
 			// At the end of the newest segment while following: is there
@@ -110,13 +124,7 @@ func Read(ctx context.Context, dir, agent string, o ReadOptions, fn func(Record)
 		if err != nil {
 			return err
 		}
-		if i+1 < len(ns) && ns[i+1] != ns[i]+1 {
-			// Segments went at the cap before we got to them; how much
-			// text they held is not known here (Bytes -1).
-			if err := fn(Record{Time: time.Now(), Dropped: &Drop{Seg: ns[i+1] - 1, Bytes: -1}}); err != nil {
-				return err
-			}
-		}
+		prev = ns[i]
 	}
 	return nil
 }

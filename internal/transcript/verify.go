@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -31,7 +32,20 @@ type Verified struct {
 // oldest segment on disk either starts the chain or follows what the
 // newest header says was dropped at the cap. The error names the first
 // broken segment and line.
+//
+// A transcript being written can be verified: a segment the recorder drops
+// meanwhile makes Verify start again (up to ten times), and a newest segment
+// that is empty or ends mid-line is only reported (Partial).
 func Verify(dir, agent string) (Verified, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := verify(dir, agent)
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 9 {
+			return v, err
+		}
+	}
+}
+
+func verify(dir, agent string) (Verified, error) {
 	var v Verified
 	adir := Dir(dir, agent)
 	ns, err := segments(adir)
@@ -73,16 +87,17 @@ func Verify(dir, agent string) (Verified, error) {
 func verifySegment(path string, n uint64, newest bool, seq *uint64, prev *string, lastDrop **Drop, v *Verified) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("verify transcript: %w", err)
+		return fmt.Errorf("verify transcript: %w", err) // fs.ErrNotExist: dropped meanwhile
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, maxLine)
 	for lineNo := 1; ; lineNo++ {
 		line, err := r.ReadSlice('\n')
 		if err == io.EOF && len(line) == 0 {
-			if lineNo == 1 {
+			if lineNo == 1 && !newest {
 				return fmt.Errorf("%s: empty segment", path)
 			}
+			v.Partial = v.Partial || lineNo == 1 // being started
 			return nil
 		}
 		where := fmt.Sprintf("%s line %d", path, lineNo)

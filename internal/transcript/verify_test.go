@@ -3,6 +3,7 @@ package transcript
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -158,4 +159,64 @@ func TestVerifyNoTranscript(t *testing.T) {
 func b64(b []byte) string {
 	j, _ := json.Marshal(b)
 	return strings.Trim(string(j), `"`)
+}
+
+// Verify on a transcript being written (and dropped at its cap) passes:
+// segments that go meanwhile and a newest one just begun are not breaks.
+func TestVerifyWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, "a", 16<<10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t0 := time.Now()
+		for i := 0; i < 4000; i++ {
+			w.Write(t0.Add(time.Duration(i)*Coalesce), []byte(fmt.Sprintf("line %05d\r\n", i)))
+		}
+		w.Close()
+	}()
+	checked := 0
+	for {
+		select {
+		case <-done:
+			mustVerify(t, dir, "a")
+			if checked < 10 {
+				t.Logf("only %d verifications while writing", checked)
+			}
+			return
+		default:
+		}
+		if _, err := Verify(dir, "a"); err != nil && !errors.Is(err, ErrNoTranscript) {
+			t.Fatalf("Verify while writing: %v", err)
+		}
+		checked++
+	}
+}
+
+// A segment deleted from the middle shows in Read as a notice where the
+// text is missing, not as text silently run together.
+func TestReadTellsMissingSegment(t *testing.T) {
+	dir := writeSegments(t)
+	os.Remove(SegmentPath(dir, "a", 3))
+	recs := readAll(t, dir, "a", ReadOptions{})
+	var before strings.Builder
+	for i, r := range recs {
+		if r.Dropped != nil {
+			if r.Dropped.Seg != 3 || r.Dropped.Bytes != -1 || i == 0 {
+				t.Errorf("notice %+v at record %d", r.Dropped, i)
+			}
+			if !strings.HasPrefix(joined(recs[i+1:]), "line ") {
+				t.Errorf("after the notice: %q", joined(recs[i+1:])[:20])
+			}
+			if strings.Contains(before.String(), "line 0399") {
+				t.Error("the notice is not where the text is missing")
+			}
+			return
+		}
+		before.Write(r.Data)
+	}
+	t.Fatal("no notice for the missing segment")
 }
