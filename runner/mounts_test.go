@@ -298,3 +298,31 @@ func TestMountSourceRecheckedAtCreate(t *testing.T) {
 		}
 	})
 }
+
+// validate, plan and apply report a refused source, with file:line:col,
+// before they touch the engine (here: none is reachable).
+func TestCLIMountSourcesCheckedBeforeEngine(t *testing.T) {
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	dir := mountDir(t, "ws")
+	path := filepath.Join(dir, "agents.hcl")
+	must(t, os.WriteFile(path, []byte(`run "early" {}
+agent "a" {
+  command = ["true"]
+  mount {
+    source = "./ws/missing"
+    target = "/m"
+  }
+}
+`), 0o644))
+	for _, cmd := range []string{"validate", "plan", "apply"} {
+		c := runnerCmd(&testEngine{}, cmd, path)
+		c.Env = append(c.Env, "DOCKER_HOST=unix:///nonexistent/docker.sock")
+		out, err := c.CombinedOutput()
+		if exitCode(t, err) != 1 || !strings.Contains(string(out), "Error: Mount source does not exist") ||
+			!strings.Contains(string(out), "agents.hcl:5:14") || strings.Contains(string(out), "daemon") {
+			t.Errorf("runner %s: exit %d; want 1 with the source's diagnostic and no engine error:\n%s", cmd, exitCode(t, err), out)
+		}
+	}
+}

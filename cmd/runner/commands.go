@@ -62,6 +62,10 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 	return cfg, pos[1:], nil
 }
 
+// mountsSources are the engine commands that create containers, and so
+// mount sources; the others need only the run.
+var mountsSources = map[string]bool{"plan": true, "apply": true}
+
 // checkSources is the mount-source stage for the commands that mount them
 // (validate, plan, apply, run): it prints its diagnostics as Load's are
 // printed and fails on errors. Plan and Apply check again when they use the
@@ -78,9 +82,14 @@ func checkSources(g *globals, cfg *config.Config, stderr io.Writer) error {
 }
 
 // engineCommand is fileCommand plus a connection to the run's engine; the
-// caller closes it.
+// caller closes it. For the commands that mount sources the mount-source
+// stage runs first, so a refused source is reported before the engine is
+// touched.
 func engineCommand(ctx context.Context, g *globals, name string, args []string, stderr io.Writer, extra func(*flag.FlagSet), nargs int, argsUsage string) (*config.Config, []string, engine.Engine, error) {
 	cfg, rest, err := fileCommand(g, name, args, stderr, extra, nargs, argsUsage)
+	if err == nil && mountsSources[name] {
+		err = checkSources(g, cfg, stderr)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -140,9 +149,6 @@ func cmdPlan(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		return err
 	}
 	defer eng.Close()
-	if err := checkSources(g, cfg, stderr); err != nil {
-		return err
-	}
 	p, err := newRunner(g, eng, nil).Plan(ctx, cfg)
 	if err != nil {
 		return err
@@ -157,9 +163,6 @@ func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		return err
 	}
 	defer eng.Close()
-	if err := checkSources(g, cfg, stderr); err != nil {
-		return err
-	}
 	start := time.Now()
 	res, err := newRunner(g, eng, stdout).Apply(ctx, cfg)
 	if err != nil {
