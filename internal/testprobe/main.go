@@ -84,6 +84,12 @@ func main() {
 		time.Sleep(time.Hour)
 	case "reach":
 		out = reach(os.Args[2:])
+	case "syscalls":
+		n, _ := strconv.Atoi(os.Args[2])
+		out = syscalls(n)
+	case "syscall1":
+		n, _ := strconv.Atoi(os.Args[2])
+		syscall1(n)
 	case "relay-forge":
 		out = forge()
 	case "relay-hostile":

@@ -56,7 +56,29 @@ var Removed = []struct{ Name, Why string }{
 	{"clone3", "flags are behind a pointer and cannot be filtered; it returns ENOSYS so libc falls back to clone, whose namespace flags are filtered"},
 }
 
+// NotInOldestDefault lists the syscalls moby/profiles allows that the
+// oldest engine default runner supports, Docker 20.10 (Debian 12's
+// docker.io 20.10.24), denies: runner's profile denies whatever any
+// supported default denies, so it is stricter than each of them. The
+// e2e test TestSeccompStricterThanEngineDefault checks this against the
+// engine's own default on the real engine.
+var NotInOldestDefault = []string{
+	"pkey_alloc", "pkey_free", "pkey_mprotect", // memory protection keys
+	"cachestat",
+	"fchmodat2",
+	"futex_wake", "futex_wait", "futex_requeue",
+	"map_shadow_stack",
+	"statmount", "listmount",
+	"mseal",
+	"uretprobe",
+	"getxattrat", "setxattrat", "listxattrat", "removexattrat",
+	"riscv_hwprobe",
+}
+
 func removed(name string) bool {
+	if slices.Contains(NotInOldestDefault, name) {
+		return true
+	}
 	for _, r := range Removed {
 		if p, ok := strings.CutSuffix(r.Name, "*"); ok {
 			if strings.HasPrefix(name, p) {
