@@ -68,7 +68,8 @@ func decode(line []byte) (entry, error) {
 // line exactly the canonical encoding of its fields.
 func parse(line []byte) (entry, error) {
 	var e entry
-	if _, _, err := chain.Unseal(line); err != nil {
+	body, hash, err := chain.Unseal(line)
+	if err != nil {
 		return e, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
@@ -95,13 +96,13 @@ func parse(line []byte) (entry, error) {
 	default:
 		return e, fmt.Errorf("not a transcript record: unknown event %q", e.Ev)
 	}
-	claimed := e.Hash
-	again, err := e.seal()
-	if err != nil {
-		return e, err
-	}
-	if e.Hash != claimed || !bytes.Equal(again[:len(again)-1], line) {
+	// The hash covers body; body must be exactly what these fields encode
+	// to, so no two lines mean the same record.
+	e.Hash, e.T = "", e.T.UTC()
+	again, err := json.Marshal(e)
+	if err != nil || !bytes.Equal(again, body) {
 		return e, errors.New("line is not in canonical form (the line was edited)")
 	}
+	e.Hash = hash
 	return e, nil
 }
