@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,10 +18,10 @@ import (
 	"github.com/runner-dev/runner/internal/state"
 )
 
-// Where the relay's directory and an agent's credential appear in its
-// container. The shim reads both from here.
+// Where an agent's relay directory and credential appear in its container.
+// The shim reads both from here.
 const (
-	RelayMountTarget = config.RelayDir // holds relay.sock only
+	RelayMountTarget = config.RelayDir // holds the agent's own relay.sock only
 	CredentialTarget = "/run/secrets/runner-credential"
 )
 
@@ -28,7 +29,7 @@ const (
 // It holds credentials, so it is 0600 in the 0700 private directory.
 type relayFile struct {
 	Run         string              `json:"run"`
-	Socket      string              `json:"socket"`
+	Sockets     map[string]string   `json:"sockets"` // identity -> its socket`
 	Journal     string              `json:"journal"`
 	Audit       string              `json:"audit"`
 	Credentials map[string]string   `json:"credentials"`
@@ -51,12 +52,17 @@ func (r *Runner) prepareRelay(cfg *config.Config, st state.Run) (changed bool, e
 		return false, err
 	}
 	rf := relayFile{
-		Run: cfg.Run.Name, Socket: st.Socket(), Journal: st.Journal(), Audit: st.Audit(),
+		Run: cfg.Run.Name, Journal: st.Journal(), Audit: st.Audit(),
+		Sockets:     map[string]string{relay.Operator: st.OperatorSocket()},
 		Credentials: map[string]string{}, ACL: map[string][]string{},
 	}
 	ids := []string{relay.Operator}
 	for _, a := range cfg.Agents {
 		ids = append(ids, a.Name)
+		if err := st.CreateAgentRelayDir(a.Name); err != nil {
+			return false, err
+		}
+		rf.Sockets[a.Name] = st.AgentSocket(a.Name)
 		// Exact names, resolved by the config's rules (a glob never
 		// matches the sender or the operator), not the raw patterns.
 		rf.ACL[a.Name] = cfg.Peers(a.Name)
@@ -71,11 +77,19 @@ func (r *Runner) prepareRelay(cfg *config.Config, st state.Run) (changed bool, e
 		}
 		rf.Credentials[id] = secret
 	}
-	// Agents removed from the config lose their credential.
+	// Agents removed from the config lose their credential and socket
+	// directory.
 	if entries, err := os.ReadDir(st.Cred("")); err == nil {
 		for _, e := range entries {
 			if _, keep := rf.Credentials[e.Name()]; !keep {
 				os.Remove(st.Cred(e.Name()))
+			}
+		}
+	}
+	if entries, err := os.ReadDir(st.RelayDir()); err == nil {
+		for _, e := range entries {
+			if _, keep := rf.Sockets[e.Name()]; !keep || e.Name() == relay.Operator {
+				os.RemoveAll(filepath.Join(st.RelayDir(), e.Name()))
 			}
 		}
 	}
@@ -113,10 +127,12 @@ func readOrCreateCred(st state.Run, id string) (string, error) {
 	return secret, st.WriteFile(st.Cred(id), []byte(secret+"\n"), mode)
 }
 
-// relayMounts are the two mounts every agent container gets.
+// relayMounts are the two mounts every agent container gets: its own relay
+// directory (its socket only: no other agent's, not the operator's) and its
+// own credential.
 func relayMounts(st state.Run, agent string) []engine.Mount {
 	return []engine.Mount{
-		{Source: st.RelayDir(), Target: RelayMountTarget, ReadOnly: true},
+		{Source: st.AgentRelayDir(agent), Target: RelayMountTarget, ReadOnly: true},
 		{Source: st.Cred(agent), Target: CredentialTarget, ReadOnly: true},
 	}
 }
@@ -140,7 +156,7 @@ func (r *Runner) ensureRelay(ctx context.Context, st state.Run, changed bool) er
 	if err != nil {
 		return err
 	}
-	r.progress("relay: running [pid=%d] at %s", pid, st.Socket())
+	r.progress("relay: running [pid=%d], the operator's socket at %s", pid, st.OperatorSocket())
 	return nil
 }
 
@@ -160,7 +176,7 @@ func (r *Runner) operatorClient(ctx context.Context, st state.Run) (*relay.Clien
 	}
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return relay.Dial(dctx, st.Socket(), strings.TrimSpace(string(b)))
+	return relay.Dial(dctx, st.OperatorSocket(), strings.TrimSpace(string(b)))
 }
 
 // ServeRelay runs the relay of one run until ctx ends. It is what
@@ -181,7 +197,7 @@ func ServeRelay(ctx context.Context, root, run string) error {
 	}
 	defer log.Close()
 	srv, err := relay.New(relay.Config{
-		Run: rf.Run, SocketPath: rf.Socket, StateDir: rf.Journal,
+		Run: rf.Run, Sockets: rf.Sockets, StateDir: rf.Journal,
 		Credentials: rf.Credentials, ACL: rf.ACL, Checkins: rf.Checkins, Audit: log,
 	})
 	if err != nil {

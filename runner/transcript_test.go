@@ -147,8 +147,8 @@ agent "alice" {
 			for _, m := range c.Mounts {
 				src := filepath.Clean(m.Source)
 				switch {
-				case src == st.Cred("alice") || src == st.RelayDir():
-					// its credential and the relay socket's directory
+				case src == st.Cred("alice") || src == st.AgentRelayDir("alice"):
+					// its credential and its own relay socket's directory
 				case within(st.Transcripts(), src) || within(src, st.Transcripts()):
 					t.Errorf("mount %s -> %s reaches the transcripts in %s", m.Source, m.Destination, st.Transcripts())
 				case within(st.Private(), src) || within(src, st.Private()):

@@ -15,14 +15,14 @@ func (s *Server) audit(event, actor, target, detail string) {
 	}
 }
 
-type noisyKey struct{ event, actor string }
+type noisyKey struct{ event, actor, target string }
 
 // auditNoisy records events that a hostile client can cause at will (failed
-// hellos, rate limiting, garbage): the first per event and actor each second
+// hellos, rate limiting, garbage): the first per event, actor and target each second
 // is written, the rest are counted and written as one line by flushNoisy.
 // That bounds the log's growth, and its fsyncs, under a flood.
 func (s *Server) auditNoisy(event, actor, target, detail string) {
-	k := noisyKey{event, actor}
+	k := noisyKey{event, actor, target}
 	s.noisyMu.Lock()
 	n, seen := s.noisy[k]
 	s.noisy[k] = n + 1
@@ -44,9 +44,16 @@ func (s *Server) flushNoisy() {
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		return keys[i].event < keys[j].event || keys[i].event == keys[j].event && keys[i].actor < keys[j].actor
+		a, b := keys[i], keys[j]
+		if a.event != b.event {
+			return a.event < b.event
+		}
+		if a.actor != b.actor {
+			return a.actor < b.actor
+		}
+		return a.target < b.target
 	})
 	for _, k := range keys {
-		s.audit(k.event, k.actor, "", fmt.Sprintf("%d more in the last second, not logged one by one", old[k]-1))
+		s.audit(k.event, k.actor, k.target, fmt.Sprintf("%d more in the last second, not logged one by one", old[k]-1))
 	}
 }

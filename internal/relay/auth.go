@@ -33,7 +33,7 @@ func (s *Server) identify(token string) string {
 
 // hello authenticates a new connection and returns its identity, or "" after
 // refusing it.
-func (s *Server) hello(c net.Conn, r *bufio.Reader) string {
+func (s *Server) hello(c net.Conn, r *bufio.Reader, so *socket) string {
 	peer := peerCred(c)
 	s.auditNoisy("connect", "", "", peer)
 	c.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
@@ -55,6 +55,14 @@ func (s *Server) hello(c net.Conn, r *bufio.Reader) string {
 	if id == "" {
 		s.auditNoisy("auth_failed", "", "", "token matches no credential; "+peer)
 		s.write(c, errReply(CodeUnauthorized, "the token matches no identity in run %s: use the credential file the runner gave this agent", s.cfg.Run))
+		return ""
+	}
+	// The socket is a second check on identity: each is mounted into its
+	// own agent's container only, so another's credential showing up here
+	// means it leaked, or the mounts are wrong.
+	if id != so.id {
+		s.auditNoisy("wrong_socket", id, so.id, fmt.Sprintf("refused: the credential of %s was presented on the socket of %s; %s", id, so.id, peer))
+		s.write(c, errReply(CodeUnauthorized, "this socket is %s's, and only %s may log in on it: connect on your own socket", so.id, so.id))
 		return ""
 	}
 	if !s.buckets[id].take(s.now(), s.cfg.RateLimit) {

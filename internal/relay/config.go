@@ -32,9 +32,15 @@ type Checkin struct {
 // defaults.
 type Config struct {
 	Run string
-	// SocketPath is the unix socket to create, mode 0666: the directory the
-	// caller puts it in decides who can reach it, the credential who gets in.
-	SocketPath string
+	// Sockets maps every identity to the unix socket it connects on, one
+	// socket per identity. A connection may only log in as the identity of
+	// the socket it arrived on, and pre-login limits are per socket, so one
+	// agent cannot exhaust another's (or the operator's) slots. Agents'
+	// sockets are mode 0666: the directory the caller puts each in (mounted
+	// into that agent's container only) decides who can reach it, the
+	// credential who gets in. The operator's is 0600: it is mounted nowhere
+	// and only this process's user connects to it.
+	Sockets map[string]string
 	// StateDir holds the journal and a lock (created 0700). It must not be
 	// reachable from containers.
 	StateDir string
@@ -51,7 +57,7 @@ type Config struct {
 	Audit      *audit.Log // required
 	Now        func() time.Time
 
-	MaxConns     int           // open connections; default 512, more are closed at once
+	MaxPreLogin  int           // connections per socket still in hello; default 64, more are closed at once
 	HelloTimeout time.Duration // to send hello after connecting; default 2s
 	IdleTimeout  time.Duration // between requests; default 10m (subscribers have none)
 	FrameTimeout time.Duration // for the rest of a frame once it started; default 5s
@@ -79,8 +85,8 @@ func (c *Config) setDefaults() {
 	if c.RateLimit == (Rate{}) {
 		c.RateLimit = Rate{PerSecond: 20, Burst: 40}
 	}
-	if c.MaxConns == 0 {
-		c.MaxConns = 512
+	if c.MaxPreLogin == 0 {
+		c.MaxPreLogin = 64
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -91,8 +97,8 @@ func (c *Config) validate() error {
 	if err := names.Check("run", c.Run); err != nil {
 		return err
 	}
-	if c.SocketPath == "" || c.StateDir == "" {
-		return errors.New("relay: SocketPath and StateDir are required")
+	if c.StateDir == "" {
+		return errors.New("relay: StateDir is required")
 	}
 	if c.Audit == nil {
 		return errors.New("relay: Audit is required: every decision must be recorded (open one with audit.Open)")
@@ -135,8 +141,24 @@ func (c *Config) validate() error {
 	if c.RateLimit.PerSecond <= 0 || c.RateLimit.Burst < 1 {
 		return fmt.Errorf("relay: RateLimit needs PerSecond > 0 and Burst >= 1, got %+v", c.RateLimit)
 	}
-	if c.MaxConns < 1 {
-		return fmt.Errorf("relay: MaxConns %d must be at least 1", c.MaxConns)
+	if c.MaxPreLogin < 1 {
+		return fmt.Errorf("relay: MaxPreLogin %d must be at least 1", c.MaxPreLogin)
+	}
+	paths := make(map[string]string)
+	for id := range c.Credentials {
+		p := c.Sockets[id]
+		if p == "" {
+			return fmt.Errorf("relay: %q has no socket: give every identity its own (Sockets)", id)
+		}
+		if other, dup := paths[p]; dup {
+			return fmt.Errorf("relay: %q and %q share the socket %s: give each its own", other, id, p)
+		}
+		paths[p] = id
+	}
+	for id := range c.Sockets {
+		if _, ok := c.Credentials[id]; !ok {
+			return fmt.Errorf("relay: there is a socket for %q, which has no credential", id)
+		}
 	}
 	for _, d := range []time.Duration{c.HelloTimeout, c.IdleTimeout, c.FrameTimeout, c.WriteTimeout, c.AckTimeout} {
 		if d < 0 {

@@ -14,7 +14,39 @@ import (
 	"time"
 )
 
-func listen(sock string) (net.Listener, error) {
+// socket is one identity's listening socket. Pre-login connections are
+// counted per socket, so a flood on one never takes another's slots.
+type socket struct {
+	id   string // the only identity that may log in here
+	path string
+	mode os.FileMode
+	ln   net.Listener
+
+	prelogin int // connections still in hello; guarded by Server.connMu
+}
+
+// listenAll opens every identity's socket, in name order; on an error it
+// closes what it opened.
+func (s *Server) listenAll() ([]*socket, error) {
+	var socks []*socket
+	for _, c := range s.creds {
+		mode := os.FileMode(0o666)
+		if c.id == Operator {
+			mode = 0o600
+		}
+		ln, err := listen(s.cfg.Sockets[c.id], mode)
+		if err != nil {
+			for _, so := range socks {
+				so.ln.Close()
+			}
+			return nil, err
+		}
+		socks = append(socks, &socket{id: c.id, path: s.cfg.Sockets[c.id], mode: mode, ln: ln})
+	}
+	return socks, nil
+}
+
+func listen(sock string, mode os.FileMode) (net.Listener, error) {
 	if len(sock) > 107 {
 		return nil, fmt.Errorf("relay: socket path %s is %d bytes, unix sockets allow 107: use a shorter directory", sock, len(sock))
 	}
@@ -28,28 +60,30 @@ func listen(sock string) (net.Listener, error) {
 		}
 		os.Remove(sock) // left by a relay that crashed
 	}
+	// Between Listen and Chmod the umask decides; the socket's directory
+	// (0700 for the operator's) is what keeps others out meanwhile.
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
-	if err := os.Chmod(sock, 0o666); err != nil {
+	if err := os.Chmod(sock, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return ln, nil
 }
 
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) {
+func (s *Server) acceptLoop(ctx context.Context, so *socket, wg *sync.WaitGroup) {
 	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
+		c, err := so.ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			// Out of file descriptors, say: wait and retry rather than stop
 			// serving the connections that are already open.
-			s.auditNoisy("accept_error", "", "", err.Error())
+			s.auditNoisy("accept_error", "", so.id, err.Error())
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
 			case <-time.After(backoff):
@@ -59,23 +93,32 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitG
 			continue
 		}
 		backoff = 0
-		if !s.track(c) {
+		if !s.track(so, c) {
 			c.Close()
-			s.auditNoisy("conn_limit", "", "", fmt.Sprintf("closed a new connection: %d are open, the limit", s.cfg.MaxConns))
+			s.auditNoisy("conn_limit", "", so.id, fmt.Sprintf("closed a new connection on %s's socket: %d are still in hello there, the limit", so.id, s.cfg.MaxPreLogin))
 			continue
 		}
-		wg.Go(func() { s.handle(ctx, c) })
+		wg.Go(func() { s.handle(ctx, so, c) })
 	}
 }
 
-func (s *Server) track(c net.Conn) bool {
+// track counts c as one of so's pre-login connections, if there is room.
+func (s *Server) track(so *socket, c net.Conn) bool {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
-	if s.closing || len(s.conns) >= s.cfg.MaxConns {
+	if s.closing || so.prelogin >= s.cfg.MaxPreLogin {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	so.prelogin++
 	return true
+}
+
+// loggedIn frees c's pre-login slot on so: hello is over, either way.
+func (s *Server) loggedIn(so *socket) {
+	s.connMu.Lock()
+	so.prelogin--
+	s.connMu.Unlock()
 }
 
 func (s *Server) untrack(c net.Conn) {

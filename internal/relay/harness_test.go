@@ -63,7 +63,6 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	creds := credentialsFor(t, testIdentities...)
 	cfg := Config{
 		Run:         "test",
-		SocketPath:  filepath.Join(sockDir, "relay.sock"),
 		StateDir:    filepath.Join(dir, "state"),
 		Credentials: creds,
 		ACL: map[string][]string{
@@ -80,6 +79,9 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	if cfg.Sockets == nil {
+		cfg.Sockets = socketsIn(sockDir, cfg.Credentials)
+	}
 	h := &harness{t: t, cfg: cfg, auditPath: auditPath}
 	t.Cleanup(func() {
 		if h.cancel != nil {
@@ -87,6 +89,15 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 		}
 	})
 	return h
+}
+
+// socketsIn gives every identity a socket of its own in dir.
+func socketsIn(dir string, creds map[string]string) map[string]string {
+	socks := make(map[string]string)
+	for id := range creds {
+		socks[id] = filepath.Join(dir, id+".sock")
+	}
+	return socks
 }
 
 // start creates a Server from h.cfg and serves it until stop.
@@ -138,7 +149,7 @@ func (h *harness) dial(id string) *Client {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, h.cfg.SocketPath, h.cfg.Credentials[id])
+	c, err := Dial(ctx, h.cfg.Sockets[id], h.cfg.Credentials[id])
 	if err != nil {
 		h.t.Fatalf("dial as %s: %v", id, err)
 	}
@@ -249,9 +260,16 @@ type raw struct {
 	r *bufio.Reader
 }
 
+// raw is a raw connection to eng-1's socket.
 func (h *harness) raw() *raw {
 	h.t.Helper()
-	c, err := net.Dial("unix", h.cfg.SocketPath)
+	return h.rawOn("eng-1")
+}
+
+// rawOn is a raw connection to id's socket.
+func (h *harness) rawOn(id string) *raw {
+	h.t.Helper()
+	c, err := net.Dial("unix", h.cfg.Sockets[id])
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -262,7 +280,7 @@ func (h *harness) raw() *raw {
 // rawHello is a raw connection authenticated as id.
 func (h *harness) rawHello(id string) *raw {
 	h.t.Helper()
-	rc := h.raw()
+	rc := h.rawOn(id)
 	rc.send(map[string]any{"v": 1, "type": "hello", "token": h.cfg.Credentials[id]})
 	if f := rc.read(); f["type"] != "welcome" {
 		h.t.Fatalf("hello as %s: got %v", id, f)

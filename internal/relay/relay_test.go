@@ -228,7 +228,7 @@ func TestHostileClients(t *testing.T) {
 		// Once the flood is gone, new connections get in again.
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			c, err := Dial(ctx, h.cfg.SocketPath, h.cfg.Credentials["eng-1"])
+			c, err := Dial(ctx, h.cfg.Sockets["eng-1"], h.cfg.Credentials["eng-1"])
 			cancel()
 			if err == nil {
 				c.Close()
@@ -586,7 +586,7 @@ func TestConnectionsPerIdentityAreBounded(t *testing.T) {
 	for range maxConnsPerIdentity {
 		h.rawHello("eng-3")
 	}
-	rc := h.raw()
+	rc := h.rawOn("eng-3")
 	rc.send(map[string]any{"v": 1, "type": "hello", "token": h.cfg.Credentials["eng-3"]})
 	if f := rc.read(); f["code"] != CodeTooManyConnections {
 		t.Fatalf("got %v, want %s", f, CodeTooManyConnections)

@@ -174,8 +174,8 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
 
-// Serve listens on SocketPath and serves until ctx is done, then closes every
-// connection, removes the socket, releases StateDir and returns nil. It
+// Serve listens on every socket in Sockets and serves until ctx is done, then closes every
+// connection, removes the sockets, releases StateDir and returns nil. It
 // returns an error if it cannot listen, or if the audit log or journal fails
 // (the relay stops rather than run unrecorded or non-durable).
 func (s *Server) Serve(ctx context.Context) error {
@@ -195,7 +195,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, q := range s.queues {
 		pending += len(q)
 	}
-	detail := fmt.Sprintf("run=%s socket=%s pending=%d schedules=%d", s.cfg.Run, s.cfg.SocketPath, pending, len(s.scheds))
+	detail := fmt.Sprintf("run=%s sockets=%d pending=%d schedules=%d", s.cfg.Run, len(s.cfg.Sockets), pending, len(s.scheds))
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -203,7 +203,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 	}()
 
-	ln, err := listen(s.cfg.SocketPath)
+	socks, err := s.listenAll()
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		<-ctx.Done()
-		ln.Close()
+		for _, so := range socks {
+			so.ln.Close()
+		}
 		s.closeAll()
 	})
 	wg.Go(func() { s.runScheduler(ctx) })
@@ -232,7 +234,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}
 	})
-	s.acceptLoop(ctx, ln, &wg)
+	for _, so := range socks {
+		wg.Go(func() { s.acceptLoop(ctx, so, &wg) })
+	}
 	wg.Wait()
 	s.flushNoisy()
 	if err := context.Cause(s.dead); err != nil {
@@ -244,10 +248,11 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // handle runs one connection: hello, then requests until it closes, idles
 // out or misbehaves.
-func (s *Server) handle(ctx context.Context, c net.Conn) {
+func (s *Server) handle(ctx context.Context, so *socket, c net.Conn) {
 	defer s.untrack(c)
 	r := bufio.NewReaderSize(c, 4096)
-	id := s.hello(c, r)
+	id := s.hello(c, r, so)
+	s.loggedIn(so)
 	if id == "" {
 		return
 	}

@@ -109,6 +109,7 @@ func TestRecipientRemovedFromRun(t *testing.T) {
 	h.stop()
 	delete(h.cfg.Credentials, "eng-3")
 	delete(h.cfg.ACL, "eng-3")
+	delete(h.cfg.Sockets, "eng-3")
 	h.start()
 	h.waitFor("drop", func(a auditLine) bool { return a.Event == "drop" && a.Target == "eng-3" })
 }
@@ -140,7 +141,16 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			c.Checkins = []Checkin{{Agent: "eng-1", AfterIdle: 999 * time.Millisecond, Message: "x"}}
 		}, "minimum"},
 		"huge messages": {func(c *Config) { c.MaxMessage = 1 << 30 }, "out of range"},
-		"bad rate":      {func(c *Config) { c.RateLimit = Rate{PerSecond: -1, Burst: 1} }, "RateLimit"},
+		"no socket": {func(c *Config) {
+			c.Sockets = map[string]string{Operator: "/tmp/x/op.sock", "eng-1": "/tmp/x/1.sock", "eng-2": "/tmp/x/2.sock"}
+		}, `"eng-3" has no socket`},
+		"shared socket": {func(c *Config) {
+			c.Sockets = map[string]string{Operator: "/tmp/x/op.sock", "eng-1": "/tmp/x/1.sock", "eng-2": "/tmp/x/1.sock", "eng-3": "/tmp/x/3.sock"}
+		}, "share the socket"},
+		"socket of nobody": {func(c *Config) {
+			c.Sockets = map[string]string{Operator: "/tmp/x/op.sock", "eng-1": "/tmp/x/1.sock", "eng-2": "/tmp/x/2.sock", "eng-3": "/tmp/x/3.sock", "ghost": "/tmp/x/g.sock"}
+		}, `socket for "ghost"`},
+		"bad rate": {func(c *Config) { c.RateLimit = Rate{PerSecond: -1, Burst: 1} }, "RateLimit"},
 		"open state dir": {func(c *Config) {
 			os.MkdirAll(c.StateDir, 0o755)
 			os.Chmod(c.StateDir, 0o755)
@@ -162,7 +172,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c := s.cfg; c.HelloTimeout != 2*time.Second || c.MaxMessage != 16<<10 || c.QueueLimit != 1000 ||
-		c.RateLimit != (Rate{20, 40}) || c.MaxConns != 512 || c.WriteTimeout != 5*time.Second {
+		c.RateLimit != (Rate{20, 40}) || c.MaxPreLogin != 64 || c.WriteTimeout != 5*time.Second {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	if _, err := New(h.cfg); err == nil || !strings.Contains(err.Error(), "in use by another relay") {
@@ -175,19 +185,24 @@ func TestSocket(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	// A socket left by a relay that crashed is replaced.
-	ln, err := net.Listen("unix", h.cfg.SocketPath)
+	sock := h.cfg.Sockets["eng-1"]
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 	h.start()
-	st, err := os.Stat(h.cfg.SocketPath)
-	if err != nil || st.Mode().Perm() != 0o666 {
-		t.Fatalf("socket: %v, mode %v", err, st.Mode())
+	// Agents' sockets are for their containers' uids; the operator's for
+	// this user alone.
+	for id, want := range map[string]os.FileMode{"eng-1": 0o666, Operator: 0o600} {
+		st, err := os.Stat(h.cfg.Sockets[id])
+		if err != nil || st.Mode().Perm() != want {
+			t.Fatalf("%s's socket: %v, mode %v, want %v", id, err, st.Mode(), want)
+		}
 	}
 	// A second relay on the same socket is refused.
-	other := newHarness(t, func(c *Config) { c.SocketPath = h.cfg.SocketPath })
+	other := newHarness(t, func(c *Config) { c.Credentials = h.cfg.Credentials; c.Sockets = h.cfg.Sockets })
 	s2, err := New(other.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -196,11 +211,13 @@ func TestSocket(t *testing.T) {
 		t.Fatalf("second Serve = %v", err)
 	}
 	h.stop()
-	if _, err := os.Stat(h.cfg.SocketPath); !os.IsNotExist(err) {
-		t.Errorf("socket left behind after Serve returned: %v", err)
+	for id, p := range h.cfg.Sockets {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s's socket left behind after Serve returned: %v", id, err)
+		}
 	}
 	// Something that is not a socket is never removed.
-	os.WriteFile(h.cfg.SocketPath, []byte("precious"), 0o600)
+	os.WriteFile(sock, []byte("precious"), 0o600)
 	s3, err := New(h.cfg)
 	if err != nil {
 		t.Fatal(err)

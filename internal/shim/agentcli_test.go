@@ -15,7 +15,7 @@ import (
 // agent runs the runner-agent CLI as identity id of r, with stdin.
 func agent(t *testing.T, r *testRelay, id, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	t.Setenv(EnvRelaySocket, r.cfg.SocketPath)
+	t.Setenv(EnvRelaySocket, r.cfg.Sockets[id])
 	t.Setenv(EnvCredential, r.creds[id])
 	var out, errb bytes.Buffer
 	code := MainIO(args, strings.NewReader(stdin), &out, &errb)
@@ -28,7 +28,7 @@ func drain(t *testing.T, r *testRelay, id string, n int) []relay.Delivery {
 	tok, _ := readCredential(r.creds[id])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := relay.Dial(ctx, r.cfg.SocketPath, tok)
+	c, err := relay.Dial(ctx, r.cfg.Sockets[id], tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +84,12 @@ func TestAgentCLI(t *testing.T) {
 	}
 
 	out, _, code = agent(t, r, "eng-1", "", "inbox")
-	want := regexp.MustCompile(`^#(\d+) \[from pm\] tests are green\n#\d+ \[from pm\] two words\n#\d+ \[from pm\] from\nstdin\n$`)
+	want := regexp.MustCompile(`^#(\d+) \[from pm\] tests are green\n#\d+ \[from pm\] two words\n#\d+ \[from pm\] from\n\[from pm\] stdin\n$`)
 	if code != 0 || !want.MatchString(out) {
 		t.Errorf("inbox: %d %q", code, out)
 	}
 	out, _, code = agent(t, r, "eng-1", "", "inbox", "-n", "1")
-	if code != 0 || !strings.HasSuffix(out, "[from pm] from\nstdin\n") || strings.Contains(out, "green") {
+	if code != 0 || !strings.HasSuffix(out, "[from pm] from\n[from pm] stdin\n") || strings.Contains(out, "green") {
 		t.Errorf("inbox -n 1: %d %q", code, out)
 	}
 

@@ -81,21 +81,35 @@ func readRelayState(socket string) string {
 
 // FormatDelivery is the text pasted for d: a label from the relay's fields
 // (the sender is the relay's authenticated identity, never the sender's
-// words) and the body; the pane gets it sanitized (see Tmux.Paste). Trailing
-// newlines are dropped: Enter follows anyway.
+// words) and the body; the pane gets it sanitized (see Tmux.Paste). Every
+// line of the body carries the label, so that a body holding a newline and
+// "[from operator] ..." cannot put a line in the pane that reads as another
+// sender's (and a program that takes each line as its own input still sees
+// who sent it). U+2028 and U+2029 count as line breaks: some programs show
+// them as one. Trailing newlines are dropped: Enter follows anyway.
 //
 //	[from NAME] body           kind "message"
 //	[check-in] body            kind "checkin"
 //	[brief from operator] body kind "brief"
 func FormatDelivery(d relay.Delivery) string {
-	body := strings.TrimRight(SanitizeMessage(d.Body), "\n")
+	body := strings.NewReplacer("\u2028", "\n", "\u2029", "\n").Replace(SanitizeMessage(d.Body))
+	body = strings.TrimRight(body, "\n")
+	label := "[from " + SanitizeMessage(d.From) + "]"
 	switch d.Kind {
 	case "checkin":
-		return "[check-in] " + body
+		label = "[check-in]"
 	case "brief":
-		return "[brief from operator] " + body
+		label = "[brief from operator]"
 	}
-	return "[from " + SanitizeMessage(d.From) + "] " + body
+	lines := strings.Split(body, "\n")
+	for i, l := range lines {
+		if l == "" {
+			lines[i] = label
+		} else {
+			lines[i] = label + " " + l
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Deliverer keeps a subscription to the relay and pastes each delivery into

@@ -38,20 +38,21 @@ func startRelay(t *testing.T, acl map[string][]string, ids ...string) *testRelay
 	}
 	t.Cleanup(func() { log.Close() })
 	r := &testRelay{t: t, creds: map[string]string{}}
-	tokens := map[string]string{}
+	tokens, sockets := map[string]string{}, map[string]string{}
 	for _, id := range append([]string{relay.Operator}, ids...) {
 		tok, err := relay.GenerateCredential()
 		if err != nil {
 			t.Fatal(err)
 		}
 		tokens[id] = tok
+		sockets[id] = filepath.Join(sockDir, id+".sock")
 		r.creds[id] = filepath.Join(dir, id+".cred")
 		if err := os.WriteFile(r.creds[id], []byte(tok+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	r.cfg = relay.Config{
-		Run: "shimtest", SocketPath: filepath.Join(sockDir, "relay.sock"), StateDir: filepath.Join(dir, "state"),
+		Run: "shimtest", Sockets: sockets, StateDir: filepath.Join(dir, "state"),
 		Credentials: tokens, ACL: acl, Audit: log,
 	}
 	r.start()
@@ -73,7 +74,7 @@ func (r *testRelay) start() {
 	r.cancel, r.done = cancel, make(chan error, 1)
 	go func() { r.done <- srv.Serve(ctx) }()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if fi, err := os.Stat(r.cfg.SocketPath); err == nil && fi.Mode().Perm() == 0o666 {
+		if fi, err := os.Stat(r.cfg.Sockets[relay.Operator]); err == nil && fi.Mode().Perm() == 0o600 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -101,7 +102,7 @@ func (r *testRelay) send(from, to, body string) uint64 {
 	tok, _ := readCredential(r.creds[from])
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := relay.Dial(ctx, r.cfg.SocketPath, tok)
+	c, err := relay.Dial(ctx, r.cfg.Sockets[from], tok)
 	if err != nil {
 		r.t.Fatalf("dial as %s: %v", from, err)
 	}
@@ -117,7 +118,7 @@ func (r *testRelay) send(from, to, body string) uint64 {
 func (r *testRelay) deliverer(tm *Tmux, pane, id string, mutate func(*Deliverer)) (*Deliverer, *syncBuffer) {
 	logs := &syncBuffer{}
 	d := &Deliverer{
-		Tmux: tm, Pane: pane, Socket: r.cfg.SocketPath, Credential: r.creds[id],
+		Tmux: tm, Pane: pane, Socket: r.cfg.Sockets[id], Credential: r.creds[id],
 		StateFile: relayStatePath(tm.Socket),
 		Logf:      func(f string, a ...any) { logs.Write([]byte(strings.TrimSpace(fmt.Sprintf(f, a...)) + "\n")) },
 		Poll:      50 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -257,7 +258,7 @@ func TestInitDeliversFromRelay(t *testing.T) {
 	r := startRelay(t, nil, "eng-1")
 	self, _ := os.Executable()
 	file := filepath.Join(t.TempDir(), "typed")
-	p := startInit(t, []string{EnvRelaySocket + "=" + r.cfg.SocketPath, EnvCredential + "=" + r.creds["eng-1"]},
+	p := startInit(t, []string{EnvRelaySocket + "=" + r.cfg.Sockets["eng-1"], EnvCredential + "=" + r.creds["eng-1"]},
 		self, "raw-record", file)
 	p.waitStatus(t, func(s Status) bool { return s.Relay == RelayConnected })
 	r.send(relay.Operator, "eng-1", "hello from the operator")

@@ -378,7 +378,7 @@ func TestInitIdleNudge(t *testing.T) {
 	r.stop()
 	r.cfg.Checkins = []relay.Checkin{{Agent: "eng-1", AfterIdle: time.Second, Message: "still there?"}}
 	r.start()
-	p := startInit(t, []string{EnvRelaySocket + "=" + r.cfg.SocketPath, EnvCredential + "=" + r.creds["eng-1"]}, "cat")
+	p := startInit(t, []string{EnvRelaySocket + "=" + r.cfg.Sockets["eng-1"], EnvCredential + "=" + r.creds["eng-1"]}, "cat")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _, _ := runMain("capture", "--socket", p.tm.Socket)

@@ -1,11 +1,15 @@
 // Package state lays out the runner's per-run directory on the host. Only
-// one directory of it, the relay's, is ever mounted into containers; the rest
-// (credentials, journal, audit log) is private to the operator.
+// an agent's own relay directory and credential file are ever mounted into
+// its container; the rest (the operator's socket, other agents' sockets and
+// credentials, journal, audit log) is private to the operator.
 //
 //	$RUNNER_STATE_DIR (default $XDG_STATE_HOME/runner, ~/.local/state/runner)   0711
 //	  runs/RUN/                 0711  traversable, not listable
-//	    relay/                  0755  mounted read-only at /run/runner; holds only relay.sock
+//	    relay/                  0700  other host users reach no socket in it
+//	      AGENT/                0755  mounted read-only at /run/runner in AGENT's container only
+//	        relay.sock          0666  AGENT's socket, the only one it holds
 //	    private/                0700
+//	      operator.sock         0600  the operator's relay socket, mounted nowhere
 //	      relay.json            0600  the relay's config, with every credential
 //	      relay.pid, relay.log
 //	      journal/              the relay's durable queue
@@ -63,7 +67,6 @@ func ForRun(run string) (Run, error) {
 
 func (r Run) Dir() string         { return filepath.Join(r.Root, "runs", r.Name) }
 func (r Run) RelayDir() string    { return filepath.Join(r.Dir(), "relay") }
-func (r Run) Socket() string      { return filepath.Join(r.RelayDir(), "relay.sock") }
 func (r Run) Private() string     { return filepath.Join(r.Dir(), "private") }
 func (r Run) RelayConfig() string { return filepath.Join(r.Private(), "relay.json") }
 func (r Run) PIDFile() string     { return filepath.Join(r.Private(), "relay.pid") }
@@ -75,6 +78,28 @@ func (r Run) RecordPID() string   { return filepath.Join(r.Private(), "record.pi
 func (r Run) RecordLog() string   { return filepath.Join(r.Private(), "record.log") }
 func (r Run) Cred(id string) string {
 	return filepath.Join(r.Private(), "creds", id)
+}
+
+// AgentRelayDir is the directory mounted at /run/runner in agent's
+// container: it holds agent's socket and nothing else.
+func (r Run) AgentRelayDir(agent string) string { return filepath.Join(r.RelayDir(), agent) }
+
+// AgentSocket is agent's relay socket; it appears in its container as
+// /run/runner/relay.sock.
+func (r Run) AgentSocket(agent string) string {
+	return filepath.Join(r.AgentRelayDir(agent), "relay.sock")
+}
+
+// OperatorSocket is the operator's relay socket, in the private directory.
+func (r Run) OperatorSocket() string { return filepath.Join(r.Private(), "operator.sock") }
+
+// CreateAgentRelayDir makes agent's relay directory (0755: its container's
+// uid must reach the socket in it; the 0700 parent keeps host users out).
+func (r Run) CreateAgentRelayDir(agent string) error {
+	if err := names.Check("agent", agent); err != nil {
+		return err
+	}
+	return r.mkdir(r.AgentRelayDir(agent), 0o755)
 }
 
 // Exists reports whether the run has state on this host.
@@ -100,24 +125,28 @@ func (r Run) Create() error {
 		{r.Root, 0o711},
 		{filepath.Join(r.Root, "runs"), 0o711},
 		{r.Dir(), 0o711},
-		{r.RelayDir(), 0o755},
+		{r.RelayDir(), 0o700},
 		{r.Private(), 0o700},
 		{filepath.Join(r.Private(), "creds"), 0o700},
 		{r.Journal(), 0o700},
 		{r.Transcripts(), 0o700},
 	} {
-		if err := os.Mkdir(d.path, d.mode); err != nil && !os.IsExist(err) {
-			return fmt.Errorf("creating state directory %s: %w (set RUNNER_STATE_DIR to a writable place)", d.path, err)
-		}
-		// Mkdir honours the umask; the modes here are the point.
-		if err := os.Chmod(d.path, d.mode); err != nil {
-			return err
-		}
-		if err := r.adopt(d.path); err != nil {
+		if err := r.mkdir(d.path, d.mode); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (r Run) mkdir(path string, mode os.FileMode) error {
+	if err := os.Mkdir(path, mode); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("creating state directory %s: %w (set RUNNER_STATE_DIR to a writable place)", path, err)
+	}
+	// Mkdir honours the umask; the modes here are the point.
+	if err := os.Chmod(path, mode); err != nil {
+		return err
+	}
+	return r.adopt(path)
 }
 
 // adopt gives path to the owner of the state root when we are root.
