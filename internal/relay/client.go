@@ -140,6 +140,23 @@ func (c *Client) Inbox(n int) ([]Delivery, error) {
 	return ok.Messages, err
 }
 
+// Pending returns up to n (0: 20, at most 50) of the oldest messages queued
+// for the operator, without removing them: the operator has no pane to
+// deliver into, so it reads its queue this way and then Takes what it
+// handled. Only the operator may ask (CodeForbidden otherwise).
+func (c *Client) Pending(n int) ([]Delivery, error) {
+	ok, err := c.roundTrip(request{V: version, Type: "pending", N: n})
+	return ok.Messages, err
+}
+
+// Take removes the operator's queued messages with ids up to and including
+// id, as delivered, and says how many it removed. Take after handling what
+// Pending returned: a crash in between shows them again, never loses them.
+func (c *Client) Take(id uint64) (int, error) {
+	ok, err := c.roundTrip(request{V: version, Type: "take", ID: id})
+	return ok.Taken, err
+}
+
 // Schedule asks for a check-in with body to this identity after the given
 // time (at least a second), and returns its id and when it is due.
 func (c *Client) Schedule(after time.Duration, body string) (uint64, time.Time, error) {

@@ -45,6 +45,8 @@ var fieldsByType = map[string]struct{ allowed, required []string }{
 	"ack":       {[]string{"id"}, []string{"id"}},
 	"idle":      {[]string{"for"}, []string{"for"}},
 	"stats":     {},
+	"pending":   {[]string{"n"}, nil},
+	"take":      {[]string{"id"}, []string{"id"}},
 }
 
 // Delivery is a message handed to a subscriber, and one entry of an inbox.
@@ -100,6 +102,7 @@ type (
 		Messages  []Delivery `json:"messages,omitempty"`
 		Due       *time.Time `json:"due,omitempty"`
 		Fired     int        `json:"fired,omitempty"` // idle: how many check-ins it fired
+		Taken     int        `json:"taken,omitempty"` // take: how many messages it removed
 		// Stats answers stats: one entry per identity of the run, sorted.
 		Stats []AgentStats `json:"stats,omitempty"`
 	}

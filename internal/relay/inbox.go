@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"slices"
 )
 
@@ -17,6 +18,59 @@ func (s *Server) inbox(id string, n int) any {
 		out[i] = m.delivery()
 	}
 	return okFrame{V: version, Type: "ok", Messages: out}
+}
+
+// pending answers the operator's pending request: the oldest n messages
+// queued for it. Agents are refused: their queue is delivered into their
+// pane, and that is what the operator watches.
+func (s *Server) pending(id string, n int) any {
+	if id != Operator {
+		s.audit("deny", id, "", "pending is for the operator only")
+		return errReply(CodeForbidden, "only the operator may read its queue with pending; agents get theirs delivered")
+	}
+	if n == 0 {
+		n = inboxDefault
+	}
+	n = min(n, inboxSize)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[id]
+	q = q[:min(n, len(q))]
+	out := make([]Delivery, len(q))
+	for i, m := range q {
+		out[i] = m.delivery()
+	}
+	return okFrame{V: version, Type: "ok", Messages: out}
+}
+
+// take answers the operator's take request: its queued messages with ids up
+// to upto count as delivered, like acknowledged ones.
+func (s *Server) take(id string, upto uint64) any {
+	if id != Operator {
+		s.audit("deny", id, "", "take is for the operator only")
+		return errReply(CodeForbidden, "only the operator may take from its queue; agents acknowledge deliveries")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, taken := s.now(), 0
+	var recs []record
+	for len(s.queues[id]) > 0 && s.queues[id][0].ID <= upto {
+		m := s.dequeue(id, 0)
+		m.Delivered = now
+		s.remember(m)
+		recs = append(recs, record{Op: "ack", ID: m.ID, Time: now})
+		s.audit("deliver", m.From, id, fmt.Sprintf("id=%d kind=%s taken by runner inbox", m.ID, m.Kind))
+		taken++
+	}
+	if taken > 0 {
+		s.lastIn[id] = now
+		// As for acks, no sync: a lost record shows the message again.
+		if err := s.journal(false, recs...); err != nil {
+			s.auditNoisy("journal_error", id, "", "take not journaled: the messages will show again after a restart")
+		}
+		s.maybeCompact()
+	}
+	return okFrame{V: version, Type: "ok", Taken: taken}
 }
 
 // remember keeps a delivered message for inbox.

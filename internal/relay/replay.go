@@ -49,14 +49,10 @@ func (s *Server) replay(recs []record) (lost []*message) {
 		case "ack":
 			for to, q := range s.queues {
 				if i := slices.IndexFunc(q, func(m *message) bool { return m.ID == r.ID }); i >= 0 {
-					q[i].Delivered = r.Time
+					m := s.dequeue(to, i)
+					m.Delivered = r.Time
 					later(s.lastIn, to, r.Time)
-					s.remember(q[i])
-					if q = slices.Delete(q, i, i+1); len(q) == 0 {
-						delete(s.queues, to)
-					} else {
-						s.queues[to] = q
-					}
+					s.remember(m)
 					break
 				}
 			}

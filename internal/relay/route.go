@@ -104,9 +104,9 @@ func (s *Server) send(from string, req request) any {
 			return okFrame{V: version, Type: "ok", ID: id, Duplicate: true}
 		}
 	}
-	if len(s.queues[to]) >= s.cfg.QueueLimit {
-		s.audit("queue_full", from, to, fmt.Sprintf("%d undelivered", len(s.queues[to])))
-		return errReply(CodeQueueFull, "%s has %d undelivered messages, the limit: retry later", to, s.cfg.QueueLimit)
+	if why := s.admit(from, to); why != "" {
+		s.auditNoisy("queue_full", from, to, fmt.Sprintf("%d undelivered: %s", len(s.queues[to]), why))
+		return errReply(CodeQueueFull, "%s", why)
 	}
 	m := &message{ID: s.nextID, From: from, To: to, Kind: kind, Body: req.Body, Time: s.now(), ClientID: req.ClientID}
 	if err := s.journal(true, record{Op: "msg", Msg: m}); err != nil {
@@ -124,6 +124,7 @@ func (s *Server) send(from string, req request) any {
 func (s *Server) enqueue(m *message) {
 	s.nextID = max(s.nextID, m.ID+1)
 	s.queues[m.To] = append(s.queues[m.To], m)
+	s.count(m, 1)
 	if m.ClientID != "" {
 		if set := s.seen[m.From]; set != nil {
 			set.add(m.ClientID, m.ID)

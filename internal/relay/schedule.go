@@ -31,9 +31,11 @@ func (s *Server) schedule(id string, req request) any {
 			n++
 		}
 	}
-	if n >= maxSchedules {
-		s.audit("deny", id, id, "too many pending check-ins")
-		return errReply(CodeTooManySchedules, "%d check-ins are already pending, the limit: wait for some to fire", maxSchedules)
+	// Fired but undelivered ones count too: otherwise an agent could keep
+	// maxSchedules pending forever while each fired one piles up in its queue.
+	if fired := s.counts(id).scheduled; n+fired >= maxSchedules {
+		s.auditNoisy("deny", id, id, fmt.Sprintf("too many check-ins: %d pending, %d fired and undelivered", n, fired))
+		return errReply(CodeTooManySchedules, "%d of your check-ins are pending or undelivered, the limit: wait for some to be delivered", maxSchedules)
 	}
 	sc := &schedule{ID: s.nextID, To: id, Body: req.Body, Due: s.now().Add(after)}
 	if err := s.journal(true, record{Op: "sched", Sched: sc}); err != nil {

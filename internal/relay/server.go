@@ -62,6 +62,7 @@ type Server struct {
 	cfg       Config
 	creds     []credential
 	peers     map[string][]string // identity -> who it may send to
+	senders   map[string]int      // identity -> how many agents may send to it
 	idleAfter map[string][]int    // identity -> its after_idle times, seconds, sorted
 	buckets   map[string]*bucket
 	maxFrame  int
@@ -75,9 +76,10 @@ type Server struct {
 	mu       sync.Mutex // guards the fields below and journal writes
 	j        *journal
 	nextID   uint64
-	queues   map[string][]*message // recipient -> undelivered, in order
-	history  map[string][]*message // recipient -> last delivered, for inbox
-	seen     map[string]*seenSet   // sender -> client_ids accepted
+	queues   map[string][]*message  // recipient -> undelivered, in order
+	qcount   map[string]*queueCount // recipient -> what its queue holds, by sender
+	history  map[string][]*message  // recipient -> last delivered, for inbox
+	seen     map[string]*seenSet    // sender -> client_ids accepted
 	scheds   map[uint64]*schedule
 	subs     map[string]*subscription
 	declNext []time.Time          // when each declared check-in fires next (every only)
@@ -114,6 +116,8 @@ func New(cfg Config) (*Server, error) {
 		schedWake: make(chan struct{}, 1),
 		nextID:    1,
 		queues:    make(map[string][]*message),
+		qcount:    make(map[string]*queueCount),
+		senders:   make(map[string]int),
 		history:   make(map[string][]*message),
 		seen:      make(map[string]*seenSet),
 		scheds:    make(map[uint64]*schedule),
@@ -137,6 +141,9 @@ func New(cfg Config) (*Server, error) {
 		for _, to := range ids {
 			if to != id && s.mayReach(id, to) {
 				peers = append(peers, to)
+			}
+			if id != Operator && s.mayReach(id, to) {
+				s.senders[to]++
 			}
 		}
 		s.peers[id] = peers
@@ -282,6 +289,10 @@ func (s *Server) handle(ctx context.Context, so *socket, c net.Conn) {
 			resp = okFrame{V: version, Type: "ok", Peers: s.peers[id]}
 		case "inbox":
 			resp = s.inbox(id, req.N)
+		case "pending":
+			resp = s.pending(id, req.N)
+		case "take":
+			resp = s.take(id, req.ID)
 		case "schedule":
 			resp = s.schedule(id, req)
 		case "idle":

@@ -133,11 +133,7 @@ func (s *Server) acked(id string, m *message) {
 	if err := s.journal(false, record{Op: "ack", ID: m.ID, Time: now}); err != nil {
 		detail += "; the ack could not be journaled, so it will be redelivered after a restart"
 	}
-	if len(q) == 1 {
-		delete(s.queues, id)
-	} else {
-		s.queues[id] = q[1:]
-	}
+	s.dequeue(id, 0)
 	s.remember(m)
 	s.audit("deliver", m.From, id, detail)
 	s.maybeCompact()
