@@ -32,6 +32,7 @@ Commands that act on a run take the config file first; the run name comes from i
   watch    FILE [--detach]      a local tmux session with one read-only pane per agent
   logs     FILE AGENT [-f] [--since 10m] [--raw] [--verify]   everything the agent's pane printed (recorded on this host); --verify checks its hash chain
   send     FILE AGENT MESSAGE   send a message to an agent as the operator ("-" reads stdin)
+  inbox    FILE [-o json] [--keep]   print the agents' messages to the operator, and remove them
   audit    FILE [--verify]      print the run's audit log, or check its hash chain
   run      FILE [--timeout D] [-o text|json|junit] [--junit-file P]  CI job: apply, wait, print output, destroy
   destroy  FILE                 remove the run's containers, relay and state (idempotent)
@@ -130,6 +131,7 @@ var commands = map[string]command{
 	"image":    {"build the default agent image", cmdImage},
 	"version":  {"print the version", cmdVersion},
 	"send":     {"send a message to an agent", cmdSend},
+	"inbox":    {"print (and remove) the agents' messages to the operator", cmdInbox},
 	"audit":    {"print or verify the run's audit log", cmdAudit},
 	"relay":    {"run a relay (started by apply)", cmdRelay},
 	"attach":   {"watch an agent's pane live", cmdAttach},
