@@ -94,6 +94,17 @@ func main() {
 		out = forge()
 	case "relay-hostile":
 		out = hostile()
+	case "relay-flood": // N SECONDS
+		n, _ := strconv.Atoi(os.Args[2])
+		secs, _ := strconv.Atoi(os.Args[3])
+		out = preLoginFlood(n, time.Duration(secs)*time.Second)
+	case "relay-login": // TOKEN
+		out = login(os.Args[2])
+	case "relay-fill": // TO
+		out = fillQueue(os.Args[2])
+	case "relay-schedule-flood": // SECONDS
+		secs, _ := strconv.Atoi(os.Args[2])
+		out = scheduleFlood(time.Duration(secs) * time.Second)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown probe", os.Args[1])
 		os.Exit(2)
