@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/runner-dev/runner/internal/relay"
@@ -19,31 +18,42 @@ func ownToken() string {
 }
 
 // preLoginFlood keeps n connections to the relay socket open that never say
-// hello, for the given time: each one the relay closes is dialled again
-// after a short pause. It reports how many dials got through.
+// hello, for the given time: each one the relay closes is dialled again on
+// the next sweep. One goroutine does it all, so the container's pids limit
+// (threads count) is not what stops it. It reports how many dials got
+// through and how many were refused outright.
 func preLoginFlood(n int, d time.Duration) map[string]any {
 	deadline := time.Now().Add(d)
-	var dials, refused atomic.Int64
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
+	conns := make([]net.Conn, n)
+	buf := make([]byte, 1)
+	dials, refused := 0, 0
+	for time.Now().Before(deadline) {
+		for i, c := range conns {
+			if c == nil {
 				c, err := net.DialTimeout("unix", relaySock, time.Second)
 				if err != nil {
-					refused.Add(1)
-					time.Sleep(200 * time.Millisecond)
+					refused++
 					continue
 				}
-				dials.Add(1)
-				c.SetReadDeadline(deadline)
-				c.Read(make([]byte, 1)) // until the relay hangs up
-				c.Close()
-				time.Sleep(200 * time.Millisecond)
+				dials++
+				conns[i] = c
+				continue
 			}
-		})
+			c.SetReadDeadline(time.Now().Add(time.Millisecond))
+			if _, err := c.Read(buf); errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // still held open
+			}
+			c.Close() // the relay hung up: dial again
+			conns[i] = nil
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	wg.Wait()
-	return map[string]any{"dials": dials.Load(), "refused": refused.Load()}
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	return map[string]any{"dials": dials, "refused": refused}
 }
 
 // login dials the relay socket with token and says what happened.
