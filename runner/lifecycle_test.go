@@ -257,6 +257,9 @@ func TestApplyFailsClosed(t *testing.T) {
 		"default seccomp":  func(s *engine.Spec) { s.SeccompJSON = "unconfined" },
 		"different user 0": func(s *engine.Spec) { s.User = "0:0" },
 		"no health check":  func(s *engine.Spec) { s.Health = nil },
+		"host account uid": func(s *engine.Spec) { s.User = "1000:1000" },
+		// The engine's own list, without /proc/cmdline and runner's others.
+		"default masked paths": func(s *engine.Spec) { s.MaskedPaths = nil },
 		"other health check": func(s *engine.Spec) {
 			s.Health = &engine.Health{Test: []string{"/bin/true"}, Interval: s.Health.Interval, Timeout: s.Health.Timeout, StartPeriod: s.Health.StartPeriod, Retries: s.Health.Retries}
 		},

@@ -127,6 +127,11 @@ type Spec struct {
 	Mounts          []Mount
 	Init            bool // never use the engine's init: runner-agent is PID 1
 	Health          *Health
+	// MaskedPaths are hidden in the container (/dev/null over a file, an
+	// empty read-only tmpfs over a directory); ReadonlyPaths are mounted
+	// read-only. Both replace the engine's defaults, so they include them.
+	MaskedPaths   []string
+	ReadonlyPaths []string
 }
 
 // Health is the engine's health check of a container: Test (an argv, run
@@ -174,6 +179,8 @@ type Observed struct {
 	UsernsMode      string
 	CgroupnsMode    string
 	Devices         int // number of devices passed through
+	MaskedPaths     []string
+	ReadonlyPaths   []string
 	Mounts          []Mount
 	Entrypoint      []string
 	Cmd             []string

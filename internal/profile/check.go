@@ -120,6 +120,8 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 	}
 	vs = append(vs, checkMounts(want.Mounts, got.Mounts)...)
 	vs = append(vs, checkHealth(want.Health, got.Health)...)
+	vs = append(vs, checkPaths("MaskedPaths", MaskedPaths, want.MaskedPaths, got.MaskedPaths)...)
+	vs = append(vs, checkPaths("ReadonlyPaths", ReadonlyPaths, want.ReadonlyPaths, got.ReadonlyPaths)...)
 
 	// Limits. A limit the engine reports as absent (<= 0) is "unenforced".
 	limit := func(setting, name string, w, g int64) {

@@ -97,6 +97,9 @@ func Build(runName string, a config.Agent) engine.Spec {
 		Mounts:    mounts,
 		Init:      false, // runner-agent is PID 1
 		Health:    healthCheck(),
+
+		MaskedPaths:   slices.Clone(MaskedPaths),
+		ReadonlyPaths: slices.Clone(ReadonlyPaths),
 	}
 	s.Labels[engine.LabelConfigHash] = Hash(s)
 	return s
@@ -199,6 +202,12 @@ func Hash(s engine.Spec) string {
 	}
 	if len(s.Tmpfs) == 0 {
 		s.Tmpfs = nil
+	}
+	if len(s.MaskedPaths) == 0 {
+		s.MaskedPaths = nil
+	}
+	if len(s.ReadonlyPaths) == 0 {
+		s.ReadonlyPaths = nil
 	}
 	b, err := json.Marshal(s)
 	if err != nil {

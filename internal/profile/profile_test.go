@@ -90,6 +90,13 @@ func TestBuild(t *testing.T) {
 			Test:     []string{"/usr/local/bin/runner-agent", "health"},
 			Interval: 15 * time.Second, Timeout: 5 * time.Second, StartPeriod: 15 * time.Second, Retries: 3,
 		},
+		MaskedPaths: append([]string{
+			"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+			"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+			"/sys/devices/virtual/powercap",
+			"/proc/cmdline", "/proc/swaps", "/proc/diskstats", "/proc/partitions", "/proc/modules", "/proc/kallsyms",
+		}, thermalThrottle()...),
+		ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 	}
 	gotJSON, _ := json.MarshalIndent(s, "", "  ")
 	wantJSON, _ := json.MarshalIndent(want, "", "  ")
@@ -233,6 +240,9 @@ func observed(s engine.Spec) engine.Observed {
 		Cmd:             slices.Clone(s.Cmd),
 		State:           "created",
 		Health:          cloneHealth(s.Health),
+		// In another order: Check compares them as sets.
+		MaskedPaths:   reversed(s.MaskedPaths),
+		ReadonlyPaths: reversed(s.ReadonlyPaths),
 	}
 }
 
@@ -273,6 +283,15 @@ func TestCheck(t *testing.T) {
 		{"user differs", func(o *engine.Observed) { o.User = "1000:1000" }, "User", "", ""},
 		{"user root", func(o *engine.Observed) { o.User = "0:1001" }, "User", "", `"0:1001"`},
 		{"user empty", func(o *engine.Observed) { o.User = "" }, "User", "", ""},
+		{"label user", func(o *engine.Observed) { o.Labels["runner.user"] = "1:1" }, "Labels[runner.user]", "", `"1:1"`},
+		{"cmdline not masked", func(o *engine.Observed) {
+			o.MaskedPaths = slices.DeleteFunc(o.MaskedPaths, func(p string) bool { return p == "/proc/cmdline" })
+		}, "MaskedPaths", "", ""},
+		{"engine default masks only", func(o *engine.Observed) { o.MaskedPaths = []string{"/proc/kcore", "/proc/keys"} }, "MaskedPaths", "", "[/proc/kcore /proc/keys]"},
+		{"no masks", func(o *engine.Observed) { o.MaskedPaths = nil }, "MaskedPaths", "", "[]"},
+		{"proc/sys writable", func(o *engine.Observed) {
+			o.ReadonlyPaths = slices.DeleteFunc(o.ReadonlyPaths, func(p string) bool { return p == "/proc/sys" })
+		}, "ReadonlyPaths", "", ""},
 		{"user name", func(o *engine.Observed) { o.User = "agent" }, "User", "", ""},
 		{"capdrop missing", func(o *engine.Observed) { o.CapDrop = nil }, "CapDrop", "", ""},
 		{"capdrop partial", func(o *engine.Observed) { o.CapDrop = []string{"NET_RAW", "SYS_ADMIN"} }, "CapDrop", "", ""},
@@ -374,4 +393,10 @@ func TestViolationString(t *testing.T) {
 	if v.String() != "ReadonlyRootfs: want true, got false" {
 		t.Error(v.String())
 	}
+}
+
+func reversed(ss []string) []string {
+	out := slices.Clone(ss)
+	slices.Reverse(out)
+	return out
 }

@@ -3,13 +3,15 @@ package main
 import (
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // reach tries what a process of some uid could do to another agent: each
 // argument is "read:PATH" (read a file) or "dial:PATH" (connect to a unix
-// socket). The result maps each argument to "ok" or the error. The tests
+// socket) or "size:PATH" (read a file and say how many bytes it held,
+// "N bytes"). The result maps each argument to "ok" or the error. The tests
 // run it on the host as an agent's uid, and inside containers.
 func reach(args []string) map[string]string {
 	out := map[string]string{}
@@ -19,6 +21,13 @@ func reach(args []string) map[string]string {
 		case "read":
 			_, err := os.ReadFile(p)
 			out[a] = errString(err)
+		case "size":
+			b, err := os.ReadFile(p)
+			if err == nil {
+				out[a] = strconv.Itoa(len(b)) + " bytes"
+			} else {
+				out[a] = err.Error()
+			}
 		case "dial":
 			c, err := net.DialTimeout("unix", p, 2*time.Second)
 			if err == nil {

@@ -198,6 +198,8 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		Tmpfs:          s.Tmpfs,
 		Privileged:     false,
 		IpcMode:        container.IPCModePrivate,
+		MaskedPaths:    s.MaskedPaths,
+		ReadonlyPaths:  s.ReadonlyPaths,
 		// On cgroup v1 the default is the host's cgroup namespace.
 		CgroupnsMode:  container.CgroupnsModePrivate,
 		Init:          &s.Init,
@@ -286,6 +288,8 @@ func observe(c container.InspectResponse) engine.Observed {
 		o.UsernsMode = string(h.UsernsMode)
 		o.CgroupnsMode = string(h.CgroupnsMode)
 		o.Devices = len(h.Devices) + len(h.DeviceRequests) + len(h.DeviceCgroupRules)
+		o.MaskedPaths = h.MaskedPaths
+		o.ReadonlyPaths = h.ReadonlyPaths
 		// Old-style binds ("/a:/b") would not show in Mounts as typed
 		// mounts; count them as mounts so Check sees them.
 		for _, b := range h.Binds {

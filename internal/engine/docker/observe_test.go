@@ -21,7 +21,8 @@ func TestObserve(t *testing.T) {
 				ReadonlyRootfs: true, Tmpfs: map[string]string{"/tmp": "size=1m"},
 				Privileged: true, PidMode: "host", IpcMode: "private", UTSMode: "host",
 				UsernsMode: "host", CgroupnsMode: "private", NetworkMode: "none",
-				Binds:     []string{"/var/run/docker.sock:/sock"},
+				Binds:       []string{"/var/run/docker.sock:/sock"},
+				MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"},
 				Resources: container.Resources{Memory: 1 << 20, MemorySwap: 2 << 20, NanoCPUs: 5e8, PidsLimit: &pids, Devices: []container.DeviceMapping{{PathOnHost: "/dev/kvm"}}},
 			},
 		},
@@ -42,6 +43,9 @@ func TestObserve(t *testing.T) {
 	}
 	if len(o.CapAdd) != 1 || !o.Privileged || o.PidMode != "host" || o.UTSMode != "host" || o.UsernsMode != "host" || o.Devices != 1 {
 		t.Errorf("settings that must be off are not reported: %+v", o)
+	}
+	if len(o.MaskedPaths) != 1 || o.MaskedPaths[0] != "/proc/kcore" || len(o.ReadonlyPaths) != 1 || o.ReadonlyPaths[0] != "/proc/sys" {
+		t.Errorf("masked %v, read-only %v", o.MaskedPaths, o.ReadonlyPaths)
 	}
 	if o.Memory != 1<<20 || o.MemorySwap != 2<<20 || o.NanoCPUs != 5e8 || o.PidsLimit != 64 {
 		t.Errorf("limits: %+v", o)
