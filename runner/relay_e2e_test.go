@@ -196,6 +196,9 @@ func TestRelayUnderMisbehavingPeers(t *testing.T) {
 				}
 				return stdout.String(), stderr.String()
 			}
+			if rep, err := r.Status(ctx(t), cfg); err != nil || rep.OperatorInbox != 1 {
+				t.Errorf("status counts %d messages for the operator (%v), want 1", rep.OperatorInbox, err)
+			}
 			got, _ := inbox("--keep", "-o", "json")
 			var e struct{ From, Body string }
 			if err := json.NewDecoder(strings.NewReader(got)).Decode(&e); err != nil || e.From != "bob" || !strings.Contains(e.Body, "report: done") {

@@ -95,8 +95,11 @@ type StatusReport struct {
 	IDMapping string `json:"id_mapping,omitempty"`
 	// Relay is "running", or why the run's relay could not be asked
 	// (the relay fields of the agents are then empty).
-	Relay  string        `json:"relay"`
-	Agents []AgentStatus `json:"agents"`
+	Relay string `json:"relay"`
+	// OperatorInbox counts the messages agents sent to the operator that
+	// wait for `runner inbox`.
+	OperatorInbox int           `json:"operator_inbox"`
+	Agents        []AgentStatus `json:"agents"`
 }
 
 // Status reports every agent of the config and any stray container of the run.
@@ -150,25 +153,25 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 			rep.Agents = append(rep.Agents, st)
 		}
 	}
-	rep.Relay = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
+	rep.Relay, rep.OperatorInbox = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
 	return rep, nil
 }
 
 // addRelayStats fills the agents' relay fields from the relay's stats and
-// says how the relay is.
-func (r *Runner) addRelayStats(ctx context.Context, run string, agents []AgentStatus) string {
+// says how the relay is and how many messages wait for the operator.
+func (r *Runner) addRelayStats(ctx context.Context, run string, agents []AgentStatus) (string, int) {
 	st, err := r.runState(run)
 	if err != nil {
-		return "unknown: " + err.Error()
+		return "unknown: " + err.Error(), 0
 	}
 	c, err := r.operatorClient(ctx, st)
 	if err != nil {
-		return "not answering: " + err.Error()
+		return "not answering: " + err.Error(), 0
 	}
 	defer c.Close()
 	stats, err := c.Stats()
 	if err != nil {
-		return "error: " + err.Error()
+		return "error: " + err.Error(), 0
 	}
 	byID := make(map[string]relay.AgentStats, len(stats))
 	for _, s := range stats {
@@ -183,7 +186,7 @@ func (r *Runner) addRelayStats(ctx context.Context, run string, agents []AgentSt
 		a.Queued, a.LastIn, a.LastOut = s.Queued, s.LastIn, s.LastOut
 		a.CheckinsPending, a.NextCheckin = s.Checkins+s.Schedules, s.NextCheckin
 	}
-	return "running"
+	return "running", byID[relay.Operator].Queued
 }
 
 func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c engine.Container, inConfig bool) AgentStatus {

@@ -256,6 +256,9 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 	if rep.Relay != "running" && slices.ContainsFunc(rep.Agents, func(a runner.AgentStatus) bool { return a.ID != "" }) {
 		fmt.Fprintf(w, "Relay: %s\n", rep.Relay)
 	}
+	if rep.OperatorInbox > 0 {
+		fmt.Fprintf(w, "Inbox: %d messages from agents for the operator: read them with `runner inbox FILE`\n", rep.OperatorInbox)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	head := "AGENT\tCONTAINER\tUID\tSTATE\tPROCESS\tRESTARTS\tIDLE\tLAST IN\tLAST OUT\tCHECK-INS\tUPTIME\tSECURITY"

@@ -37,6 +37,13 @@ qa     -          -                               absent               -        
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 	b.Reset()
+	rep.OperatorInbox = 3
+	writeStatus(&b, rep, false, now)
+	if !strings.Contains(b.String(), "Inbox: 3 messages from agents for the operator: read them with `runner inbox FILE`\n") {
+		t.Errorf("messages waiting for the operator are not shown:\n%s", b.String())
+	}
+	rep.OperatorInbox = 0
+	b.Reset()
 	rep.Relay = "not answering: connection refused"
 	writeStatus(&b, rep, true, now)
 	if !strings.Contains(b.String(), "Relay: not answering") || !strings.Contains(b.String(), "IMAGE") || !strings.Contains(b.String(), "localhost/runner-agent:latest  mem=512MiB") {
