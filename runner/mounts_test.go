@@ -326,3 +326,82 @@ agent "a" {
 		}
 	}
 }
+
+// A link an agent planted while it could write ./ws is refused after that
+// mount is gone (here: the whole run destroyed): it is not the operator's.
+func TestMountSourceLinkFromEarlierApply(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, te *testEngine) {
+		run, dir, _, ids := applyRedirectRun(t, te)
+		host := mountDir(t, "etc")
+		hostEtc := filepath.Join(host, "etc")
+		inContainer(t, te, ids["a"], "rm", "-rf", "/ws/shared")
+		inContainer(t, te, ids["a"], "ln", "-s", hostEtc, "/ws/shared")
+		if _, err := newRunner(te).Destroy(ctx(t), run); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "later.hcl")
+		must(t, os.WriteFile(path, []byte(fmt.Sprintf(`
+run %q {
+  %s
+}
+agent "b" {
+  image   = %q
+  command = ["sleep", "3600"]
+  mount {
+    source = "./ws/shared"
+    target = "/shared"
+  }
+}
+`, run, te.accept, testImage)), 0o644))
+		_, err := newRunner(te).Apply(ctx(t), load(t, path))
+		if err == nil || !strings.Contains(err.Error(), "someone else's symlink") || !strings.Contains(err.Error(), dir+"/ws/shared -> "+hostEtc) {
+			t.Errorf("apply: %v; want the agent's old link refused", err)
+		}
+		if ids := containerIDs(t, te, run); len(ids) != 0 {
+			noMountOf(t, te, ids["b"], hostEtc, "/shared")
+			t.Errorf("a refused apply created containers: %v", ids)
+		}
+	})
+}
+
+// Writable mounts of containers that are running, but not in the file
+// being applied, count too: another run's agent, and an agent this apply is
+// about to delete, write there while the apply runs.
+func TestMountSourceNestedInARunningContainersMount(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, te *testEngine) {
+		run, dir, _, _ := applyRedirectRun(t, te) // agent a writes ./ws
+		other := runName(t, te, "other")
+		destroyAtEnd(t, te, other)
+		body := func(run string) string {
+			return fmt.Sprintf(`
+run %q {
+  %s
+}
+agent "c" {
+  image   = %q
+  command = ["sleep", "3600"]
+  mount {
+    source = "./ws/shared"
+    target = "/shared"
+  }
+}
+`, run, te.accept, testImage)
+		}
+		for _, c := range []struct{ name, run, whose string }{
+			{"another run", other, fmt.Sprintf("of run %q's agent \"a\"", run)},
+			{"an agent apply deletes", run, "of agent \"a\"'s running container"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				path := filepath.Join(dir, c.run+".hcl")
+				must(t, os.WriteFile(path, []byte(body(c.run)), 0o644))
+				_, err := newRunner(te).Apply(ctx(t), load(t, path))
+				if err == nil || !strings.Contains(err.Error(), "lies inside the writable mount "+dir+"/ws "+c.whose) {
+					t.Errorf("apply: %v; want the running container's writable mount named", err)
+				}
+				if id, ok := containerIDs(t, te, c.run)["c"]; ok {
+					t.Errorf("a refused apply created c: %s", id)
+				}
+			})
+		}
+	})
+}

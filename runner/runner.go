@@ -68,7 +68,11 @@ type desiredAgent struct {
 // and the image ID, so rebuilding an image replaces its agents. Mount
 // sources are resolved here, from the host as it is now (see sources).
 func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, users map[string]string) ([]desiredAgent, error) {
-	srcs := config.CheckSources(cfg)
+	writers, err := r.liveWriters(ctx, cfg.Run.Name)
+	if err != nil {
+		return nil, err
+	}
+	srcs := config.CheckSources(cfg, writers...)
 	if err := srcs.Err(); err != nil {
 		return nil, err
 	}
@@ -333,7 +337,7 @@ func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action,
 	}
 	// The moment of use: the agent's old container is gone, so nothing of
 	// this run can write on the way to its sources any more (see sources).
-	if err := recheckSources(cfg, d); err != nil {
+	if err := r.recheckSources(ctx, cfg, d); err != nil {
 		return "", err
 	}
 	r.progress("%s: creating %s...", a.Agent, d.spec.Name)

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -19,11 +20,16 @@ import (
 //     runner.mount-sources label;
 //  2. in execute, right before the container is created, after the agent's
 //     old container was removed. From then until the engine mounts the
-//     paths at start, no container of this run can write on the way to
-//     them: another agent's writable mount never lies around or inside a
-//     source (refused), the agent's own old container is gone, and a
-//     container cannot rename its own mount point, so a shared directory's
-//     path stays put.
+//     paths at start, no runner container can write on the way to them:
+//     another agent's writable mount (in the file, or of any running
+//     container of any run) never lies around or inside a source
+//     (refused), the agent's own old container is gone, and a container
+//     cannot rename its own mount point, so a shared directory's path
+//     stays put.
+//
+// Links are followed only when the operator or root owns them, so a link an
+// agent planted at some earlier apply, in a directory no mount writes now,
+// is refused as well.
 
 // withSources is a with every mount's Source replaced by the host path it
 // resolved to, which is what the engine is given: no symlink left for the
@@ -45,11 +51,42 @@ func sourceMap(resolved config.Agent) map[string]string {
 	return m
 }
 
-// recheckSources resolves the agent's sources again at the moment of use and
-// refuses the create when they are refused now or resolve elsewhere than
-// when the spec was built.
-func recheckSources(cfg *config.Config, d desiredAgent) error {
-	reals, err := config.CheckSources(cfg).Agent(d.agent.Name)
+// liveWriters are the writable bind mounts of every runner container on the
+// engine, of any run, this one's included (until apply replaces or deletes
+// them): their agents can plant links there, and keep doing so while this
+// apply runs.
+func (r *Runner) liveWriters(ctx context.Context, run string) ([]config.Writer, error) {
+	list, err := r.Engine.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []config.Writer
+	for _, c := range list {
+		for _, m := range c.Mounts {
+			if m.ReadOnly {
+				continue
+			}
+			w := config.Writer{Agent: c.Agent, Path: m.Source, What: fmt.Sprintf("agent %q's running container %s", c.Agent, c.Name)}
+			if c.Run != run {
+				// No agent name has a space: never judged as one of ours.
+				w.Agent = "run " + c.Run + " agent " + c.Agent
+				w.What = fmt.Sprintf("run %q's agent %q (container %s)", c.Run, c.Agent, c.Name)
+			}
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// recheckSources resolves the agent's sources again at the moment of use,
+// with the containers running then, and refuses the create when they are
+// refused now or resolve elsewhere than when the spec was built.
+func (r *Runner) recheckSources(ctx context.Context, cfg *config.Config, d desiredAgent) error {
+	writers, err := r.liveWriters(ctx, cfg.Run.Name)
+	if err != nil {
+		return err
+	}
+	reals, err := config.CheckSources(cfg, writers...).Agent(d.agent.Name)
 	if err != nil {
 		return fmt.Errorf("not created: its mount sources changed during apply and are refused now:\n%w", err)
 	}

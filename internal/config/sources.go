@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -23,11 +26,26 @@ type Sources struct {
 	all   hcl.Diagnostics
 }
 
+// Writer is a writable bind mount from outside the file: one of a running
+// container (this run's, before apply replaces or deletes it, or another
+// run's). Sources may not nest with it, nor pass through a link in it, as
+// with the file's own writable mounts.
+type Writer struct {
+	// Agent is this run's agent the container belongs to, so its own
+	// mounts are judged as the agent's own; for another run, anything no
+	// agent name can be (e.g. `run "x" agent "y"`).
+	Agent string
+	Path  string // the host path the engine mounted
+	What  string // for messages: whose container, e.g. `agent "a"'s running container`
+}
+
 // CheckSources resolves every mount source of cfg on the host, without
 // following any symlink a container could have planted (see mountsrc), and
 // checks the resolved path as well as the written one against the paths that
-// are never mounted and the operator's secrets.
-func CheckSources(cfg *Config) *Sources {
+// are never mounted and the operator's secrets. writers are the writable
+// mounts of the containers already running (runner lists them from the
+// engine); validate has none to give.
+func CheckSources(cfg *Config, writers ...Writer) *Sources {
 	type ref struct {
 		agent string
 		m     Mount
@@ -40,11 +58,20 @@ func CheckSources(cfg *Config) *Sources {
 			srcs = append(srcs, mountsrc.Source{Agent: a.Name, Path: m.Source, Writable: !m.ReadOnly})
 		}
 	}
-	results := mountsrc.Resolve(srcs)
-	c := sourceChecker{forbidden: forbiddenSources(), sensitive: sensitiveSources(), dir: cfg.Dir, at: map[mountsrc.Source]hcl.Range{}}
+	c := sourceChecker{forbidden: forbiddenSources(), sensitive: sensitiveSources(), dir: cfg.Dir, whose: map[mountsrc.Source]string{}}
 	for i, r := range refs {
-		c.at[srcs[i]] = r.m.SourceRange
+		if srcs[i].Writable {
+			c.whose[srcs[i]] = "(" + at(r.m.SourceRange) + ")"
+		}
 	}
+	for _, w := range writers {
+		s := mountsrc.Source{Agent: w.Agent, Path: filepath.Clean(w.Path), Writable: true}
+		if _, dup := c.whose[s]; !dup && filepath.IsAbs(w.Path) {
+			srcs = append(srcs, s)
+			c.whose[s] = "of " + w.What
+		}
+	}
+	results := mountsrc.Resolve(srcs, trustedOwners())
 	s := &Sources{real: map[string][]string{}, diags: map[string]hcl.Diagnostics{}}
 	for _, a := range cfg.Agents {
 		s.real[a.Name] = []string{}
@@ -114,7 +141,22 @@ func (e *SourceError) Error() string {
 type sourceChecker struct {
 	forbidden, sensitive []forbiddenPath
 	dir                  string
-	at                   map[mountsrc.Source]hcl.Range
+	// whose says where each writable mount comes from: the file's line, or
+	// the running container (Writer.What).
+	whose map[mountsrc.Source]string
+}
+
+// writer describes the writable mount w (resolved to real), as seen from a
+// mount of agent.
+func (c sourceChecker) writer(agent string, w mountsrc.Source, real string) string {
+	if strings.HasPrefix(c.whose[w], "of ") {
+		return fmt.Sprintf("the writable mount %s %s", real, c.whose[w])
+	}
+	who := fmt.Sprintf("agent %q's", w.Agent)
+	if w.Agent == agent {
+		who = "this agent's own"
+	}
+	return fmt.Sprintf("%s writable mount %s %s", who, real, c.whose[w])
 }
 
 // check turns one mount's resolution into diagnostics.
@@ -141,6 +183,7 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 
 	var we *mountsrc.WalkError
 	var le *mountsrc.LinkError
+	var owe *mountsrc.OwnerError
 	var oe *mountsrc.OverlapError
 	switch {
 	case errors.As(r.Err, &we) && errors.Is(we.Err, fs.ErrNotExist):
@@ -151,20 +194,22 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 		return fail(hcl.DiagError, "Mount source does not exist", "%q is %s, which does not exist%s. Create it, or fix the path (a relative source is relative to the directory of %s).", m.raw, m.Source, missing, file)
 	case errors.As(r.Err, &we):
 		return fail(hcl.DiagError, "Cannot read mount source", "%q: %s.", m.raw, we)
-	case errors.As(r.Err, &le) || errors.As(r.Err, &oe):
+	case errors.As(r.Err, &le) || errors.As(r.Err, &owe) || errors.As(r.Err, &oe):
+		if owe != nil {
+			diags = fail(hcl.DiagError, "Mount source passes through someone else's symlink",
+				"%q resolves through the symlink %s -> %s, which belongs to uid %d: neither you nor root made it. A container makes its files as its agent's uid (possibly in a directory it could write at an earlier apply), and another local user as theirs; runner follows no one else's symlink on the way to a mount source. Replace the link with the directory itself, or name the real path as the source.",
+				m.raw, owe.Link.Path, owe.Link.Target, owe.Link.Owner)
+		}
 		if le != nil {
-			whose := fmt.Sprintf("agent %q's writable mount %s (%s)", le.Writer.Agent, le.WriterReal, at(c.at[le.Writer]))
-			if le.Writer.Agent == agent {
-				whose = fmt.Sprintf("this agent's own writable mount %s (%s)", le.WriterReal, at(c.at[le.Writer]))
-			}
+			whose := c.writer(agent, le.Writer, le.WriterReal)
 			diags = fail(hcl.DiagError, "Mount source passes through a symlink in a writable mount",
 				"%q resolves through the symlink %s -> %s, which lies inside %s. A container can write there, so it could have planted the link to redirect this mount to any host path; runner follows no symlink inside a writable mount. Replace the link with the directory itself, or name the real path as the source.",
 				m.raw, le.Link.Path, le.Link.Target, whose)
 		}
 		if errors.As(r.Err, &oe) {
 			diags = fail(hcl.DiagError, "Mount source overlaps another agent's writable mount",
-				"%q (%s) %s agent %q's writable mount %s (%s). That agent could replace a directory on the way with a symlink and redirect the mount. To share a directory, mount the same source into both agents; otherwise mount separate directories.",
-				m.raw, oe.Path, oe.Relation, oe.Other.Agent, oe.OtherPath, at(c.at[oe.Other]))
+				"%q (%s) %s %s. Its container could replace a directory on the way with a symlink and redirect the mount. To share a directory, mount the same source into both agents; otherwise mount separate directories.",
+				m.raw, oe.Path, oe.Relation, c.writer(agent, oe.Other, oe.OtherPath))
 		}
 		return diags
 	case r.Err != nil:
@@ -204,4 +249,16 @@ func fileKind(m fs.FileMode) string {
 	default:
 		return "special file"
 	}
+}
+
+// trustedOwners are the uids whose symlinks the walk follows: root and the
+// operator (under sudo, also the user who ran sudo).
+func trustedOwners() []uint32 {
+	uids := []uint32{0, uint32(os.Geteuid())}
+	if os.Geteuid() == 0 {
+		if u, err := strconv.ParseUint(os.Getenv("SUDO_UID"), 10, 32); err == nil {
+			uids = append(uids, uint32(u))
+		}
+	}
+	return uids
 }

@@ -100,6 +100,10 @@ type Container struct {
 	Health     string // "healthy", "unhealthy", "starting", or "" (no check, or not running)
 	Created    time.Time
 	Labels     map[string]string
+	// Mounts are its bind mounts as the engine lists them (ReadOnly false
+	// when writable): mount-source checks treat every writable one as a
+	// place its agent can plant links.
+	Mounts []Mount
 }
 
 // Spec is everything needed to create one hardened agent container. It is

@@ -5,7 +5,10 @@
 //
 //   - a link that lies inside any writable mount of the run: a container
 //     could have planted it there (its own writable mount included: the next
-//     apply would otherwise mount wherever the agent pointed it), and
+//     apply would otherwise mount wherever the agent pointed it),
+//   - a link that neither the operator nor root owns: a container made it
+//     (in a directory it could write at some earlier apply), or another
+//     local user did, and
 //   - a source that lies inside, or contains, another agent's writable
 //     mount: that agent could replace any directory on the way with a link
 //     between this check and the engine's mount.
@@ -23,7 +26,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // maxLinks bounds the symlinks one walk follows, as the kernel's ELOOP does.
@@ -44,16 +49,17 @@ type Result struct {
 	Mode fs.FileMode // of Real, from lstat
 	// Links are the symlinks the walk crossed, in order.
 	Links []Link
-	// Err is nil, a *WalkError, or a *LinkError and/or an *OverlapError
-	// (errors.As finds each).
+	// Err is nil, a *WalkError, or a *LinkError or *OwnerError and/or an
+	// *OverlapError (errors.As finds each).
 	Err error
 }
 
 // Link is a symlink the walk crossed: where it is (with every link before it
-// resolved) and what it says.
+// resolved), what it says, and who owns it.
 type Link struct {
 	Path   string
 	Target string
+	Owner  uint32 // uid
 }
 
 // WalkError is a source that cannot be resolved: a missing component, a
@@ -78,6 +84,18 @@ func (e *LinkError) Error() string {
 	return fmt.Sprintf("the symlink %s -> %s lies inside agent %q's writable mount %s", e.Link.Path, e.Link.Target, e.Writer.Agent, e.WriterReal)
 }
 
+// OwnerError is a symlink on the way to a source that neither the operator
+// nor root owns: a container made it (an agent's files belong to its uid),
+// or another local user did, possibly in a directory an agent could write
+// at some earlier apply.
+type OwnerError struct {
+	Link Link
+}
+
+func (e *OwnerError) Error() string {
+	return fmt.Sprintf("the symlink %s -> %s is owned by uid %d", e.Link.Path, e.Link.Target, e.Link.Owner)
+}
+
 // OverlapError is a source that lies inside, or contains, another agent's
 // writable mount.
 type OverlapError struct {
@@ -94,9 +112,10 @@ func (e *OverlapError) Error() string {
 }
 
 // Resolve resolves every source of a run together: whether a link or an
-// overlap is allowed depends on every writable mount. Results are in the
-// order of srcs.
-func Resolve(srcs []Source) []Result {
+// overlap is allowed depends on every writable mount. A link is followed
+// only when one of trusted (the operator's uid and root) owns it. Results
+// are in the order of srcs.
+func Resolve(srcs []Source, trusted []uint32) []Result {
 	res := make([]Result, len(srcs))
 	for i, s := range srcs {
 		res[i].Real, res[i].Links, res[i].Err = walk(s.Path)
@@ -122,14 +141,15 @@ func Resolve(srcs []Source) []Result {
 		if res[i].Err != nil {
 			continue
 		}
-		res[i].Err = policy(i, srcs, res[i], roots)
+		res[i].Err = policy(i, srcs, res[i], roots, trusted)
 	}
 	return res
 }
 
 // policy checks one resolved source against every writable mount: the
-// first planted link, and the first overlap, joined when both are found.
-func policy(i int, srcs []Source, r Result, roots []string) error {
+// first link that could be planted, and the first overlap, joined when both
+// are found.
+func policy(i int, srcs []Source, r Result, roots []string, trusted []uint32) error {
 	var link, overlap error
 links:
 	for _, l := range r.Links {
@@ -138,6 +158,10 @@ links:
 				link = &LinkError{Link: l, Writer: w, WriterReal: roots[j]}
 				break links
 			}
+		}
+		if !slices.Contains(trusted, l.Owner) {
+			link = &OwnerError{Link: l}
+			break
 		}
 	}
 	// Both as the file writes them (a link may have moved the real path
@@ -217,7 +241,11 @@ func walk(p string) (string, []Link, error) {
 		if err != nil {
 			return "", links, &WalkError{Path: next, Err: unwrapPath(err)}
 		}
-		links = append(links, Link{Path: next, Target: target})
+		owner := ^uint32(0) // unknown: trusted by nobody
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			owner = st.Uid
+		}
+		links = append(links, Link{Path: next, Target: target, Owner: owner})
 		if filepath.IsAbs(target) {
 			cur = "/"
 		}

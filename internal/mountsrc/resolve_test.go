@@ -9,6 +9,9 @@ import (
 	"testing"
 )
 
+// trustMe trusts links the test (the operator here) and root make.
+var trustMe = []uint32{0, uint32(os.Geteuid())}
+
 // tree builds dirs and links under a fresh directory and returns its real path.
 func tree(t *testing.T, dirs []string, links map[string]string) string {
 	t.Helper()
@@ -48,7 +51,7 @@ func TestResolveFollowsOperatorLinks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := Resolve([]Source{{Agent: "a", Path: src}, {Agent: "b", Path: filepath.Join(root, "ws"), Writable: true}})
+		res := Resolve([]Source{{Agent: "a", Path: src}, {Agent: "b", Path: filepath.Join(root, "ws"), Writable: true}}, trustMe)
 		if res[0].Err != nil || res[0].Real != want {
 			t.Errorf("%s resolved to %q, %v; want %q", p, res[0].Real, res[0].Err, want)
 		}
@@ -56,7 +59,7 @@ func TestResolveFollowsOperatorLinks(t *testing.T) {
 			t.Errorf("%s: mode %v, want a directory", p, res[0].Mode)
 		}
 	}
-	if res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, "up")}}); filepath.Base(res[0].Real) != "c" || len(res[0].Links) != 2 {
+	if res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, "up")}}, trustMe); filepath.Base(res[0].Real) != "c" || len(res[0].Links) != 2 {
 		t.Errorf("up: %+v; want $ROOT/c through two links", res[0])
 	}
 }
@@ -83,7 +86,7 @@ func TestResolveRefusesLinksInWritableMounts(t *testing.T) {
 		{"writable source through a link", []Source{{"a", ws, true}, {"a", ws + "/mid/x", true}}},
 	}
 	for _, c := range cases {
-		res := Resolve(c.srcs)
+		res := Resolve(c.srcs, trustMe)
 		if res[0].Err != nil {
 			t.Errorf("%s: the writable mount itself: %v", c.name, res[0].Err)
 		}
@@ -98,13 +101,13 @@ func TestResolveRefusesLinksInWritableMounts(t *testing.T) {
 	}
 	// The reviewer's case is also an overlap, though the link moved the
 	// real path out of the writable mount: the file nests them.
-	res := Resolve([]Source{{"a", ws, true}, {"b", ws + "/shared", false}})
+	res := Resolve([]Source{{"a", ws, true}, {"b", ws + "/shared", false}}, trustMe)
 	var oe *OverlapError
 	if !errors.As(res[1].Err, &oe) || oe.Relation != "lies inside" {
 		t.Errorf("b's ./ws/shared: %v; want the overlap with a's ./ws reported too", res[1].Err)
 	}
 	// The same link outside every writable mount is the operator's: followed.
-	res = Resolve([]Source{{"a", root + "/other", true}, {"b", ws + "/shared", false}})
+	res = Resolve([]Source{{"a", root + "/other", true}, {"b", ws + "/shared", false}}, trustMe)
 	if res[1].Err != nil || res[1].Real != root+"/host/etc" {
 		t.Errorf("no writable mount around the link: %q, %v; want it followed", res[1].Real, res[1].Err)
 	}
@@ -130,7 +133,7 @@ func TestResolveOverlaps(t *testing.T) {
 		{"read-only mounts may nest", []Source{{"a", ws, false}, {"b", ws + "/shared", false}}, ""},
 		{"unrelated", []Source{{"a", ws, true}, {"b", root + "/other", true}}, ""},
 	} {
-		res := Resolve(c.srcs)
+		res := Resolve(c.srcs, trustMe)
 		var oe *OverlapError
 		switch {
 		case c.relation == "" && res[1].Err != nil:
@@ -155,14 +158,44 @@ func TestResolveWalkErrors(t *testing.T) {
 		"file/x":   nil,
 		"loop1":    nil,
 	} {
-		res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, p)}})
+		res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, p)}}, trustMe)
 		var we *WalkError
 		if !errors.As(res[0].Err, &we) || (want != nil && !errors.Is(res[0].Err, want)) {
 			t.Errorf("%s: %v; want a WalkError (%v)", p, res[0].Err, want)
 		}
 	}
-	res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, "file")}})
+	res := Resolve([]Source{{Agent: "a", Path: filepath.Join(root, "file")}}, trustMe)
 	if res[0].Err != nil || !res[0].Mode.IsRegular() {
 		t.Errorf("a regular file: %+v", res[0])
+	}
+}
+
+// A link nobody trusted made is refused wherever it is, also outside every
+// writable mount of the run: a directory an agent could write at an earlier
+// apply (or another local user's) keeps what was planted there. The test's
+// links are its own, so trusting another uid stands for an agent's link.
+func TestResolveRefusesLinksOfOtherOwners(t *testing.T) {
+	root := tree(t, []string{"old-ws/real", "host/etc"}, map[string]string{
+		"old-ws/shared": "$ROOT/host/etc",
+		"via":           "old-ws/shared",
+	})
+	me := uint32(os.Geteuid())
+	notMe := []uint32{me + 1}
+	for _, p := range []string{"old-ws/shared", "via"} {
+		res := Resolve([]Source{{Agent: "b", Path: root + "/" + p}}, notMe)
+		oe, ok := errors.AsType[*OwnerError](res[0].Err)
+		if !ok || oe.Link.Owner != me || oe.Link.Path != root+"/"+p {
+			t.Errorf("%s: %q, %v; want the first untrusted link refused", p, res[0].Real, res[0].Err)
+		}
+		if res := Resolve([]Source{{Agent: "b", Path: root + "/" + p}}, []uint32{me}); res[0].Err != nil {
+			t.Errorf("%s with its owner trusted: %v", p, res[0].Err)
+		}
+	}
+	if res := Resolve([]Source{{Agent: "b", Path: root + "/via"}}, nil); res[0].Err == nil {
+		t.Error("trusting nobody followed a link")
+	}
+	// No link on the way: nothing to trust.
+	if res := Resolve([]Source{{Agent: "b", Path: root + "/old-ws/real"}}, nil); res[0].Err != nil {
+		t.Errorf("a path without links: %v", res[0].Err)
 	}
 }

@@ -149,6 +149,7 @@ func (e *Engine) List(ctx context.Context, run string) ([]engine.Container, erro
 			Health:     listHealth(c.Status),
 			Created:    time.Unix(c.Created, 0),
 			Labels:     c.Labels,
+			Mounts:     listMounts(c.Mounts),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Agent < out[j].Agent })
