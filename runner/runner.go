@@ -251,6 +251,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 		return ApplyResult{}, fmt.Errorf("preparing run %q's state in %s: %w", cfg.Run.Name, st.Dir(), err)
 	}
 	r.ownCredentials(ctx, st, info, ds)
+	r.warnUnwritableMounts(ctx, info, ds)
 	if err := r.ensureRelay(ctx, st, changed); err != nil {
 		return ApplyResult{}, err
 	}

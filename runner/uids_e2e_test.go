@@ -28,6 +28,9 @@ func TestAgentUIDs(t *testing.T) {
 	}
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "uids")
+		ws := t.TempDir()
+		os.Chmod(ws, 0o755)
+		os.Chmod(filepath.Dir(ws), 0o755) // reachable by a rootless daemon's uid
 		cfg, _ := writeConfig(t, fmt.Sprintf(`
 run %q {
   %s
@@ -47,17 +50,30 @@ agent "b" {
     source = %q
     target = "/probe"
   }
+  mount {
+    source    = %q
+    target    = "/ws"
+    read_only = false
+  }
 }
 agent "c" {
   image   = %q
   command = ["sleep", "infinity"]
   user    = "2345:2346"
 }
-`, run, te.accept, testImage, bins, testImage, bins, testImage))
+`, run, te.accept, testImage, bins, testImage, bins, ws, testImage))
 		destroyAtEnd(t, te, run)
-		res, err := newRunner(te).Apply(ctx(t), cfg)
+		var progress strings.Builder
+		r := newRunner(te)
+		r.Progress = &progress
+		res, err := r.Apply(ctx(t), cfg)
 		if err != nil {
 			t.Fatalf("apply: %v", err)
+		}
+		// b's writable mount is the operator's (0755): apply says b cannot
+		// write it, with b's uid and the fix.
+		if !strings.Contains(progress.String(), "b: warning: it runs as uid") || !strings.Contains(progress.String(), "setfacl -m u:") {
+			t.Errorf("apply did not warn that b cannot write %s:\n%s", ws, progress.String())
 		}
 
 		type agent struct {

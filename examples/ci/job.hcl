@@ -40,7 +40,7 @@ agent "tests" {
     read_only = true
   }
   mount {
-    source    = "out" # must be writable by the agent's uid 1000: see README.md
+    source    = "out" # must be writable by the agent's own uid: see README.md
     target    = "/out"
     read_only = false
   }

@@ -1,7 +1,7 @@
 # A throwaway, locked-down dev sandbox: an interactive shell with the
 # workspace mounted read-write. Nothing else of your machine is reachable.
 #
-#   chmod 0777 examples/sandbox/workspace      # uid 1000 in the container must write it
+#   chmod 0777 examples/sandbox/workspace      # the agent's own uid (40000-44095) must write it
 #   runner apply  examples/sandbox/dev.hcl
 #   runner attach examples/sandbox/dev.hcl dev --write     # type; Ctrl-b d detaches
 #   runner destroy examples/sandbox/dev.hcl
