@@ -2,12 +2,14 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"time"
 
 	"github.com/runner-dev/runner/internal/config"
-	"github.com/runner-dev/runner/internal/shim"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/internal/termsafe"
 )
 
 // AttachOptions says how to attach to an agent's pane.
@@ -23,17 +25,6 @@ type AttachOptions struct {
 	Resized <-chan struct{}
 	// Term is the local terminal type (TERM) for the tmux client.
 	Term string
-}
-
-// tmuxAttachArgv is the tmux client the exec runs in the container.
-func tmuxAttachArgv(write bool) []string {
-	argv := []string{"tmux", "-u", "-S", shim.DefaultSocket, "attach-session", "-t", shim.SessionName}
-	if !write {
-		// ignore-size: a watcher's small terminal must not shrink the
-		// agent's window.
-		argv = append(argv, "-f", "read-only,ignore-size")
-	}
-	return argv
 }
 
 // Attach connects the operator's terminal to an agent's live pane until the
@@ -55,11 +46,21 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 	if term == "" {
 		term = "xterm-256color"
 	}
-	tty, err := r.Engine.ExecTTY(ctx, c.ID, tmuxAttachArgv(o.Write), []string{"TERM=" + term, "LANG=C.UTF-8"}, o.Write, rows, cols)
+	// runner-agent becomes the tmux client, marked with id so that the
+	// client can be ended on detach (the engine leaves it running).
+	var idb [16]byte
+	rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	argv := []string{agentBin, "attach", "--id", id}
+	if o.Write {
+		argv = append(argv, "--write")
+	}
+	tty, err := r.Engine.ExecTTY(ctx, c.ID, argv, []string{"TERM=" + term, "LANG=C.UTF-8"}, o.Write, rows, cols)
 	if err != nil {
 		return err
 	}
 	defer tty.Close()
+	defer r.endAttach(ctx, c.ID, id)
 	// API 1.41 daemons ignore the size given at create; set it now.
 	go func() {
 		time.Sleep(100 * time.Millisecond)
@@ -75,9 +76,12 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 		r.auditRun(st, "detach", agent, mode+", attached for "+time.Since(start).Round(time.Second).String())
 	}()
 
+	// What the tmux client prints is the agent's: a terminal view of it,
+	// and nothing else, reaches the operator's terminal.
+	out := termsafe.NewViewWriter(o.Out)
 	done := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(o.Out, tty)
+		_, err := io.Copy(out, tty)
 		done <- err
 	}()
 	if o.Write && o.In != nil {
@@ -97,6 +101,17 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 				}
 			}
 		}
+	}
+}
+
+// endAttach ends the attach's tmux client in the container, with a context
+// of its own: it must run after the operator's ctx was cancelled.
+func (r *Runner) endAttach(ctx context.Context, container, id string) {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	res, err := r.Engine.Exec(ectx, container, "", []string{agentBin, "attach", "--end", id})
+	if err != nil || res.ExitCode != 0 {
+		r.log().Warn("could not end the attach's tmux client in the container", "error", err, "exit", res.ExitCode, "stderr", stderrLine(res))
 	}
 }
 

@@ -108,9 +108,13 @@ func TestWatch(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "watch")
 		destroyAtEnd(t, te, run)
-		cfg, path := writeConfig(t, teamConfig(run, te, map[string]string{
-			"x": `["sh", "-c", "echo I am x; cat"]`, "y": `["sh", "-c", "echo I am y; cat"]`, "z": `["sh", "-c", "echo I am z; cat"]`,
-		}))
+		// Each agent tries to pass as the next one: its tmux server's
+		// titles, its pane's title, OSC 2 and the screen title sequence.
+		retitle := func(self, other string) string {
+			return fmt.Sprintf(`["sh", "-c", %q]`, "sleep 1; tmux set -g set-titles on; tmux set -g set-titles-string "+other+"; tmux select-pane -T "+other+
+				"; echo I am "+self+"; while :; do printf '\\033]2;"+other+"\\007\\033k"+other+"\\033\\\\'; echo retitled; sleep 1; done")
+		}
+		cfg, path := writeConfig(t, teamConfig(run, te, map[string]string{"x": retitle("x", "y"), "y": retitle("y", "z"), "z": retitle("z", "x")}))
 		r := newRunner(te)
 		if _, err := r.Apply(ctx(t), cfg); err != nil {
 			t.Fatal(err)
@@ -129,10 +133,6 @@ func TestWatch(t *testing.T) {
 			out, _ := c.CombinedOutput()
 			return string(out)
 		}
-		titles := strings.Fields(list())
-		if strings.Join(titles, ",") != "x,y,z" {
-			t.Errorf("watch panes are titled %v, want x,y,z", titles)
-		}
 		for _, a := range []string{"x", "y", "z"} {
 			c := exec.Command("tmux", "capture-pane", "-p", "-t", session+"."+map[string]string{"x": "0", "y": "1", "z": "2"}[a])
 			c.Env = h.env
@@ -150,6 +150,34 @@ func TestWatch(t *testing.T) {
 				c = exec.Command(c.Path, c.Args[1:]...)
 				c.Env = h.env
 			}
+		}
+		// The agents have printed their retitling at the watch a few times.
+		for _, a := range []string{"x", "y", "z"} {
+			c := exec.Command("tmux", "capture-pane", "-p", "-t", session+"."+map[string]string{"x": "0", "y": "1", "z": "2"}[a])
+			c.Env = h.env
+			for try := 0; try < 100; try++ {
+				out, _ := c.CombinedOutput()
+				if strings.Count(string(out), "retitled") >= 3 {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+				c = exec.Command(c.Path, c.Args[1:]...)
+				c.Env = h.env
+			}
+		}
+		// What the border shows is the true name, and so is the title.
+		var labels []string
+		for i := range 3 {
+			c := exec.Command("tmux", "display-message", "-p", "-t", fmt.Sprintf("%s.%d", session, i), "#{E:pane-border-format}")
+			c.Env = h.env
+			out, _ := c.CombinedOutput()
+			labels = append(labels, strings.TrimSpace(string(out)))
+		}
+		if strings.Join(labels, ",") != "x,y,z" {
+			t.Errorf("watch pane borders show %q, want x,y,z", labels)
+		}
+		if titles := strings.Fields(list()); strings.Join(titles, ",") != "x,y,z" {
+			t.Errorf("watch panes are titled %v, want x,y,z", titles)
 		}
 		kill := exec.Command("tmux", "kill-session", "-t", session)
 		kill.Env = h.env

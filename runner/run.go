@@ -20,6 +20,7 @@ import (
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/termsafe"
 )
 
 // Exit codes of a job besides the agents' own statuses (the conventions of
@@ -426,15 +427,18 @@ func (r *Runner) captureAll(ctx context.Context, ids map[string]string, results 
 // capture reads an agent's whole scrollback; for a container that is gone or
 // unreadable it falls back to the engine's log of init (ok is then false).
 func (r *Runner) capture(ctx context.Context, id string) (text string, ok bool) {
-	out, err := r.Engine.Exec(ctx, id, "", []string{agentBin, "capture", "--lines", "0"})
-	if err == nil && out.ExitCode == 0 {
-		return cleanScrollback(out.Stdout), true
+	out, err := r.captureText(ctx, id, 0, false)
+	if err == nil {
+		return cleanScrollback(out), true
 	}
 	logs, lerr := r.Engine.Logs(ctx, id, 50)
 	if lerr != nil {
 		r.log().Warn("cannot read the agent's output", "container", shortID(id), "error", err)
 	}
-	return strings.TrimRight(logs, "\n"), false
+	if errors.Is(err, errForged) {
+		logs += "\n[runner: the pane's capture was rejected: " + err.Error() + "]"
+	}
+	return strings.TrimRight(termsafe.Text(logs), "\n"), false
 }
 
 // cleanScrollback drops tmux's "Pane is dead (...)" line and the blank

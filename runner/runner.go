@@ -21,6 +21,7 @@ import (
 	"github.com/runner-dev/runner/internal/plan"
 	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/internal/termsafe"
 )
 
 // Runner carries what every operation needs.
@@ -412,7 +413,7 @@ func (r *Runner) waitReady(ctx context.Context, id string) error {
 		}
 		if obs.State != "running" && obs.State != "created" {
 			logs, _ := r.Engine.Logs(ctx, id, 20)
-			return fmt.Errorf("container %s during start (exit code %d): %s", obs.State, obs.ExitCode, strings.TrimSpace(logs))
+			return fmt.Errorf("container %s during start (exit code %d): %s", obs.State, obs.ExitCode, strings.TrimSpace(termsafe.Text(logs)))
 		}
 		if obs.State == "running" {
 			st, err := r.paneState(ctx, id)
@@ -422,7 +423,7 @@ func (r *Runner) waitReady(ctx context.Context, id string) error {
 		}
 		if time.Now().After(deadline) {
 			logs, _ := r.Engine.Logs(ctx, id, 20)
-			return fmt.Errorf("agent's tmux session did not come up within %s: %s", timeout, strings.TrimSpace(logs))
+			return fmt.Errorf("agent's tmux session did not come up within %s: %s", timeout, strings.TrimSpace(termsafe.Text(logs)))
 		}
 		select {
 		case <-ctx.Done():

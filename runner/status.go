@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/runner-dev/runner/internal/relay"
 	"github.com/runner-dev/runner/internal/shim"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/internal/termsafe"
 )
 
 // agentBin is where the in-container program lives in every agent image.
@@ -30,12 +30,12 @@ func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
 	if err != nil {
 		return PaneState{}, err
 	}
-	var st PaneState
-	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
-		return PaneState{}, fmt.Errorf("runner-agent status exited %d: unreadable output %q: %s", res.ExitCode, res.Stdout, strings.TrimSpace(res.Stderr))
+	st, err := decodePaneState(res)
+	if err != nil {
+		return PaneState{}, err
 	}
 	if res.ExitCode != 0 || !st.Tmux {
-		return PaneState{}, fmt.Errorf("runner-agent status exited %d: %s %s", res.ExitCode, st.Error, strings.TrimSpace(res.Stderr))
+		return PaneState{}, fmt.Errorf("runner-agent status exited %d: %s %s", res.ExitCode, st.Error, stderrLine(res))
 	}
 	return st, nil
 }
@@ -154,6 +154,7 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 		}
 	}
 	rep.Relay, rep.OperatorInbox = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
+	plainReport(&rep)
 	return rep, nil
 }
 
@@ -285,18 +286,62 @@ func (r *Runner) Capture(ctx context.Context, cfg *config.Config, agent string, 
 	if err != nil {
 		return "", err
 	}
-	argv := []string{agentBin, "capture"}
+	text, err := r.captureText(ctx, c.ID, defaultLines(lines), false)
+	if err != nil {
+		return "", fmt.Errorf("capture %s: %w", agent, err)
+	}
+	return text, nil
+}
+
+// CaptureRaw is Capture with the pane's colours and attributes as escape
+// sequences, not sanitized: they act on a terminal they are printed on.
+func (r *Runner) CaptureRaw(ctx context.Context, cfg *config.Config, agent string, lines int) (string, error) {
+	c, err := r.container(ctx, cfg, agent)
+	if err != nil {
+		return "", err
+	}
+	text, err := r.captureText(ctx, c.ID, defaultLines(lines), true)
+	if err != nil {
+		return "", fmt.Errorf("capture %s: %w", agent, err)
+	}
+	return text, nil
+}
+
+// defaultLines: Capture's lines 0 is runner-agent's default.
+func defaultLines(lines int) int {
 	if lines > 0 {
+		return lines
+	}
+	return -1
+}
+
+// captureText runs `runner-agent capture --framed` and checks what it
+// printed; lines is its --lines (0: the whole scrollback, -1: its default).
+func (r *Runner) captureText(ctx context.Context, id string, lines int, raw bool) (string, error) {
+	argv := []string{agentBin, "capture", "--framed"}
+	if lines >= 0 {
 		argv = append(argv, "--lines", strconv.Itoa(lines))
 	}
-	res, err := r.Engine.Exec(ctx, c.ID, "", argv)
+	if raw {
+		argv = append(argv, "--raw")
+	}
+	res, err := r.Engine.Exec(ctx, id, "", argv)
 	if err != nil {
 		return "", err
 	}
 	if res.ExitCode != 0 {
-		return "", fmt.Errorf("capture %s: runner-agent exited %d: %s", agent, res.ExitCode, strings.TrimSpace(res.Stderr))
+		return "", fmt.Errorf("runner-agent exited %d: %s", res.ExitCode, stderrLine(res))
 	}
-	return res.Stdout, nil
+	return decodeCapture(res, raw)
+}
+
+// stderrLine is a helper's standard error as one line of plain text.
+func stderrLine(res engine.ExecResult) string {
+	s := res.Stderr
+	if len(s) > 4<<10 {
+		s = s[len(s)-4<<10:]
+	}
+	return strings.TrimSpace(termsafe.Line(s))
 }
 
 // agentOf finds an agent of the config by name.

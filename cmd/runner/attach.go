@@ -34,6 +34,12 @@ func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := runner.AttachOptions{Write: write, Out: stdout, Term: os.Getenv("TERM")}
+	// Said before the terminal goes raw: stderr is plain text, without \r.
+	if write {
+		fmt.Fprintf(stderr, "Attached to %s with WRITE access (audited). Detach: Ctrl-b d.\n", rest[0])
+	} else {
+		fmt.Fprintf(stderr, "Attached to %s read-only: keys are not sent. Detach: Ctrl-b d, Ctrl-c or q.\n", rest[0])
+	}
 	fd := int(os.Stdin.Fd())
 	if term.IsTerminal(fd) {
 		old, err := term.MakeRaw(fd)
@@ -65,10 +71,8 @@ func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io
 		o.Resized = resized
 	}
 	if write {
-		fmt.Fprintf(stderr, "Attached to %s with WRITE access (audited). Detach: Ctrl-b d.\r\n", rest[0])
 		o.In = os.Stdin
 	} else {
-		fmt.Fprintf(stderr, "Attached to %s read-only: keys are not sent. Detach: Ctrl-b d, Ctrl-c or q.\r\n", rest[0])
 		// Keys are read here and never forwarded; only the detach keys
 		// mean anything.
 		go func() {
@@ -92,6 +96,9 @@ func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io
 	}
 	return newRunner(g, eng, nil).Attach(ctx, cfg, rest[0], o)
 }
+
+// watchLabel is the pane option that names a watch pane's agent.
+const watchLabel = "@runner_agent"
 
 // cmdWatch opens a local tmux session with one read-only pane per agent,
 // each running `runner attach FILE AGENT`. Closing it touches no agent.
@@ -125,6 +132,9 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	if _, err := run("has-session", "-t", "="+session); err == nil {
 		fmt.Fprintf(stderr, "Watch session %s exists; attaching to it.\n", session)
 	} else {
+		// A tmux server of the operator's own keeps its clipboard setting;
+		// one this command starts has none.
+		_, serverErr := run("list-sessions")
 		attach := func(agent string) []string {
 			argv := []string{"--", self, "attach", cfg.File, agent}
 			for k, v := range g.vars {
@@ -145,12 +155,29 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 			if err != nil {
 				return err
 			}
+			// The label is a pane user option: what a pane prints can set
+			// its title (OSC 2) but not this.
+			if _, err := run("set-option", "-p", "-t", pane, watchLabel, a.Name); err != nil {
+				return err
+			}
 			if _, err := run("select-pane", "-t", pane, "-T", a.Name); err != nil {
 				return err
 			}
 		}
-		for _, opt := range [][2]string{{"pane-border-status", "top"}, {"pane-border-format", " #{pane_title} "}, {"allow-rename", "off"}} {
-			if _, err := run("set-option", "-t", session, opt[0], opt[1]); err != nil {
+		// Panes show termsafe views already; these keep tmux itself from
+		// passing anything on if something got through.
+		for _, opt := range [][]string{
+			{"-t", session, "pane-border-status", "top"},
+			{"-t", session, "pane-border-format", " #{" + watchLabel + "} "},
+			{"-w", "-t", session, "allow-rename", "off"},
+			{"-w", "-t", session, "allow-passthrough", "off"},
+		} {
+			if _, err := run(append([]string{"set-option"}, opt...)...); err != nil {
+				return err
+			}
+		}
+		if serverErr != nil {
+			if _, err := run("set-option", "-s", "set-clipboard", "off"); err != nil {
 				return err
 			}
 		}

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/term"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -340,9 +342,13 @@ func dash(s string) string {
 }
 
 func cmdCapture(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	var lines int
+	var (
+		lines int
+		raw   bool
+	)
 	cfg, rest, err := fileCommand(g, "capture", args, stderr, func(fs *flag.FlagSet) {
 		fs.IntVar(&lines, "lines", 0, "also print up to N lines of scrollback above the screen")
+		fs.BoolVar(&raw, "raw", false, "keep the pane's colours as escape sequences, unfiltered (they act on your terminal)")
 	}, 1, " AGENT")
 	if err != nil {
 		return err
@@ -355,12 +361,29 @@ func cmdCapture(ctx context.Context, g *globals, args []string, stdout, stderr i
 		return err
 	}
 	defer eng.Close()
+	if raw {
+		warnRaw(stdout, stderr, "capture")
+		out, err := newRunner(g, eng, nil).CaptureRaw(ctx, cfg, rest[0], lines)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, out)
+		return err
+	}
 	out, err := newRunner(g, eng, nil).Capture(ctx, cfg, rest[0], lines)
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, out)
+	_, err = io.WriteString(termsafe.NewPlainWriter(stdout), out)
 	return err
+}
+
+// warnRaw says on stderr, when stdout is a terminal, that raw bytes from a
+// container are about to act on it.
+func warnRaw(stdout, stderr io.Writer, cmd string) {
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(stderr, "Warning: %s --raw prints the agent's bytes unfiltered: escape sequences in them act on this terminal (title, clipboard, links, answers typed back). Redirect to a file, or leave out --raw.\n", cmd)
+	}
 }
 
 func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {

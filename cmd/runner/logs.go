@@ -14,6 +14,7 @@ import (
 	"github.com/runner-dev/runner/internal/transcript"
 
 	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -35,9 +36,13 @@ func cmdLogs(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		return err
 	}
 	if verify {
-		return verifyTranscript(g, cfg, rest[0], stdout)
+		return verifyTranscript(g, cfg, rest[0], termsafe.NewPlainWriter(stdout))
 	}
-	o := runner.LogsOptions{Follow: follow, Raw: raw, Out: stdout, Err: stderr}
+	o := runner.LogsOptions{Follow: follow, Raw: raw, Out: termsafe.NewPlainWriter(stdout), Err: stderr}
+	if raw {
+		warnRaw(stdout, stderr, "logs")
+		o.Out = stdout
+	}
 	if since != "" {
 		if o.Since, err = parseSince(since, time.Now()); err != nil {
 			return err

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/runner-dev/runner/internal/termsafe"
 )
 
 const usage = `Usage: runner [global flags] COMMAND [args]
@@ -59,7 +61,8 @@ func main() {
 	case errors.As(err, &ee):
 		os.Exit(ee.code)
 	default:
-		fmt.Fprintln(os.Stderr, "Error:", err)
+		// Errors may quote what a container said.
+		fmt.Fprintln(os.Stderr, "Error:", termsafe.Line(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -172,8 +175,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Error: unknown command %q; commands: %s (see runner --help)\n", name, strings.Join(known, ", "))
 		return exitError{2}
 	}
-	return cmd.run(ctx, g, args[1:], stdout, stderr)
+	// Nothing a command prints reaches the terminal unfiltered: whatever
+	// of it came from a container is plain text by the time it is written.
+	// The commands that show a terminal view or raw bytes on request filter
+	// their standard output themselves.
+	if !ownStdout[name] {
+		stdout = termsafe.NewPlainWriter(stdout)
+	}
+	return cmd.run(ctx, g, args[1:], stdout, termsafe.NewPlainWriter(stderr))
 }
+
+// ownStdout are the commands that filter their standard output themselves:
+// attach (termsafe.View), watch (a tmux client of panes running attach),
+// and logs and capture (plain, unless --raw).
+var ownStdout = map[string]bool{"attach": true, "watch": true, "logs": true, "capture": true}
 
 // setupLog builds the logger once the command's flags are parsed.
 func (g *globals) setupLog(stderr io.Writer) hclog.Logger {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/runner-dev/runner/internal/audit"
+	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -93,7 +94,9 @@ func cmdAudit(ctx context.Context, g *globals, args []string, stdout, stderr io.
 			fmt.Fprintln(stdout, sc.Text())
 			continue
 		}
-		fmt.Fprintf(stdout, "%5d %s %-13s %-10s %-10s %s\n", e.Seq, e.Time, e.Event, dash(e.Actor), dash(e.Target), strings.TrimSpace(e.Detail))
+		// One line per entry, whatever a field holds.
+		l := termsafe.Line
+		fmt.Fprintf(stdout, "%5d %s %-13s %-10s %-10s %s\n", e.Seq, l(e.Time), l(e.Event), l(dash(e.Actor)), l(dash(e.Target)), strings.TrimSpace(l(e.Detail)))
 	}
 	return sc.Err()
 }

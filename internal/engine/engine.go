@@ -217,9 +217,15 @@ type Stream interface {
 	Wait(ctx context.Context) (code int, stderr string, err error)
 }
 
-// ExecResult is the outcome of Exec.
+// ExecResult is the outcome of Exec. Output beyond MaxExecOutput per
+// stream is discarded and Truncated set: what a container prints is
+// hostile, and must not fill the host's memory.
 type ExecResult struct {
-	Stdout   string
-	Stderr   string
-	ExitCode int
+	Stdout    string
+	Stderr    string
+	ExitCode  int
+	Truncated bool
 }
+
+// MaxExecOutput bounds what Exec keeps of each of stdout and stderr.
+const MaxExecOutput = 16 << 20

@@ -482,7 +482,11 @@ func (b *builder) agent(agentBin string) error {
 	}
 	name := rel(AgentPath)
 	b.parents(name)
-	return b.put(&entry{name: name, typ: tar.TypeReg, mode: 0o755, src: agentBin, size: fi.Size(), sum: sum})
+	// Execute-only for the agent (owned by root, 0711): a process started
+	// from a file its user cannot read is not dumpable, so the agent cannot
+	// open the pipes of the helpers the operator's commands run
+	// (/proc/PID/fd) nor read their memory, and cannot forge their output.
+	return b.put(&entry{name: name, typ: tar.TypeReg, mode: 0o711, src: agentBin, size: fi.Size(), sum: sum})
 }
 
 // rangeEntries is one line per uid runner allocates to agents

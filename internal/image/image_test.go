@@ -204,7 +204,7 @@ func TestContext(t *testing.T) {
 		resolve(t, m, "/usr/lib/git-core/git-upload-pack")
 		resolve(t, m, "/usr/share/git-core/templates/description")
 	}
-	if e := resolve(t, m, AgentPath); e.hdr.Mode != 0o755 || e.hdr.Size == 0 {
+	if e := resolve(t, m, AgentPath); e.hdr.Mode != 0o711 || e.hdr.Size == 0 {
 		t.Errorf("runner-agent: %+v", e.hdr)
 	}
 	resolve(t, m, "/lib/terminfo/t/tmux-256color")

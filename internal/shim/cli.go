@@ -8,15 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 )
 
 const usage = `usage:
   runner-agent init [--socket PATH] -- COMMAND [ARG...]   container entrypoint (PID 1)
   runner-agent exec [--note TEXT] -- COMMAND [ARG...]     exec COMMAND (what runs in the pane)
-  runner-agent capture [--lines N] [--socket PATH]        print the agent pane's text
+  runner-agent capture [--lines N] [--raw] [--framed]     print the agent pane's text
   runner-agent status [--socket PATH]                     print the agent pane's state as JSON
   runner-agent health [--socket PATH]                     the container's health check: exit 0 if tmux and the agent's pane are up, else 1
+  runner-agent attach --id ID [--write] | --end ID        an operator's tmux client; end one
 
 messaging (through the run's relay):
   runner-agent send TO MESSAGE        send MESSAGE to agent TO (MESSAGE - reads stdin); prints its id
@@ -50,10 +52,12 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "capture":
 		fs, socket := flags("capture", stderr)
 		lines := fs.Int("lines", 100, "print the last `N` lines of scrollback and screen (0: all of it)")
+		framed := fs.Bool("framed", false, "print a header with the text's length first (what runner reads)")
+		raw := fs.Bool("raw", false, "keep colours and attributes as escape sequences")
 		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
 			return ExitUsage
 		}
-		return capture(stdout, stderr, *socket, *lines)
+		return capture(stdout, stderr, *socket, *lines, *framed, *raw)
 	case "status":
 		fs, socket := flags("status", stderr)
 		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
@@ -68,6 +72,8 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return health(stdout, *socket)
 	case "stream":
 		return cmdStream(args[1:], stdin, stdout, stderr)
+	case "attach":
+		return cmdAttach(args[1:], stderr)
 	case "send":
 		return cmdSend(args[1:], stdin, stdout, stderr)
 	case "peers":
@@ -103,14 +109,28 @@ func agentPane(ctx context.Context, t *Tmux) (string, error) {
 	return id, nil
 }
 
-func capture(stdout, stderr io.Writer, socket string, lines int) int {
+// CaptureHeader starts `runner-agent capture --framed` output: the header
+// is CaptureHeader, the text's length in bytes and a newline, then exactly
+// that text, then nothing. The runner rejects anything else, so bytes
+// written into the helper's output by someone else do not pass silently.
+const CaptureHeader = "runner-agent capture v1 "
+
+func capture(stdout, stderr io.Writer, socket string, lines int, framed, raw bool) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	t := &Tmux{Socket: socket}
 	pane, err := agentPane(ctx, t)
 	if err == nil {
 		var text string
-		if text, err = t.Capture(ctx, pane, lines); err == nil {
+		if raw {
+			text, err = t.CaptureRaw(ctx, pane, lines)
+		} else {
+			text, err = t.Capture(ctx, pane, lines)
+		}
+		if err == nil {
+			if framed {
+				text = CaptureHeader + strconv.Itoa(len(text)) + "\n" + text
+			}
 			io.WriteString(stdout, text)
 			return 0
 		}

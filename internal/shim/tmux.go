@@ -425,17 +425,34 @@ func zombieChildren(parent int) map[int]bool {
 // stripped so the result is safe to print on an operator's terminal.
 // lines <= 0 captures the whole scrollback.
 func (t *Tmux) Capture(ctx context.Context, target string, lines int) (string, error) {
+	return t.capture(ctx, target, lines, false)
+}
+
+// CaptureRaw is Capture with the pane's colours and attributes as escape
+// sequences (capture-pane -e), nothing sanitized: for `capture --raw`.
+func (t *Tmux) CaptureRaw(ctx context.Context, target string, lines int) (string, error) {
+	return t.capture(ctx, target, lines, true)
+}
+
+func (t *Tmux) capture(ctx context.Context, target string, lines int, raw bool) (string, error) {
 	start := "-"
 	if lines > 0 {
 		// -S -N: N lines of scrollback plus the screen. That always holds the
 		// last N non-blank lines, since trailing blank lines lie on the screen.
 		start = "-" + strconv.Itoa(lines)
 	}
-	out, err := t.exec(ctx, "capture-pane", "-p", "-J", "-S", start, "-t", target)
+	args := []string{"capture-pane", "-p", "-J", "-S", start, "-t", target}
+	if raw {
+		args = append(args, "-e")
+	}
+	out, err := t.exec(ctx, args...)
 	if err != nil {
 		return "", err
 	}
-	ls := strings.Split(sanitize(out), "\n")
+	if !raw {
+		out = sanitize(out)
+	}
+	ls := strings.Split(out, "\n")
 	for i := range ls {
 		ls[i] = strings.TrimRight(ls[i], " \t")
 	}

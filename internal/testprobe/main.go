@@ -90,6 +90,10 @@ func main() {
 	case "syscall1":
 		n, _ := strconv.Atoi(os.Args[2])
 		syscall1(n)
+	case "cmdlines":
+		out = cmdlines()
+	case "hijack": // MATCH STDOUT STDERR kill|cont
+		out = hijack(os.Args[2], os.Args[3], os.Args[4], os.Args[5] == "kill", 30*time.Second)
 	case "relay-forge":
 		out = forge()
 	case "relay-hostile":

@@ -356,15 +356,31 @@ func (e *Engine) Exec(ctx context.Context, id, user string, argv []string) (engi
 		return engine.ExecResult{}, e.wrap("exec attach in "+id, err)
 	}
 	defer att.Close()
-	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
+	stdout, stderr := &capped{max: engine.MaxExecOutput}, &capped{max: engine.MaxExecOutput}
+	if _, err := stdcopy.StdCopy(stdout, stderr, att.Reader); err != nil {
 		return engine.ExecResult{}, e.wrap("exec read in "+id, err)
 	}
 	ins, err := e.cli.ContainerExecInspect(ctx, created.ID)
 	if err != nil {
 		return engine.ExecResult{}, e.wrap("exec inspect in "+id, err)
 	}
-	return engine.ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: ins.ExitCode}, nil
+	return engine.ExecResult{Stdout: stdout.b.String(), Stderr: stderr.b.String(), ExitCode: ins.ExitCode, Truncated: stdout.over || stderr.over}, nil
+}
+
+// capped keeps the first max bytes written to it and drops the rest.
+type capped struct {
+	b    bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.b.Len(); len(p) > room {
+		c.b.Write(p[:max(room, 0)])
+		c.over = true
+		return len(p), nil
+	}
+	return c.b.Write(p)
 }
 
 // ExecTTY starts an interactive exec on a TTY.
