@@ -21,7 +21,8 @@ type ptyProc struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	got    bytes.Buffer
-	done   chan struct{}
+	done   chan struct{} // the command exited
+	read   chan struct{} // the terminal has read all it will get
 }
 
 func startPTY(t *testing.T, env []string, argv ...string) *ptyProc {
@@ -50,8 +51,9 @@ func startPTY(t *testing.T, env []string, argv ...string) *ptyProc {
 		t.Fatal(err)
 	}
 	slave.Close()
-	p := &ptyProc{t: t, master: master, cmd: cmd, done: make(chan struct{})}
+	p := &ptyProc{t: t, master: master, cmd: cmd, done: make(chan struct{}), read: make(chan struct{})}
 	go func() {
+		defer close(p.read)
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := master.Read(buf)
@@ -108,5 +110,10 @@ func (p *ptyProc) exit(within time.Duration) {
 	case <-p.done:
 	case <-time.After(within):
 		p.t.Fatalf("%v did not exit within %s; the terminal shows %q", p.cmd.Args, within, p.bytes())
+	}
+	// Once every holder of the terminal is gone, reading it ends.
+	select {
+	case <-p.read:
+	case <-time.After(5 * time.Second):
 	}
 }
