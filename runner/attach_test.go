@@ -112,7 +112,7 @@ func TestWatch(t *testing.T) {
 		// titles, its pane's title, OSC 2 and the screen title sequence.
 		retitle := func(self, other string) string {
 			return fmt.Sprintf(`["sh", "-c", %q]`, "sleep 1; tmux set -g set-titles on; tmux set -g set-titles-string "+other+"; tmux select-pane -T "+other+
-				"; echo I am "+self+"; while :; do printf '\\033]2;"+other+"\\007\\033k"+other+"\\033\\\\'; echo retitled; sleep 1; done")
+				"; while :; do printf '\\033]2;"+other+"\\007\\033k"+other+"\\033\\\\'; echo I am "+self+", retitled; sleep 1; done")
 		}
 		cfg, path := writeConfig(t, teamConfig(run, te, map[string]string{"x": retitle("x", "y"), "y": retitle("y", "z"), "z": retitle("z", "x")}))
 		r := newRunner(te)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -120,16 +121,29 @@ func decodeCapture(res engine.ExecResult, raw bool) (string, error) {
 
 // plainReport makes every text field of a status report one line of plain
 // text: some of them quote what a container said (errors, names read
-// back), and a report is printed on a terminal or read by programs.
+// back), and a report is printed on a terminal or read by programs. It
+// walks the fields, so one added later is covered too.
 func plainReport(rep *StatusReport) {
-	rep.Engine, rep.Relay, rep.IDMapping = termsafe.Line(rep.Engine), termsafe.Line(rep.Relay), termsafe.Line(rep.IDMapping)
-	for i := range rep.Agents {
-		a := &rep.Agents[i]
-		for _, f := range []*string{&a.Agent, &a.Container, &a.ID, &a.State, &a.Image, &a.Uptime, &a.Process, &a.Security, &a.Limits, &a.User} {
-			*f = termsafe.Line(*f)
+	plainStrings(reflect.ValueOf(rep).Elem())
+}
+
+func plainStrings(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString(termsafe.Line(v.String()))
 		}
-		for j := range a.Violations {
-			a.Violations[j] = termsafe.Line(a.Violations[j])
+	case reflect.Struct:
+		for i := range v.NumField() {
+			plainStrings(v.Field(i))
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			plainStrings(v.Index(i))
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			plainStrings(v.Elem())
 		}
 	}
 }

@@ -69,9 +69,9 @@ func TestDecodeCapture(t *testing.T) {
 }
 
 func TestPlainReport(t *testing.T) {
-	rep := StatusReport{Relay: "ok\x1b]0;x\x07", Agents: []AgentStatus{{Agent: "a", Process: "unknown (\u009b6n\nforged\trow)", Violations: []string{"v\x1b[2J"}}}}
+	rep := StatusReport{Relay: "ok\x1b]0;x\x07", Agents: []AgentStatus{{Agent: "a", Process: "unknown (\u009b6n\nforged\trow)", Violations: []string{"v\x1b[2J"}, Health: "ok\x1b]0;t\x07"}}}
 	plainReport(&rep)
-	if rep.Relay != "ok" || rep.Agents[0].Process != "unknown ( forged row)" || rep.Agents[0].Violations[0] != "v" {
+	if rep.Relay != "ok" || rep.Agents[0].Process != "unknown ( forged row)" || rep.Agents[0].Violations[0] != "v" || rep.Agents[0].Health != "ok" {
 		t.Errorf("plainReport: %+v", rep)
 	}
 }
