@@ -148,6 +148,12 @@ func fixtures(t *testing.T) string {
 	must(os.Symlink("../hostdir", filepath.Join(dir, "ws/shared")))
 	must(os.WriteFile(filepath.Join(dir, "home/.bashrc"), nil, 0o644))
 	must(os.Symlink("home/.ssh", filepath.Join(dir, "keys")))
+	// A directory everyone can write (as one given to agents is), with a
+	// subdirectory, and a group-writable one of ours.
+	must(os.MkdirAll(filepath.Join(dir, "open/sub"), 0o755))
+	must(os.Chmod(filepath.Join(dir, "open"), 0o777))
+	must(os.MkdirAll(filepath.Join(dir, "ours/sub"), 0o755))
+	must(os.Chmod(filepath.Join(dir, "ours"), 0o775))
 	return dir
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -71,7 +72,7 @@ func CheckSources(cfg *Config, writers ...Writer) *Sources {
 			c.whose[s] = "of " + w.What
 		}
 	}
-	results := mountsrc.Resolve(srcs, trustedOwners())
+	results := mountsrc.Resolve(srcs, trust())
 	s := &Sources{real: map[string][]string{}, diags: map[string]hcl.Diagnostics{}}
 	for _, a := range cfg.Agents {
 		s.real[a.Name] = []string{}
@@ -184,6 +185,7 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 	var we *mountsrc.WalkError
 	var le *mountsrc.LinkError
 	var owe *mountsrc.OwnerError
+	var de *mountsrc.DirError
 	var oe *mountsrc.OverlapError
 	switch {
 	case errors.As(r.Err, &we) && errors.Is(we.Err, fs.ErrNotExist):
@@ -194,7 +196,16 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 		return fail(hcl.DiagError, "Mount source does not exist", "%q is %s, which does not exist%s. Create it, or fix the path (a relative source is relative to the directory of %s).", m.raw, m.Source, missing, file)
 	case errors.As(r.Err, &we):
 		return fail(hcl.DiagError, "Cannot read mount source", "%q: %s.", m.raw, we)
-	case errors.As(r.Err, &le) || errors.As(r.Err, &owe) || errors.As(r.Err, &oe):
+	case errors.As(r.Err, &le) || errors.As(r.Err, &owe) || errors.As(r.Err, &de) || errors.As(r.Err, &oe):
+		if de != nil && de.Entry != "" {
+			diags = fail(hcl.DiagError, "Mount source under an entry someone else owns",
+				"%q is reached through %s, which belongs to uid %d and lies in the shared directory %s: its owner can replace it with a symlink between runner's check and the engine's mount. Use a directory that you own.",
+				m.raw, de.Entry, de.EntryOwner, de.Dir)
+		} else if de != nil {
+			diags = fail(hcl.DiagError, "Mount source under a directory others can write",
+				"%q is reached through %s, which %s: whoever can write there (an agent it is mounted into, another user) could swap an entry for a symlink between runner's check and the engine's mount. Mount that directory itself rather than something inside it, or make it writable only by you (chmod go-w, or chown it to you).",
+				m.raw, de.Dir, dirWhy(de))
+		}
 		if owe != nil {
 			diags = fail(hcl.DiagError, "Mount source passes through someone else's symlink",
 				"%q resolves through the symlink %s -> %s, which belongs to uid %d: neither you nor root made it. A container makes its files as its agent's uid (possibly in a directory it could write at an earlier apply), and another local user as theirs; runner follows no one else's symlink on the way to a mount source. Replace the link with the directory itself, or name the real path as the source.",
@@ -251,14 +262,29 @@ func fileKind(m fs.FileMode) string {
 	}
 }
 
-// trustedOwners are the uids whose symlinks the walk follows: root and the
-// operator (under sudo, also the user who ran sudo).
-func trustedOwners() []uint32 {
-	uids := []uint32{0, uint32(os.Geteuid())}
+// trust is who may change the path to a source: root and the operator
+// (under sudo, also the user who ran sudo), and their groups.
+func trust() mountsrc.Trust {
+	t := mountsrc.Trust{UIDs: []uint32{0, uint32(os.Geteuid())}, GIDs: []uint32{0, uint32(os.Getegid())}}
 	if os.Geteuid() == 0 {
 		if u, err := strconv.ParseUint(os.Getenv("SUDO_UID"), 10, 32); err == nil {
-			uids = append(uids, uint32(u))
+			t.UIDs = append(t.UIDs, uint32(u))
+		}
+		if g, err := strconv.ParseUint(os.Getenv("SUDO_GID"), 10, 32); err == nil {
+			t.GIDs = append(t.GIDs, uint32(g))
 		}
 	}
-	return uids
+	return t
+}
+
+// dirWhy says who else can write the directory of a DirError.
+func dirWhy(de *mountsrc.DirError) string {
+	switch {
+	case de.Mode&0o002 != 0:
+		return fmt.Sprintf("everyone can write (mode %04o)", de.Mode.Perm())
+	case !slices.Contains(trust().UIDs, de.UID):
+		return fmt.Sprintf("belongs to uid %d", de.UID)
+	default:
+		return fmt.Sprintf("group %d can write (mode %04o)", de.GID, de.Mode.Perm())
+	}
 }

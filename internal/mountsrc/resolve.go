@@ -8,7 +8,10 @@
 //     apply would otherwise mount wherever the agent pointed it),
 //   - a link that neither the operator nor root owns: a container made it
 //     (in a directory it could write at some earlier apply), or another
-//     local user did, and
+//     local user did,
+//   - a directory on the way that anyone else can write (an agent's
+//     writable mount, another user's directory, a 0777 one): they could
+//     swap an entry for a link after the check, and
 //   - a source that lies inside, or contains, another agent's writable
 //     mount: that agent could replace any directory on the way with a link
 //     between this check and the engine's mount.
@@ -24,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,8 +53,8 @@ type Result struct {
 	Mode fs.FileMode // of Real, from lstat
 	// Links are the symlinks the walk crossed, in order.
 	Links []Link
-	// Err is nil, a *WalkError, or a *LinkError or *OwnerError and/or an
-	// *OverlapError (errors.As finds each).
+	// Err is nil, a *WalkError, or a *LinkError, *OwnerError or *DirError
+	// and/or an *OverlapError (errors.As finds each).
 	Err error
 }
 
@@ -96,6 +100,39 @@ func (e *OwnerError) Error() string {
 	return fmt.Sprintf("the symlink %s -> %s is owned by uid %d", e.Link.Path, e.Link.Target, e.Link.Owner)
 }
 
+// DirError is a directory on the way to a source that someone other than
+// the trusted can write: they could swap an entry for a symlink between the
+// check and the engine's mount. In a sticky directory (like /tmp) others
+// cannot touch entries they do not own, so there Entry names the entry on
+// the way, owned by someone untrusted.
+type DirError struct {
+	Dir        string
+	Mode       fs.FileMode
+	UID, GID   uint32
+	Entry      string // set for the sticky case
+	EntryOwner uint32
+}
+
+func (e *DirError) Error() string {
+	if e.Entry != "" {
+		return fmt.Sprintf("%s in the shared directory %s belongs to uid %d", e.Entry, e.Dir, e.EntryOwner)
+	}
+	return fmt.Sprintf("the directory %s (mode %04o, uid %d, gid %d) is writable by others", e.Dir, e.Mode.Perm()|stickyBits(e.Mode), e.UID, e.GID)
+}
+
+func stickyBits(m fs.FileMode) fs.FileMode {
+	if m&fs.ModeSticky != 0 {
+		return 0o1000
+	}
+	return 0
+}
+
+// Trust is who may change the path to a source: the operator and root.
+type Trust struct {
+	UIDs []uint32 // owners whose links are followed and whose directories are trusted
+	GIDs []uint32 // groups a group-writable directory may have
+}
+
 // OverlapError is a source that lies inside, or contains, another agent's
 // writable mount.
 type OverlapError struct {
@@ -113,9 +150,9 @@ func (e *OverlapError) Error() string {
 
 // Resolve resolves every source of a run together: whether a link or an
 // overlap is allowed depends on every writable mount. A link is followed
-// only when one of trusted (the operator's uid and root) owns it. Results
-// are in the order of srcs.
-func Resolve(srcs []Source, trusted []uint32) []Result {
+// only when a trusted uid owns it, and every directory on the way must be
+// writable by the trusted only. Results are in the order of srcs.
+func Resolve(srcs []Source, trust Trust) []Result {
 	res := make([]Result, len(srcs))
 	for i, s := range srcs {
 		res[i].Real, res[i].Links, res[i].Err = walk(s.Path)
@@ -141,7 +178,7 @@ func Resolve(srcs []Source, trusted []uint32) []Result {
 		if res[i].Err != nil {
 			continue
 		}
-		res[i].Err = policy(i, srcs, res[i], roots, trusted)
+		res[i].Err = policy(i, srcs, res[i], roots, trust)
 	}
 	return res
 }
@@ -149,7 +186,7 @@ func Resolve(srcs []Source, trusted []uint32) []Result {
 // policy checks one resolved source against every writable mount: the
 // first link that could be planted, and the first overlap, joined when both
 // are found.
-func policy(i int, srcs []Source, r Result, roots []string, trusted []uint32) error {
+func policy(i int, srcs []Source, r Result, roots []string, trust Trust) error {
 	var link, overlap error
 links:
 	for _, l := range r.Links {
@@ -159,9 +196,14 @@ links:
 				break links
 			}
 		}
-		if !slices.Contains(trusted, l.Owner) {
+		if !slices.Contains(trust.UIDs, l.Owner) {
 			link = &OwnerError{Link: l}
 			break
+		}
+	}
+	if link == nil {
+		if err := checkDirs(r, trust); err != nil {
+			link = err
 		}
 	}
 	// Both as the file writes them (a link may have moved the real path
@@ -196,6 +238,72 @@ func nesting(p, w string) string {
 		return "contains"
 	}
 	return ""
+}
+
+// checkDirs requires that only the trusted can change what the walk found:
+// every directory whose entries it read (the parents of Real, and of each
+// link), and, in a sticky directory others can write, the entry itself.
+func checkDirs(r Result, trust Trust) error {
+	dirs := map[string]bool{}
+	for p := r.Real; p != "/"; p = filepath.Dir(p) {
+		dirs[filepath.Dir(p)] = true
+	}
+	for _, l := range r.Links {
+		for p := l.Path; p != "/"; p = filepath.Dir(p) {
+			dirs[filepath.Dir(p)] = true
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return &WalkError{Path: d, Err: unwrapPath(err)}
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return &WalkError{Path: d, Err: errors.New("no owner information")}
+		}
+		m := fi.Mode()
+		sticky := m&fs.ModeSticky != 0
+		untrusted := !slices.Contains(trust.UIDs, st.Uid) ||
+			(m&0o002 != 0 && !sticky) ||
+			(m&0o020 != 0 && !sticky && !slices.Contains(trust.GIDs, st.Gid))
+		if untrusted {
+			return &DirError{Dir: d, Mode: m, UID: st.Uid, GID: st.Gid}
+		}
+		if sticky && m&0o022 != 0 {
+			if err := stickyEntries(d, m, r, trust); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// stickyEntries checks the entries of the sticky directory d on the way:
+// there, whoever owns an entry may replace it.
+func stickyEntries(d string, mode fs.FileMode, r Result, trust Trust) error {
+	paths := []string{r.Real}
+	for _, l := range r.Links {
+		paths = append(paths, l.Path)
+	}
+	for _, p := range paths {
+		if !within(p, d) || p == d {
+			continue
+		}
+		entry := filepath.Join(d, strings.SplitN(strings.TrimPrefix(p, strings.TrimSuffix(d, "/")+"/"), "/", 2)[0])
+		fi, err := os.Lstat(entry)
+		if err != nil {
+			return &WalkError{Path: entry, Err: unwrapPath(err)}
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || !slices.Contains(trust.UIDs, st.Uid) {
+			owner := ^uint32(0)
+			if ok {
+				owner = st.Uid
+			}
+			return &DirError{Dir: d, Mode: mode, Entry: entry, EntryOwner: owner}
+		}
+	}
+	return nil
 }
 
 // within reports whether p is dir or lies below it (both clean, absolute).

@@ -10,7 +10,7 @@ import (
 )
 
 // trustMe trusts links the test (the operator here) and root make.
-var trustMe = []uint32{0, uint32(os.Geteuid())}
+var trustMe = Trust{UIDs: []uint32{0, uint32(os.Geteuid())}, GIDs: []uint32{0, uint32(os.Getegid())}}
 
 // tree builds dirs and links under a fresh directory and returns its real path.
 func tree(t *testing.T, dirs []string, links map[string]string) string {
@@ -180,22 +180,88 @@ func TestResolveRefusesLinksOfOtherOwners(t *testing.T) {
 		"via":           "old-ws/shared",
 	})
 	me := uint32(os.Geteuid())
-	notMe := []uint32{me + 1}
+	notMe := Trust{UIDs: []uint32{me + 1}}
 	for _, p := range []string{"old-ws/shared", "via"} {
 		res := Resolve([]Source{{Agent: "b", Path: root + "/" + p}}, notMe)
 		oe, ok := errors.AsType[*OwnerError](res[0].Err)
 		if !ok || oe.Link.Owner != me || oe.Link.Path != root+"/"+p {
 			t.Errorf("%s: %q, %v; want the first untrusted link refused", p, res[0].Real, res[0].Err)
 		}
-		if res := Resolve([]Source{{Agent: "b", Path: root + "/" + p}}, []uint32{me}); res[0].Err != nil {
+		if res := Resolve([]Source{{Agent: "b", Path: root + "/" + p}}, trustMe); res[0].Err != nil {
 			t.Errorf("%s with its owner trusted: %v", p, res[0].Err)
 		}
 	}
-	if res := Resolve([]Source{{Agent: "b", Path: root + "/via"}}, nil); res[0].Err == nil {
+	if res := Resolve([]Source{{Agent: "b", Path: root + "/via"}}, Trust{}); res[0].Err == nil {
 		t.Error("trusting nobody followed a link")
 	}
-	// No link on the way: nothing to trust.
-	if res := Resolve([]Source{{Agent: "b", Path: root + "/old-ws/real"}}, nil); res[0].Err != nil {
-		t.Errorf("a path without links: %v", res[0].Err)
+}
+
+// Every directory on the way must be writable by the trusted only: anyone
+// else could swap an entry for a link between the check and the mount.
+func TestResolveRefusesDirectoriesOthersCanWrite(t *testing.T) {
+	root := tree(t, []string{"open/sub", "group/sub", "sticky/mine/x", "fine/sub", "real"}, map[string]string{
+		"fine/link": "../open/sub", // a trusted link into an open directory
+		"open/link": "../real",     // a link in an open directory: its directory is checked
+	})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Chmod(root+"/open", 0o777))
+	must(os.Chmod(root+"/group", 0o775))
+	must(os.Chmod(root+"/sticky", 0o777|os.ModeSticky))
+	for _, c := range []struct {
+		path  string
+		trust Trust
+		dir   string // "" = allowed
+	}{
+		{"open/sub", trustMe, "open"},
+		{"open", trustMe, ""}, // the writable directory itself is what is mounted
+		{"fine/link", trustMe, "open"},
+		{"open/link", trustMe, "open"},
+		{"group/sub", trustMe, ""}, // our own group
+		{"group/sub", Trust{UIDs: trustMe.UIDs}, "group"},
+		{"sticky/mine/x", trustMe, ""}, // our entry in a sticky directory
+		{"sticky/mine/x", Trust{UIDs: []uint32{uint32(os.Geteuid()) + 1}}, "/"},
+		{"fine/sub", trustMe, ""},
+	} {
+		res := Resolve([]Source{{Agent: "a", Path: root + "/" + c.path}}, c.trust)
+		de, ok := errors.AsType[*DirError](res[0].Err)
+		switch {
+		case c.dir == "" && res[0].Err != nil:
+			t.Errorf("%s: %v; want it allowed", c.path, res[0].Err)
+		case c.dir != "" && !ok:
+			t.Errorf("%s: %v; want a DirError", c.path, res[0].Err)
+		case c.dir != "" && c.dir != "/" && de.Dir != root+"/"+c.dir:
+			t.Errorf("%s: %v; want %s named", c.path, de, c.dir)
+		}
+	}
+}
+
+// In a sticky directory others can write (like /tmp), an entry on the way
+// must be trusted-owned: its owner may replace it.
+func TestResolveRefusesOthersEntriesInStickyDirectories(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Log("needs root to give an entry to another uid; CI runs as root")
+		return
+	}
+	root := tree(t, []string{"sticky/theirs/x", "sticky/mine"}, nil)
+	if err := os.Chmod(root+"/sticky", 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(root+"/sticky/theirs", 40007, 40007); err != nil {
+		t.Fatal(err)
+	}
+	for p, bad := range map[string]bool{"sticky/theirs": true, "sticky/theirs/x": true, "sticky/mine": false} {
+		res := Resolve([]Source{{Agent: "a", Path: root + "/" + p}}, trustMe)
+		de, ok := errors.AsType[*DirError](res[0].Err)
+		switch {
+		case !bad && res[0].Err != nil:
+			t.Errorf("%s: %v; want it allowed", p, res[0].Err)
+		case bad && (!ok || de.Entry != root+"/sticky/theirs" || de.EntryOwner != 40007):
+			t.Errorf("%s: %v; want the entry owned by 40007 named", p, res[0].Err)
+		}
 	}
 }
