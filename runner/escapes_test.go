@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/termsafe"
 )
 
@@ -232,6 +233,17 @@ agent "evil" {
 			}
 		})
 
+		t.Run("exec-output-bounded", func(t *testing.T) {
+			// What a container prints cannot fill the operator's memory.
+			res, err := te.eng.Exec(ctx(t), id, "", []string{"head", "-c", "20000000", "/dev/zero"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Truncated || len(res.Stdout) != engine.MaxExecOutput {
+				t.Errorf("20 MB of output: kept %d bytes, truncated=%v; want %d and true", len(res.Stdout), res.Truncated, engine.MaxExecOutput)
+			}
+		})
+
 		t.Run("logs", func(t *testing.T) {
 			o, e, err := cli(te, "logs", path, "evil")
 			if err != nil || !bytes.Contains(o, []byte("EVIL-MARKER")) {
@@ -251,7 +263,9 @@ agent "evil" {
 
 // TestEscapesNeverReachTheJobLog: `runner run` prints what agents printed,
 // including the engine's log of a container whose pane is gone, as plain
-// text.
+// text. (The agents wait a second before printing: tmux 3.3a in the
+// container was seen to crash on this payload printed the instant the
+// session started, which only harms the agent itself.)
 func TestEscapesNeverReachTheJobLog(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "escjob")
@@ -262,7 +276,7 @@ run %q {
 }
 agent "job" {
   image   = %q
-  command = ["sh", "-c", "printf \"$P\"; echo JOB-MARKER"]
+  command = ["sh", "-c", "sleep 1; printf \"$P\"; echo JOB-MARKER"]
   env     = { P = %q }
 }
 agent "lost" {
