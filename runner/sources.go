@@ -11,25 +11,22 @@ import (
 )
 
 // Mount sources are resolved twice, both times from the host as it is then
-// (config.CheckSources, which follows no symlink inside a writable mount and
-// refuses sources that overlap another agent's writable mount):
+// (config.CheckSources: links only the operator or root made, none inside a
+// writable mount, directories on the way writable only by the operator and
+// root, no overlap with another agent's writable mount):
 //
 //  1. when plan and apply build the specs (desired), so a refused source
 //     stops the apply before anything changes, and plan can say which
 //     source resolves differently from the container's
 //     runner.mount-sources label;
 //  2. in execute, right before the container is created, after the agent's
-//     old container was removed. From then until the engine mounts the
-//     paths at start, no runner container can write on the way to them:
-//     another agent's writable mount (in the file, or of any running
-//     container of any run) never lies around or inside a source
-//     (refused), the agent's own old container is gone, and a container
-//     cannot rename its own mount point, so a shared directory's path
-//     stays put.
-//
-// Links are followed only when the operator or root owns them, so a link an
-// agent planted at some earlier apply, in a directory no mount writes now,
-// is refused as well.
+//     old container was removed, with the running containers listed again.
+//     From then until the engine mounts the paths at start, nobody but the
+//     operator and root can change an entry on the way: every directory on
+//     it is theirs alone, and another agent's writable mount (in the file,
+//     or of any running runner container) never lies around or inside a
+//     source. A shared directory is a mount root its containers cannot
+//     rename.
 
 // withSources is a with every mount's Source replaced by the host path it
 // resolved to, which is what the engine is given: no symlink left for the
