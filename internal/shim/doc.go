@@ -73,13 +73,24 @@
 // itself). Exit 127 with
 // `runner-agent: command "X" not found in PATH`, 126 if it cannot be run.
 //
-//	runner-agent capture [--lines N] [--socket PATH]
+//	runner-agent capture [--lines N] [--raw] [--framed] [--socket PATH]
 //
 // Prints the last N lines (default 100; 0 = the whole scrollback) of the
 // agent's pane — scrollback and screen, wrapped lines joined, trailing blank
 // lines and trailing spaces removed, control characters stripped so nothing
 // can act on the reader's terminal. Exit 1 with a message on stderr if there
-// is no tmux server or pane.
+// is no tmux server or pane. --raw keeps colours and attributes as escape
+// sequences (tmux capture-pane -e) and strips nothing. --framed, which the
+// runner always passes, prints "runner-agent capture v1 N\n" first, N being
+// the text's length in bytes; the runner rejects output not framed exactly so.
+//
+//	runner-agent attach --id ID [--write] | --end ID
+//
+// An operator's attach: becomes (exec, same pid) the tmux client, read-only
+// unless --write, with RUNNER_ATTACH_ID=ID in its environment. --end ID ends
+// every process of this uid carrying that ID (SIGTERM, SIGKILL after 2s):
+// the runner runs it on detach, since the engine leaves an exec's process
+// running when its client goes away.
 //
 //	runner-agent status [--socket PATH]
 //

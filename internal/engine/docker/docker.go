@@ -530,11 +530,12 @@ func (e *Engine) Logs(ctx context.Context, id string, tail int) (string, error) 
 		return "", e.wrap("logs "+id, err)
 	}
 	defer rc.Close()
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+	// A few lines, but a line can be any length: bounded like Exec.
+	out := &capped{max: engine.MaxExecOutput}
+	if _, err := stdcopy.StdCopy(out, out, rc); err != nil {
 		return "", e.wrap("logs "+id, err)
 	}
-	return out.String(), nil
+	return out.b.String(), nil
 }
 
 // BuildImage runs a classic (non-BuildKit) build from a tar context: it needs
