@@ -55,6 +55,15 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 	if o.Write {
 		argv = append(argv, "--write")
 	}
+	// The lease is taken before the client starts and dropped after it
+	// was ended, so a CLI killed at any point leaves one behind.
+	if st.Exists() {
+		r.endStaleAttaches(ctx, cfg, st)
+		if err := takeLease(st, id, agent); err != nil {
+			r.log().Warn("cannot record the attach in the run's state", "error", err)
+		}
+		defer dropLease(st, id)
+	}
 	tty, err := r.Engine.ExecTTY(ctx, c.ID, argv, []string{"TERM=" + term, "LANG=C.UTF-8"}, o.Write, rows, cols)
 	if err != nil {
 		return err

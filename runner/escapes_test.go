@@ -346,6 +346,19 @@ agent "a" {
 			p.typeKeys(detach)
 			p.exit(30 * time.Second)
 		}
+		// A CLI killed outright cannot clean up; the next attach ends its
+		// client (its lease names a process that is gone).
+		killed := startPTY(t, dockerHostEnv(te), filepath.Join(bins, "runner"), "attach", path, "a")
+		killed.waitFor("ready-to-watch", 1, 60*time.Second)
+		killed.cmd.Process.Kill()
+		killed.exit(30 * time.Second)
+		if n := len(clients()); n != 1 {
+			t.Errorf("a killed attach left %d clients, want its 1 (the test needs it)", n)
+		}
+		p := startPTY(t, dockerHostEnv(te), filepath.Join(bins, "runner"), "attach", path, "a")
+		p.waitFor("ready-to-watch", 1, 60*time.Second)
+		p.typeKeys("q")
+		p.exit(30 * time.Second)
 		// The cleanup runs before the CLI exits; allow the kernel a moment.
 		var left []string
 		for try := 0; try < 50; try++ {
@@ -355,7 +368,7 @@ agent "a" {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if len(left) > 0 {
-			t.Errorf("after %d attach/detach cycles, %d tmux clients are left in the container: %q", cycles, len(left), left)
+			t.Errorf("after %d attach/detach cycles and a killed attach, %d tmux clients are left in the container: %q", cycles, len(left), left)
 		}
 		if rep, err := r.Status(ctx(t), cfg); err != nil || rep.Agents[0].Process != "running" {
 			t.Errorf("the agent after detaching: %+v %v", rep.Agents, err)
