@@ -107,11 +107,7 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 		}
 	}
 	if out.UserNS {
-		// The data root of a remapped daemon ends in /UID.GID, the host
-		// ids container root maps to.
-		if i := strings.LastIndex(in.DockerRootDir, "/"); i >= 0 && strings.Contains(in.DockerRootDir[i+1:], ".") {
-			out.RemapRoot = in.DockerRootDir[i+1:]
-		}
+		out.RemapRoot = remapRoot(in.DockerRootDir)
 	}
 	// Rootless without a cgroup manager cannot apply limits even when the
 	// kernel has the controllers, whatever MemoryLimit says.
@@ -119,6 +115,17 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 		out.MemoryLimit, out.PidsLimit, out.CPULimit = false, false, false
 	}
 	return out, nil
+}
+
+// remapRoot is the "UID.GID" a remapped daemon's data root ends in
+// (/var/lib/docker/100000.100000): the host ids container root maps to.
+func remapRoot(dataRoot string) string {
+	base := dataRoot[strings.LastIndex(dataRoot, "/")+1:]
+	u, g, ok := strings.Cut(base, ".")
+	if !ok || u == "" || g == "" || strings.Trim(u+g, "0123456789") != "" {
+		return ""
+	}
+	return base
 }
 
 // List returns the containers of one run, sorted by agent name.

@@ -72,3 +72,17 @@ func TestObserveNoNewPrivilegesForms(t *testing.T) {
 		}
 	}
 }
+
+func TestRemapRoot(t *testing.T) {
+	for in, want := range map[string]string{
+		"/var/lib/docker/100000.100000": "100000.100000",
+		"/data/docker/231072.231072":    "231072.231072",
+		"/var/lib/docker":               "",
+		"/var/lib/docker.old":           "",
+		"/var/lib/docker/1.x":           "",
+	} {
+		if got := remapRoot(in); got != want {
+			t.Errorf("remapRoot(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
