@@ -155,6 +155,21 @@ agent "c" {
 				}
 			}
 		}
+		// The allocated uid is a working user in the image: it has a name,
+		// owns its home, and git can commit as it.
+		for _, argv := range [][]string{
+			{"id", "-un"},
+			{"touch", "/home/agent/x", "/tmp/x"},
+			{"git", "-C", "/tmp", "init", "-q", "repo"},
+			{"git", "-C", "/tmp/repo", "commit", "-q", "--allow-empty", "-m", "first"},
+		} {
+			r, err := te.eng.Exec(ctx(t), res.IDs["a"], "", argv)
+			if err != nil || r.ExitCode != 0 {
+				t.Errorf("a: %v: exit %d %v: %s%s", argv, r.ExitCode, err, r.Stdout, r.Stderr)
+			} else if argv[0] == "id" && strings.TrimSpace(r.Stdout) != "agent" {
+				t.Errorf("a: id -un = %q, want agent (a passwd line for its uid)", r.Stdout)
+			}
+		}
 		if got["a"].uid == got["b"].uid || got["a"].hostUID == got["b"].hostUID {
 			t.Fatalf("a and b share a uid: %+v %+v", got["a"], got["b"])
 		}
@@ -195,7 +210,10 @@ agent "c" {
 			}
 			return m
 		}
-		root := func(a string) string { return fmt.Sprintf("/proc/%d/root", got[a].pid) }
+		// Through the agent's own command (sleep): its init, runner-agent, is
+		// execute-only and so not dumpable, which would refuse any other
+		// process whatever the uid.
+		root := func(a string) string { return fmt.Sprintf("/proc/%d/root", descendant(t, got[a].pid, "sleep")) }
 		bPaths := []string{
 			"read:" + root("b") + "/run/secrets/runner-credential",
 			"dial:" + root("b") + "/tmp/runner-tmux/default",
@@ -251,5 +269,44 @@ func statusID(t *testing.T, status, key string) uint32 {
 		}
 	}
 	t.Fatalf("no %s in %q", key, status)
+	return 0
+}
+
+// descendant is the host pid of a process named comm below pid.
+func descendant(t *testing.T, pid int, comm string) int {
+	t.Helper()
+	parent := map[int]int{}
+	name := map[int]string{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		f := strings.Fields(s[closing+1:])
+		p, _ := strconv.Atoi(strings.TrimSpace(s[:open]))
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		parent[p], name[p] = pp, s[open+1:closing]
+	}
+	for p, n := range name {
+		if n != comm {
+			continue
+		}
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				return p
+			}
+		}
+	}
+	t.Fatalf("no %s process below pid %d", comm, pid)
 	return 0
 }
