@@ -59,7 +59,7 @@ func CheckSources(cfg *Config, writers ...Writer) *Sources {
 			srcs = append(srcs, mountsrc.Source{Agent: a.Name, Path: m.Source, Writable: !m.ReadOnly})
 		}
 	}
-	c := sourceChecker{forbidden: forbiddenSources(), sensitive: sensitiveSources(), dir: cfg.Dir, whose: map[mountsrc.Source]string{}}
+	c := sourceChecker{forbidden: forbiddenSources(), sensitive: sensitiveSources(), whose: map[mountsrc.Source]string{}}
 	for i, r := range refs {
 		if srcs[i].Writable {
 			c.whose[srcs[i]] = "(" + at(r.m.SourceRange) + ")"
@@ -141,7 +141,6 @@ func (e *SourceError) Error() string {
 
 type sourceChecker struct {
 	forbidden, sensitive []forbiddenPath
-	dir                  string
 	// whose says where each writable mount comes from: the file's line, or
 	// the running container (Writer.What).
 	whose map[mountsrc.Source]string
