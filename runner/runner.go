@@ -347,6 +347,10 @@ func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action,
 	if err != nil {
 		return "", err
 	}
+	if err := r.checkUIDUnique(ctx, d, id); err != nil {
+		r.cleanup(id)
+		return "", err
+	}
 	if err := r.Engine.Start(ctx, id); err != nil {
 		r.cleanup(id)
 		return "", err

@@ -271,3 +271,36 @@ func DoctorIDs(ctx context.Context, eng engine.Engine, info engine.Info) []Check
 	}
 	return out
 }
+
+// checkUIDUnique runs after an agent's container is created and before it
+// starts: an apply of another run at the same moment may have picked the
+// same uid (each allocated before the other's container existed). Of two
+// containers with one allocated uid the older keeps it; the newer is
+// refused, and the next apply gives its agent another uid.
+func (r *Runner) checkUIDUnique(ctx context.Context, d desiredAgent, id string) error {
+	uid, _, ok := uids.ParseUser(d.spec.User)
+	if d.agent.User != "" || !ok {
+		return nil // the file's user: the operator's choice
+	}
+	all, err := r.Engine.List(ctx, "")
+	if err != nil {
+		return err
+	}
+	var self *engine.Container
+	for i := range all {
+		if all[i].ID == id {
+			self = &all[i]
+		}
+	}
+	for _, c := range all {
+		other, _, ok := uids.ParseUser(c.Labels[engine.LabelUser])
+		if c.ID == id || !ok || other != uid {
+			continue
+		}
+		if self != nil && (c.Created.After(self.Created) || (c.Created.Equal(self.Created) && c.ID > id)) {
+			continue // the other is newer: it gives way
+		}
+		return fmt.Errorf("uid %d was given to %s/%s at the same moment by another apply; apply again and this agent gets another uid", uid, c.Run, c.Agent)
+	}
+	return nil
+}
