@@ -19,6 +19,7 @@
 //	      creds/operator        0400
 //	      transcripts/          0700  what each agent's pane printed (AGENT.log, AGENT.log.1)
 //	      record.pid, record.log      the transcript recorder's
+//	      egress.json           0600  each agent's egress allow/deny lists (internal/egress/rules.File), written by apply
 //	  archive/RUN-TIME.audit.log   audit logs of destroyed runs
 package state
 
@@ -76,6 +77,7 @@ func (r Run) Audit() string       { return filepath.Join(r.Private(), "audit.log
 func (r Run) Transcripts() string { return filepath.Join(r.Private(), "transcripts") }
 func (r Run) RecordPID() string   { return filepath.Join(r.Private(), "record.pid") }
 func (r Run) RecordLog() string   { return filepath.Join(r.Private(), "record.log") }
+func (r Run) Egress() string      { return filepath.Join(r.Private(), "egress.json") }
 func (r Run) Cred(id string) string {
 	return filepath.Join(r.Private(), "creds", id)
 }
