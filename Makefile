@@ -5,7 +5,7 @@ BIN     := bin
 LDFLAGS := -s -w
 export CGO_ENABLED = 0
 
-.PHONY: build image test test-unit lint bench clean
+.PHONY: build image test test-unit fuzz lint bench clean
 
 build: ## bin/runner and bin/runner-agent, static
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/runner ./cmd/runner
@@ -22,6 +22,9 @@ test:
 
 test-unit: ## no engine needed
 	$(GO) test -count=1 ./internal/...
+
+fuzz: ## every fuzz target for FUZZTIME each (default 10s)
+	scripts/fuzz.sh
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
