@@ -35,6 +35,7 @@ var runSchema = &hcl.BodySchema{
 		{Name: "engine"},
 		{Name: "require_rootless"},
 		{Name: "accept_unenforced"},
+		{Name: "egress_default"},
 	},
 }
 
@@ -57,7 +58,7 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "restart"},
 		{Name: "max_restarts"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}, {Type: "egress"}},
 }
 
 var mountSchema = &hcl.BodySchema{
@@ -130,6 +131,7 @@ func (d *decoder) run(blocks []*hcl.Block) Run {
 		}
 		slices.Sort(r.AcceptUnenforced)
 	}
+	r.EgressDefault = d.egressDefault(s, attrs["egress_default"])
 	return r
 }
 
@@ -140,6 +142,7 @@ type agentBlock struct {
 	content  *hcl.BodyContent
 	mounts   []*hcl.BodyContent
 	checkins []checkinBlock
+	egress   []egressBlock // at most one
 }
 
 func (d *decoder) agents(blocks []*hcl.Block) []Agent {
@@ -178,6 +181,8 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 				cb := checkinBlock{block: blk, content: cc}
 				cb.triggerOK = d.checkTrigger(cb)
 				ab.checkins = append(ab.checkins, cb)
+			case "egress":
+				d.readEgressBlock(blk, &ab)
 			}
 		}
 
@@ -361,6 +366,7 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 			a.MaxRestarts = int(v)
 		}
 	}
+	a.Egress = d.egress(s, ab, a.Network, attrs["network"])
 	a.Mounts = d.mounts(s, ab)
 	a.SendTo = d.sendTo(s, attrs["send_to"])
 	a.Checkins = d.checkins(s, ab)

@@ -98,6 +98,9 @@ type decoder struct {
 	agentNames   []string
 	namesUnknown bool
 	patterns     []sendToEntry
+	// defaultEgress is the run's egress_default, for agents without an
+	// egress block (the run block is decoded before the agents).
+	defaultEgress *Egress
 
 	diags hcl.Diagnostics
 }

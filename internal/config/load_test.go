@@ -172,6 +172,9 @@ func dump(b *strings.Builder, cfg *Config, srcs *Sources) {
 	r := cfg.Run
 	fmt.Fprintf(b, "run %q engine=%s require_rootless=%t accept_unenforced=%q at %s\n",
 		r.Name, r.Engine, r.RequireRootless, r.AcceptUnenforced, at(r.DeclRange))
+	if r.EgressDefault != nil {
+		fmt.Fprintf(b, "  egress_default %q\n", r.EgressDefault)
+	}
 	for _, a := range cfg.Agents {
 		fmt.Fprintf(b, "agent %q at %s\n", a.Name, at(a.DeclRange))
 		fmt.Fprintf(b, "  image     %s\n", a.Image)
@@ -222,6 +225,13 @@ func dump(b *strings.Builder, cfg *Config, srcs *Sources) {
 		}
 		if a.Brief != "" {
 			fmt.Fprintf(b, "  brief     %q\n", a.Brief)
+		}
+		if e := a.Egress; e != nil {
+			from := "egress block"
+			if e.Default {
+				from = "egress_default"
+			}
+			fmt.Fprintf(b, "  egress    allow=%q deny=%q rules=%d (%s at %s)\n", e.Allow, e.Deny, e.Rules.Len(), from, at(e.DeclRange))
 		}
 	}
 }

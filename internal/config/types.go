@@ -27,7 +27,10 @@ type Run struct {
 	// enforce (subset of "memory", "cpus", "pids"). Anything else not
 	// enforceable is an apply error.
 	AcceptUnenforced []string
-	DeclRange        hcl.Range
+	// EgressDefault is egress_default as written: the allow-list of every
+	// agent that has no egress block (and is not on network "bridge").
+	EgressDefault []string
+	DeclRange     hcl.Range
 }
 
 // Agent is one `agent "NAME" { ... }` block after count expansion.
@@ -70,6 +73,11 @@ type Agent struct {
 	// runs an agent that did not with RestartNever: a job's failure is its
 	// result.
 	RestartSet bool
+
+	// Egress is what the agent may reach through the run's egress proxy:
+	// its egress block, else the run's egress_default, else nil (no
+	// egress, as with network "none" alone).
+	Egress *Egress
 
 	DeclRange hcl.Range // where the block was declared, for errors found later
 }

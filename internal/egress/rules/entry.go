@@ -112,7 +112,7 @@ func Parse(s string) (Entry, error) {
 		return e, nil
 	}
 	if hostport == "*" {
-		return e, fmt.Errorf("* alone would allow everything; list the hosts the agent needs (network = \"bridge\" is the way to give it the whole network)")
+		return e, fmt.Errorf("* alone would allow every destination; list the hosts the agent needs, or *.domain for the names below one domain")
 	}
 	h, err := normaliseName(hostport)
 	if err != nil {

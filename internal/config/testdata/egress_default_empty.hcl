@@ -1,0 +1,7 @@
+run "team" {
+  egress_default = []
+}
+
+agent "a" {
+  command = ["claude"]
+}
