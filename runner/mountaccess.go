@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runner-dev/runner/internal/engine"
-	"github.com/runner-dev/runner/internal/uids"
 )
 
 // warnUnwritableMounts says, before containers are created, which
@@ -23,13 +22,8 @@ func (r *Runner) warnUnwritableMounts(ctx context.Context, info engine.Info, ds 
 		return
 	}
 	for _, d := range ds {
-		uid, gid, ok := uids.ParseUser(d.spec.User)
+		uid, _, hu, hg, ok := ih.hostIDs(d.spec.User)
 		if !ok {
-			continue
-		}
-		hu, okU := ih.mapping.HostUID(uid)
-		hg, okG := ih.mapping.HostGID(gid)
-		if !okU || !okG {
 			continue
 		}
 		for _, m := range d.agent.Mounts {

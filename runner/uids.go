@@ -28,6 +28,19 @@ type idHost struct {
 	host    *uids.Host
 }
 
+// hostIDs maps a container's "uid:gid" to the host ids its files and
+// processes have; ok is false for an unparsable user or ids the engine's
+// namespace does not map.
+func (ih idHost) hostIDs(user string) (uid, gid, hostUID, hostGID uint32, ok bool) {
+	uid, gid, ok = uids.ParseUser(user)
+	if !ok {
+		return 0, 0, 0, 0, false
+	}
+	hu, okU := ih.mapping.HostUID(uid)
+	hg, okG := ih.mapping.HostGID(gid)
+	return uid, gid, hu, hg, okU && okG
+}
+
 // engineIDs reads how the engine maps container ids to host ids, and the
 // host's accounts. The engine must be on this host (a unix socket): the
 // accounts checked are this machine's, and the relay's mounts are this
@@ -169,13 +182,8 @@ func (r *Runner) ownCredentials(ctx context.Context, st state.Run, info engine.I
 		return
 	}
 	for _, d := range ds {
-		uid, gid, ok := uids.ParseUser(d.spec.User)
+		_, _, hu, hg, ok := ih.hostIDs(d.spec.User)
 		if !ok {
-			continue
-		}
-		hu, okU := ih.mapping.HostUID(uid)
-		hg, okG := ih.mapping.HostGID(gid)
-		if !okU || !okG {
 			continue
 		}
 		p := st.Cred(d.agent.Name)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/uids"
 )
 
 // Violation is one way a created container differs from its Spec or from the
@@ -77,7 +78,7 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 	}
 
 	// Invariant 1: never uid 0.
-	if uid, _, ok := parseUser(got.User); !ok || uid == 0 {
+	if uid, _, ok := uids.ParseUser(got.User); !ok || uid == 0 {
 		add("User", "a non-root numeric uid:gid ("+q(want.User)+")", q(got.User))
 	} else if got.User != want.User {
 		add("User", q(want.User), q(got.User))

@@ -13,11 +13,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/uids"
 	"github.com/runner-dev/runner/policies"
 )
 
@@ -52,7 +51,7 @@ func mustCompact(b []byte) string {
 // would mean "unlimited".
 func Build(runName string, a config.Agent) engine.Spec {
 	a = withDefaults(a)
-	uid, gid, idsOK := parseUser(a.User)
+	uid, gid, idsOK := uids.ParseUser(a.User)
 
 	home := fmt.Sprintf("rw,nosuid,nodev,size=%d", a.HomeSize)
 	if idsOK {
@@ -161,20 +160,6 @@ func buildEnv(runName string, a config.Agent) []string {
 		out = append(out, k+"="+env[k])
 	}
 	return out
-}
-
-// parseUser parses a numeric "uid:gid" (or a bare "uid", gid = uid).
-func parseUser(u string) (uid, gid uint32, ok bool) {
-	us, gs, hasGid := strings.Cut(u, ":")
-	if !hasGid {
-		gs = us
-	}
-	uv, err1 := strconv.ParseUint(us, 10, 32)
-	gv, err2 := strconv.ParseUint(gs, 10, 32)
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
-	}
-	return uint32(uv), uint32(gv), true
 }
 
 // Hash is the config hash stored in label runner.config-hash: the hex of the
