@@ -498,3 +498,30 @@ func checkInspect(t *testing.T, c container.InspectResponse, te *testEngine) {
 		t.Errorf("labels: %v", c.Config.Labels)
 	}
 }
+
+// probeAgent applies a run of one agent, "a", that sleeps with the test
+// probe mounted at /probe, removed when the test ends, and returns its
+// container's ID.
+func probeAgent(t *testing.T, te *testEngine, kind string) string {
+	t.Helper()
+	run := runName(t, te, kind)
+	cfg, _ := writeConfig(t, fmt.Sprintf(`
+run %q {
+  %s
+}
+agent "a" {
+  image   = %q
+  command = ["sleep", "infinity"]
+  mount {
+    source = %q
+    target = "/probe"
+  }
+}
+`, run, te.accept, testImage, bins))
+	destroyAtEnd(t, te, run)
+	res, err := newRunner(te).Apply(ctx(t), cfg)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return res.IDs["a"]
+}

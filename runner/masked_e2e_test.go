@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -13,26 +12,7 @@ import (
 // them masked, and what agents need from /proc still reads (issue 7 §5).
 func TestMaskedProcPaths(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
-		run := runName(t, te, "mask")
-		cfg, _ := writeConfig(t, fmt.Sprintf(`
-run %q {
-  %s
-}
-agent "a" {
-  image   = %q
-  command = ["sleep", "infinity"]
-  mount {
-    source = %q
-    target = "/probe"
-  }
-}
-`, run, te.accept, testImage, bins))
-		destroyAtEnd(t, te, run)
-		res, err := newRunner(te).Apply(ctx(t), cfg)
-		if err != nil {
-			t.Fatalf("apply: %v", err)
-		}
-		id := res.IDs["a"]
+		id := probeAgent(t, te, "mask")
 		masked := []string{"/proc/cmdline", "/proc/swaps", "/proc/diskstats", "/proc/partitions", "/proc/modules"}
 
 		t.Run("outside", func(t *testing.T) {

@@ -33,27 +33,9 @@ const probeSyscalls = 470
 func TestSeccompStricterThanEngineDefault(t *testing.T) {
 	names := syscallNames(t)
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
-		run := runName(t, te, "seccomp")
-		cfg, _ := writeConfig(t, fmt.Sprintf(`
-run %q {
-  %s
-}
-agent "a" {
-  image   = %q
-  command = ["sleep", "infinity"]
-  mount {
-    source = %q
-    target = "/probe"
-  }
-}
-`, run, te.accept, testImage, bins))
-		destroyAtEnd(t, te, run)
-		res, err := newRunner(te).Apply(ctx(t), cfg)
-		if err != nil {
-			t.Fatalf("apply: %v", err)
-		}
+		id := probeAgent(t, te, "seccomp")
 		var ours map[string]string
-		execJSON(t, te, res.IDs["a"], &ours, "/probe/testprobe", "syscalls", strconv.Itoa(probeSyscalls))
+		execJSON(t, te, id, &ours, "/probe/testprobe", "syscalls", strconv.Itoa(probeSyscalls))
 		dflt := defaultProfileProbe(t, te)
 
 		refused := func(r string) bool { return r == "errno 1" || r == "errno 38" }
