@@ -188,7 +188,10 @@ func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []des
 	for i, d := range ds {
 		want[i] = plan.Desired{Agent: d.agent.Name, Hash: d.spec.Labels[engine.LabelConfigHash], Sources: d.sources}
 	}
-	return plan.Diff(cfg.Run.Name, want, actual), ds, nil
+	warnings := planEgress(cfg, st, want)
+	p := plan.Diff(cfg.Run.Name, want, actual)
+	p.Warnings = warnings
+	return p, ds, nil
 }
 
 // AgentError says which agent failed and why.
@@ -251,6 +254,11 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("preparing run %q's state in %s: %w", cfg.Run.Name, st.Dir(), err)
 	}
+	// The egress rules before any service or container starts, so the
+	// proxy never serves an agent with another config's rules.
+	if _, err := writeEgress(cfg, st); err != nil {
+		return ApplyResult{}, err
+	}
 	r.ownCredentials(ctx, st, info, ds)
 	r.warnUnwritableMounts(ctx, info, ds)
 	if err := r.ensureRelay(ctx, st, changed); err != nil {
@@ -279,7 +287,11 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 		sem  = make(chan struct{}, r.parallelism())
 	)
 	for _, a := range p.Actions {
-		if a.Kind == plan.Keep {
+		if a.Kind == plan.Update {
+			r.audit(st, "egress_update", a.Agent, a.Reason)
+			r.progress("%s: egress rules updated in place (%s)", a.Agent, a.Reason)
+		}
+		if a.Kind == plan.Keep || a.Kind == plan.Update {
 			res.IDs[a.Agent] = a.Existing[0].ID
 			continue
 		}

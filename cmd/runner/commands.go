@@ -174,8 +174,8 @@ func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		fmt.Fprintln(stdout, res.Plan.Summary())
 		return nil
 	}
-	fmt.Fprintf(stdout, "\nApply complete after %s: %d created, %d replaced, %d deleted, %d unchanged.\n",
-		time.Since(start).Round(10*time.Millisecond), res.Plan.Count("create"), res.Plan.Count("replace"), res.Plan.Count("delete"), res.Plan.Count("keep"))
+	fmt.Fprintf(stdout, "\nApply complete after %s: %d created, %d updated in place, %d replaced, %d deleted, %d unchanged.\n",
+		time.Since(start).Round(10*time.Millisecond), res.Plan.Count("create"), res.Plan.Count("update"), res.Plan.Count("replace"), res.Plan.Count("delete"), res.Plan.Count("keep"))
 	return nil
 }
 

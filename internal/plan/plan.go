@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/runner-dev/runner/internal/egress/rules"
 	"github.com/runner-dev/runner/internal/engine"
 )
 
@@ -16,6 +17,7 @@ type Kind string
 
 const (
 	Create  Kind = "create"
+	Update  Kind = "update" // in place: the container stays (egress rules)
 	Replace Kind = "replace"
 	Delete  Kind = "delete"
 	Keep    Kind = "keep"
@@ -29,6 +31,9 @@ type Desired struct {
 	// to now; the container's runner.mount-sources label holds the same
 	// from its creation.
 	Sources map[string]string
+	// Egress is the agent's egress lists (nil: none); AppliedEgress what
+	// the run's rules file holds for it from the last apply (nil: none).
+	Egress, AppliedEgress *rules.Entries
 }
 
 // Action is the decision for one agent.
@@ -39,12 +44,17 @@ type Action struct {
 	// Existing are the containers this action removes (replace, delete)
 	// or keeps (keep).
 	Existing []engine.Container
+	// Egress is how the agent's egress lists change (update, replace).
+	Egress EgressChange
 }
 
 // Plan is the ordered list of actions, sorted by agent name.
 type Plan struct {
 	Run     string
 	Actions []Action
+	// Warnings are weaknesses of the configuration plan points out (a
+	// "!" line each), such as an agent on network "bridge".
+	Warnings []string
 }
 
 // Diff decides the actions that make actual equal desired.
@@ -58,6 +68,7 @@ func Diff(run string, desired []Desired, actual []engine.Container) Plan {
 	for _, d := range desired {
 		want[d.Agent] = true
 		have := byAgent[d.Agent]
+		egress := DiffEgress(d.AppliedEgress, d.Egress)
 		switch {
 		case len(have) == 0:
 			p.Actions = append(p.Actions, Action{Kind: Create, Agent: d.Agent, Reason: "not running"})
@@ -69,10 +80,12 @@ func Diff(run string, desired []Desired, actual []engine.Container) Plan {
 			if moved := movedSources(have[0].Labels[engine.LabelMountSources], d.Sources); moved != "" {
 				reason += "; " + moved
 			}
-			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have, Reason: reason})
+			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have, Reason: reason, Egress: egress})
 		case have[0].State != "running":
-			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have,
+			p.Actions = append(p.Actions, Action{Kind: Replace, Agent: d.Agent, Existing: have, Egress: egress,
 				Reason: fmt.Sprintf("container is %s, not running", have[0].State)})
+		case !egress.Empty():
+			p.Actions = append(p.Actions, Action{Kind: Update, Agent: d.Agent, Existing: have, Egress: egress, Reason: egress.String()})
 		default:
 			p.Actions = append(p.Actions, Action{Kind: Keep, Agent: d.Agent, Existing: have})
 		}
@@ -115,20 +128,29 @@ func (p Plan) Summary() string {
 	if !p.Changes() {
 		return fmt.Sprintf("No changes. Run %q matches the configuration (%d agents).", p.Run, len(p.Actions))
 	}
-	return fmt.Sprintf("Plan: %d to create, %d to replace, %d to delete, %d unchanged.",
-		p.Count(Create), p.Count(Replace), p.Count(Delete), p.Count(Keep))
+	return fmt.Sprintf("Plan: %d to create, %d to update in place, %d to replace, %d to delete, %d unchanged.",
+		p.Count(Create), p.Count(Update), p.Count(Replace), p.Count(Delete), p.Count(Keep))
 }
 
 // String renders the plan for people.
 func (p Plan) String() string {
 	var b strings.Builder
 	for _, a := range p.Actions {
-		sym := map[Kind]string{Create: "+", Replace: "-/+", Delete: "-", Keep: " "}[a.Kind]
+		sym := map[Kind]string{Create: "+", Update: "~", Replace: "-/+", Delete: "-", Keep: " "}[a.Kind]
 		fmt.Fprintf(&b, "  %3s %-8s %s", sym, a.Kind, a.Agent)
 		if a.Reason != "" {
 			fmt.Fprintf(&b, "  (%s)", a.Reason)
 		}
+		if a.Kind == Replace && !a.Egress.Empty() {
+			fmt.Fprintf(&b, "  (%s)", a.Egress)
+		}
 		b.WriteByte('\n')
+	}
+	if len(p.Warnings) > 0 {
+		b.WriteByte('\n')
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "  %3s %s\n", "!", w)
 	}
 	b.WriteString("\n" + p.Summary() + "\n")
 	return b.String()

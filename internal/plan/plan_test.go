@@ -63,7 +63,7 @@ func TestDiff(t *testing.T) {
 	if !p.Changes() {
 		t.Error("Changes() = false for a plan with changes")
 	}
-	if s := p.Summary(); s != "Plan: 1 to create, 3 to replace, 2 to delete, 1 unchanged." {
+	if s := p.Summary(); s != "Plan: 1 to create, 0 to update in place, 3 to replace, 2 to delete, 1 unchanged." {
 		t.Errorf("summary: %q", s)
 	}
 }
