@@ -36,6 +36,7 @@ Commands that act on a run take the config file first; the run name comes from i
   send     FILE AGENT MESSAGE   send a message to an agent as the operator ("-" reads stdin)
   inbox    FILE [-o json] [--keep]   print the agents' messages to the operator, and remove them
   audit    FILE [--verify]      print the run's audit log, or check its hash chain
+  egress check FILE AGENT HOST[:PORT]|URL [-o json]   would the agent's rules allow it, and which entry decides (nothing is dialled; exit 0 allowed, 1 denied, 2 trouble)
   run      FILE [--timeout D] [-o text|json|junit] [--junit-file P]  CI job: apply, wait, print output, destroy
   destroy  FILE                 remove the run's containers, relay and state (idempotent)
   doctor                        check the engine: reachable, rootless, seccomp, cgroups, limits
@@ -141,6 +142,7 @@ var commands = map[string]command{
 	"watch":    {"watch every agent's pane at once", cmdWatch},
 	"logs":     {"print an agent's transcript", cmdLogs},
 	"record":   {"record the run's transcripts (started by apply)", cmdRecord},
+	"egress":   {"check what an agent's egress rules allow", cmdEgress},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/egress/rules"
+)
+
+// cmdEgress dispatches `runner egress SUBCOMMAND`.
+func cmdEgress(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "check" {
+		return cmdEgressCheck(ctx, g, args[1:], stdout, stderr)
+	}
+	fmt.Fprintln(stderr, "Usage: runner egress check FILE AGENT HOST[:PORT]|URL [-o json]")
+	return exitError{2}
+}
+
+// Exit status of `runner egress check`, as grep's: 0 the destination is
+// allowed, 1 it is denied, 2 the question could not be answered (usage, a
+// bad file, an unknown agent, a malformed destination).
+const (
+	checkAllowed = 0
+	checkDenied  = 1
+	checkTrouble = 2
+)
+
+// egressCheck is the answer, as -o json prints it.
+type egressCheck struct {
+	Agent   string `json:"agent"`
+	Host    string `json:"host"`
+	Port    int    `json:"port"`
+	Allowed bool   `json:"allowed"`
+	// Rule is the entry that decided, as the file wrote it ("" when none
+	// matched); Deny says it is a deny entry.
+	Rule string `json:"rule"`
+	Deny bool   `json:"deny"`
+	// Source is where the agent's rules come from: "egress" (its block),
+	// "egress_default" (the run's), "none" (it has no egress) or
+	// "bridge" (network = "bridge": no proxy, every address).
+	Source string `json:"source"`
+	// Suggest is the entry to add to allow, when one would help.
+	Suggest string `json:"suggest,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// cmdEgressCheck answers whether AGENT's rules allow a destination. It is
+// a dry run of the proxy's decision by name: nothing is resolved or
+// dialled, and no engine is touched.
+func cmdEgressCheck(_ context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var output string
+	cfg, pos, err := fileCommand(g, "egress check", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&output, "o", "text", "output format: text or json")
+	}, 2, " AGENT HOST[:PORT]|URL")
+	var ee exitError
+	if errors.As(err, &ee) && ee.code != 0 {
+		return exitError{checkTrouble} // a bad file is not a denial
+	}
+	if err != nil {
+		return err
+	}
+	if output != "text" && output != "json" {
+		fmt.Fprintf(stderr, "Error: -o %q: use text or json\n", output)
+		return exitError{checkTrouble}
+	}
+	agent, ok := findAgent(cfg, pos[0])
+	if !ok {
+		names := make([]string, len(cfg.Agents))
+		for i, a := range cfg.Agents {
+			names[i] = a.Name
+		}
+		fmt.Fprintf(stderr, "Error: %s has no agent %q; its agents are %s\n", cfg.File, pos[0], strings.Join(names, ", "))
+		return exitError{checkTrouble}
+	}
+	host, port, err := rules.ParseDestination(pos[1])
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %s\n", err)
+		return exitError{checkTrouble}
+	}
+	res := checkEgress(agent, host, port)
+	if output == "json" {
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		writeEgressCheck(stdout, res)
+	}
+	if res.Allowed {
+		return nil
+	}
+	return exitError{checkDenied}
+}
+
+func findAgent(cfg *config.Config, name string) (config.Agent, bool) {
+	for _, a := range cfg.Agents {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return config.Agent{}, false
+}
+
+// checkEgress decides as the proxy would, by name, before resolution.
+func checkEgress(a config.Agent, host string, port int) egressCheck {
+	res := egressCheck{Agent: a.Name, Host: host, Port: port}
+	suggest, _ := rules.Suggest(host, port)
+	switch {
+	case a.Network == "bridge":
+		res.Allowed, res.Source = true, "bridge"
+		res.Note = `network = "bridge": the agent reaches any address directly, without the egress proxy; no rule applies`
+		return res
+	case a.Egress == nil:
+		res.Source, res.Suggest = "none", suggest
+		res.Note = "the agent has no egress: no egress block, and the run sets no egress_default"
+		return res
+	case a.Egress.Default:
+		res.Source = "egress_default"
+	default:
+		res.Source = "egress"
+	}
+	v := a.Egress.Rules.CheckName(host, port)
+	res.Allowed, res.Rule, res.Deny = v.Allowed, v.Rule, v.Deny
+	switch {
+	case v.Allowed:
+		res.Note = "the proxy also resolves the name and refuses loopback, private, link-local, CGNAT, multicast and unspecified addresses that no IP or CIDR entry names; check resolves nothing"
+	case v.Deny:
+		res.Note = "deny wins over allow: remove the deny entry to allow it"
+	default:
+		res.Suggest = suggest
+	}
+	return res
+}
+
+func writeEgressCheck(w io.Writer, r egressCheck) {
+	dest := r.Host + ":" + strconv.Itoa(r.Port)
+	if strings.Contains(r.Host, ":") {
+		dest = "[" + r.Host + "]:" + strconv.Itoa(r.Port)
+	}
+	from := map[string]string{"egress": "its egress block", "egress_default": "the run's egress_default"}[r.Source]
+	switch {
+	case r.Source == "bridge":
+		fmt.Fprintf(w, "allowed: %s reaches %s (%s)\n", r.Agent, dest, r.Note)
+		return
+	case r.Source == "none":
+		fmt.Fprintf(w, "denied: %s may not reach %s: %s\n", r.Agent, dest, r.Note)
+		fmt.Fprintf(w, "To allow it, give agent %q an egress block: egress { allow = [%q] }\n", r.Agent, r.Suggest)
+		return
+	case r.Allowed:
+		fmt.Fprintf(w, "allowed: %s may reach %s: allow entry %q decides (%s)\n", r.Agent, dest, r.Rule, from)
+		fmt.Fprintf(w, "Note: %s.\n", r.Note)
+	case r.Deny:
+		fmt.Fprintf(w, "denied: %s may not reach %s: deny entry %q decides (%s)\n", r.Agent, dest, r.Rule, from)
+		fmt.Fprintf(w, "Note: %s.\n", r.Note)
+	default:
+		fmt.Fprintf(w, "denied: %s may not reach %s: no entry of %s matches (denied by default)\n", r.Agent, dest, from)
+		if r.Source == "egress_default" {
+			fmt.Fprintf(w, "To allow it, add %q to egress_default, or give agent %q an egress block of its own.\n", r.Suggest, r.Agent)
+		} else {
+			fmt.Fprintf(w, "To allow it, add to agent %q's egress allow list: %q\n", r.Agent, r.Suggest)
+		}
+	}
+}
