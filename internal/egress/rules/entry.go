@@ -261,7 +261,7 @@ func normaliseName(s string) (string, error) {
 		}
 		for _, c := range []byte(label) {
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", fmt.Errorf("%q contains %q: a host name has only letters, digits, '-' and '.'", s, string(c))
+				return "", fmt.Errorf("%q contains %q: a host name has only letters, digits, '-', '_' and '.'", s, string(c))
 			}
 		}
 	}
