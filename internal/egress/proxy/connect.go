@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"time"
+)
+
+const connectOK = "HTTP/1.1 200 Connection established\r\n\r\n"
+
+// connect serves a CONNECT: decide, dial, answer 200, then read what the
+// client sends first. A TLS ClientHello must name the CONNECT's host, or
+// none: a server name that differs is domain fronting (the destination's
+// front end would route to that other name) and the tunnel is refused with
+// a TLS access_denied alert, the only answer a TLS client can read at that
+// point. Without SNI the tunnel is allowed: the address is still the one
+// the proxy resolved for an allowed name. Non-TLS protocols pass
+// unchanged, but the client must speak first (TLS, HTTP, SSH, git do).
+func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *request) {
+	up, r := s.open(ctx, cn, req)
+	if r != nil {
+		s.refuse(cn, req, r)
+		return
+	}
+	c, lim := cn.client, s.cfg.Limits
+	c.SetWriteDeadline(time.Now().Add(lim.HandshakeTimeout))
+	if _, err := c.Write([]byte(connectOK)); err != nil {
+		s.finish(cn, req)
+		return
+	}
+	c.SetWriteDeadline(time.Time{})
+	c.SetReadDeadline(time.Now().Add(lim.HandshakeTimeout))
+	first, err := br.Peek(1)
+	if err != nil {
+		cn.end("closed: the client sent nothing through the tunnel")
+		s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "")
+		s.finish(cn, req)
+		return
+	}
+	var pre []byte
+	if first[0] == recordHandshake {
+		raw, h, err := readClientHello(br)
+		if err != nil {
+			c.Write(alert(50)) // decode_error
+			s.refused(cn, req, &refusal{status: 403, kind: "deny", line: "runner egress: " + where(req) + " refused for agent \"" + cn.ag.name + "\": the TLS ClientHello is malformed: " + clean(err.Error())})
+			return
+		}
+		if h.hasSNI && (req.isIP() || h.sni != req.host) {
+			c.Write(alert(alertAccessDenied))
+			s.refused(cn, req, s.sniMismatch(cn.ag.name, req, h))
+			return
+		}
+		pre = raw
+	}
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		pre = append(pre, b...)
+	}
+	c.SetReadDeadline(time.Time{})
+	s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "")
+	if len(pre) > 0 {
+		up.SetWriteDeadline(time.Now().Add(lim.HandshakeTimeout))
+		if _, err := up.Write(pre); err != nil {
+			cn.end("closed: the destination did not take the first bytes")
+			s.finish(cn, req)
+			return
+		}
+		up.SetWriteDeadline(time.Time{})
+		cn.bytesUp.Add(int64(len(pre)))
+		s.addBytes(cn.ag, req.host, req.port, int64(len(pre)), 0)
+	}
+	s.tunnel(cn, up, req, false)
+	s.finish(cn, req)
+}
