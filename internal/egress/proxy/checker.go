@@ -1,22 +1,25 @@
 package proxy
 
-import "net/netip"
+import (
+	"net/netip"
 
-// Verdict is what an agent's rules say about a name and port. It mirrors
-// internal/egress/rules.Verdict.
-type Verdict struct {
-	Allowed bool
-	Rule    string // the entry that decided; "" when no entry matched
-	Deny    bool   // a deny entry decided
-}
+	"github.com/runner-dev/runner/internal/egress/rules"
+)
 
-// Checker is one agent's egress rules, as internal/egress/rules builds them.
-type Checker interface {
-	// CheckName says whether host:port may be requested. host is a
-	// validated, lower-case name or an IP literal.
-	CheckName(host string, port int) Verdict
-	// NamedAddr reports the IP or CIDR entry that names ip:port exactly.
-	// Only such an entry lets the proxy dial a loopback, private,
-	// link-local, CGNAT, multicast or unspecified address.
-	NamedAddr(ip netip.Addr, port int) (rule string, ok bool)
+// The proxy asks an agent's rules (internal/egress/rules) about each
+// destination: CheckName on the requested host:port before resolving,
+// NamedAddr on each restricted address it would dial, and, when the rules
+// implement rules.AddrDenier, DeniedAddr on every address it resolved.
+type (
+	Verdict = rules.Verdict
+	Checker = rules.Checker
+)
+
+// deniedAddr reports the deny entry covering ip:port, if the rules have
+// address denials.
+func deniedAddr(c Checker, ip netip.Addr, port int) (string, bool) {
+	if d, ok := c.(rules.AddrDenier); ok {
+		return d.DeniedAddr(ip, port)
+	}
+	return "", false
 }

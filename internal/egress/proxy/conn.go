@@ -45,6 +45,9 @@ func stillAllowed(rules Checker, d *dest) bool {
 	if !rules.CheckName(d.host, d.port).Allowed {
 		return false
 	}
+	if _, denied := deniedAddr(rules, d.addr, d.port); denied {
+		return false
+	}
 	if d.restricted {
 		_, ok := rules.NamedAddr(d.addr, d.port)
 		return ok
@@ -182,6 +185,12 @@ func (s *Server) open(ctx context.Context, cn *conn, req *request) (net.Conn, *r
 	var firstBad *refusal
 	for _, a := range addrs {
 		a = a.Unmap().WithZone("")
+		if rule, denied := deniedAddr(rules, a, req.port); denied {
+			if firstBad == nil {
+				firstBad = s.deniedAddress(ag.name, req, a, rule)
+			}
+			continue
+		}
 		why := restricted(a)
 		if why == "" {
 			cands = append(cands, candidate{a, v.Rule, false})
@@ -219,7 +228,7 @@ func (s *Server) open(ctx context.Context, cn *conn, req *request) (net.Conn, *r
 	if ag.gen != gen && !stillAllowed(ag.rules, d) {
 		ag.mu.Unlock()
 		up.Close()
-		return nil, s.denied(ag.name, req, Verdict{})
+		return nil, s.denied(ag.name, req, ag.currentVerdict(req))
 	}
 	cn.dest = d
 	ag.mu.Unlock()

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runner-dev/runner/internal/egress/rules"
 )
 
 var lo = netip.MustParseAddr("127.0.0.1")
@@ -103,6 +105,7 @@ func TestAllowedReachTheServerByteExact(t *testing.T) {
 			}
 		})
 	}
+	waitOpen(t, h, "eng", 0) // bytes are counted as each copy returns
 	st := h.srv.Stats()["eng"]
 	if st.Allowed < 4 || st.BytesDown < 2*int64(len(blob)) || st.BytesUp < 2*(3<<20) || len(st.Destinations) != 2 {
 		t.Errorf("stats: %+v", st)
@@ -329,4 +332,46 @@ func TestSocketModeAndPlace(t *testing.T) {
 			t.Errorf("New(%+v) accepted", bad)
 		}
 	}
+}
+
+// The proxy with internal/egress/rules' own Checker: an IP entry lets a
+// name through to loopback, a name entry alone does not, and a deny CIDR
+// refuses a name that resolves into it.
+func TestWithCompiledRules(t *testing.T) {
+	s := startServers(t, testHandler())
+	port := int(s.echoAddr.Port())
+	compile := func(allow, deny []string) Checker {
+		r, err := rules.Compile(allow, deny)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	res := mapResolver{"echo.example.com": {lo}, "pub.example.com": {netip.MustParseAddr("203.0.113.9")}}
+	named := fmt.Sprintf("echo.example.com:%d", port)
+	h := newHarness(t, map[string]*fakeRules{"eng": {}}, res, Limits{})
+	h.srv.UpdateRules("eng", compile([]string{named}, nil))
+	resp, body := h.rawRequest("eng", "CONNECT "+named+" HTTP/1.1\r\n\r\n")
+	if resp.StatusCode != 403 {
+		t.Fatalf("a name entry alone reached loopback: %s", resp.Status)
+	}
+	checkLine(t, body, "resolves to 127.0.0.1, a loopback address", fmt.Sprintf(`add "127.0.0.1:%d"`, port))
+	h.srv.UpdateRules("eng", compile([]string{named, fmt.Sprintf("127.0.0.1:%d", port)}, nil))
+	c := h.connectTunnel("eng", named)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "ping")
+	var b [4]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || string(b[:]) != "ping" {
+		t.Fatalf("echo: %q %v", b, err)
+	}
+	// A deny CIDR over the resolved address closes it and refuses anew.
+	h.srv.UpdateRules("eng", compile([]string{named, fmt.Sprintf("127.0.0.1:%d", port), "pub.example.com"}, []string{"127.0.0.0/8", "203.0.113.0/24"}))
+	if err := isClosed(c, 5*time.Second); err != nil {
+		t.Fatalf("tunnel into a now-denied CIDR: %v", err)
+	}
+	resp, body = h.rawRequest("eng", "CONNECT pub.example.com:443 HTTP/1.1\r\n\r\n")
+	if resp.StatusCode != 403 {
+		t.Fatalf("a name resolving into a deny CIDR: %s", resp.Status)
+	}
+	checkLine(t, body, `deny entry "203.0.113.0/24" covers`, "203.0.113.9")
 }

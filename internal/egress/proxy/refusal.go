@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/runner-dev/runner/internal/egress/rules"
 )
 
 // refusal is an answer that ends a request: an HTTP status and the one
@@ -49,9 +51,12 @@ func hostPort(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
 }
 
-// entryFor is the allow entry that names host:port: ports 443 and 80 are
-// what an entry without a port allows.
+// entryFor is the allow entry that names host:port, as the rules package
+// suggests it: ports 443 and 80 are what an entry without a port allows.
 func entryFor(host string, port int) string {
+	if e, ok := rules.Suggest(host, port); ok {
+		return e
+	}
 	if port == 443 || port == 80 {
 		if strings.Contains(host, ":") {
 			return "[" + host + "]"
@@ -84,6 +89,14 @@ func (s *Server) restrictedAddr(agent string, req *request, a netip.Addr, why st
 	return &refusal{status: 403, kind: "deny", line: fmt.Sprintf(
 		"runner egress: %s refused for agent %q: it resolves to %s, %s, which only an IP entry may allow; if that is meant, %s",
 		where(req), agent, a, why, s.fix(agent, entryFor(a.String(), req.port), "allow"))}
+}
+
+// deniedAddress is the refusal for a name that resolves into a deny entry's
+// addresses.
+func (s *Server) deniedAddress(agent string, req *request, a netip.Addr, rule string) *refusal {
+	return &refusal{status: 403, kind: "deny", rule: rule, line: fmt.Sprintf(
+		"runner egress: %s refused for agent %q: it resolves to %s, which deny entry %q covers (deny wins over allow); to allow it, remove that entry from agent %q's egress deny list in %s",
+		where(req), agent, a, rule, agent, s.agentsFile)}
 }
 
 func (s *Server) sniMismatch(agent string, req *request, h hello) *refusal {

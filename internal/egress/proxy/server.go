@@ -307,3 +307,15 @@ func (ag *agent) current() (Checker, uint64) {
 	defer ag.mu.Unlock()
 	return ag.rules, ag.gen
 }
+
+// currentVerdict is what ag's rules say about req now (for a refusal after
+// the rules changed under a request).
+func (ag *agent) currentVerdict(req *request) Verdict {
+	v := ag.rules.CheckName(req.host, req.port)
+	if v.Allowed {
+		// Allowed by name, refused by an address check: say no rule
+		// allows the address.
+		return Verdict{}
+	}
+	return v
+}
