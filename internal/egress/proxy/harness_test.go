@@ -59,7 +59,7 @@ func (m mapResolver) LookupNetIP(ctx context.Context, network, host string) ([]n
 
 // harness is a running proxy with its sockets and the events it emitted.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	sockets map[string]string
 
@@ -67,7 +67,7 @@ type harness struct {
 	events []Event
 }
 
-func newHarness(t *testing.T, agents map[string]*fakeRules, res mapResolver, lim Limits) *harness {
+func newHarness(t testing.TB, agents map[string]*fakeRules, res mapResolver, lim Limits) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, sockets: map[string]string{}}
@@ -212,7 +212,7 @@ type servers struct {
 	echoAddr   netip.AddrPort
 }
 
-func startServers(t *testing.T, h http.Handler) *servers {
+func startServers(t testing.TB, h http.Handler) *servers {
 	t.Helper()
 	s := &servers{plain: httptest.NewUnstartedServer(h), tls: httptest.NewUnstartedServer(h)}
 	// Hostile tests hang up mid-handshake on purpose.
