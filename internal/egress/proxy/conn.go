@@ -145,7 +145,7 @@ func (s *Server) refused(cn *conn, req *request, r *refusal) {
 	if req != nil {
 		e.Method, e.Host, e.Port = req.method, req.host, req.port
 		if r.kind == "deny" {
-			s.count(cn.ag, req.host, req.port, false, r.rule, r.line)
+			s.count(cn.ag, req.host, req.port, false, r.rule, r.entry, r.line)
 		}
 	}
 	cn.end("refused")

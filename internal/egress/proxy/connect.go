@@ -33,7 +33,7 @@ func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *r
 	first, err := br.Peek(1)
 	if err != nil {
 		cn.end("closed: the client sent nothing through the tunnel")
-		s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "")
+		s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "", "")
 		s.finish(cn, req)
 		return
 	}
@@ -57,7 +57,7 @@ func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *r
 		pre = append(pre, b...)
 	}
 	c.SetReadDeadline(time.Time{})
-	s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "")
+	s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "", "")
 	if len(pre) > 0 {
 		up.SetWriteDeadline(time.Now().Add(lim.HandshakeTimeout))
 		if _, err := up.Write(pre); err != nil {

@@ -74,7 +74,7 @@ func (s *Server) plain(ctx context.Context, cn *conn, br *bufio.Reader, req *req
 		out = append(out, b...)
 	}
 	cn.client.SetReadDeadline(time.Time{})
-	s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "")
+	s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "", "")
 	up.SetWriteDeadline(time.Now().Add(s.cfg.Limits.HandshakeTimeout))
 	if _, err := up.Write(out); err != nil {
 		cn.end("closed: the destination did not take the request")
@@ -90,8 +90,9 @@ func (s *Server) plain(ctx context.Context, cn *conn, br *bufio.Reader, req *req
 
 // authority is the Host header for a request that had none.
 func authority(req *request) string {
+	hp := hostPort(req.host, req.port)
 	if req.port == 80 {
-		return entryFor(req.host, 443)
+		return strings.TrimSuffix(hp, ":80")
 	}
-	return hostPort(req.host, req.port)
+	return hp
 }

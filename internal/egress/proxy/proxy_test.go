@@ -31,6 +31,9 @@ var blob = func() []byte {
 func testHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/blob", func(w http.ResponseWriter, r *http.Request) { w.Write(blob) })
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host=%s uri=%s secret=%q pa=%q conn=%q", r.Host, r.RequestURI, r.Header.Get("X-Secret"), r.Header.Get("Proxy-Authorization"), r.Header.Get("Connection"))
+	})
 	mux.HandleFunc("/sum", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		io.Copy(h, r.Body)
@@ -192,7 +195,7 @@ func TestRefusals(t *testing.T) {
 	}
 	var fixed bool
 	for _, d := range st.Destinations {
-		if d.Host == "unlisted.example.com" && d.Denied > 0 && strings.Contains(d.Fix, `add "unlisted.example.com`) {
+		if d.Host == "unlisted.example.com" && d.Denied > 0 && strings.Contains(d.Fix, `add "unlisted.example.com`) && d.Entry == fmt.Sprintf("unlisted.example.com:%d", tlsPort) {
 			fixed = true
 		}
 	}
@@ -374,4 +377,17 @@ func TestWithCompiledRules(t *testing.T) {
 		t.Fatalf("a name resolving into a deny CIDR: %s", resp.Status)
 	}
 	checkLine(t, body, `deny entry "203.0.113.0/24" covers`, "203.0.113.9")
+}
+
+// What goes upstream for a plain request: origin-form, the Host the URL
+// names when the client sent none, no hop-by-hop headers, Connection: close.
+func TestPlainRequestAsForwarded(t *testing.T) {
+	h, s, _ := world(t, Limits{})
+	port := s.plainAddr.Port()
+	resp, body := h.rawRequest("eng", fmt.Sprintf("GET http://plain.example.com:%d/headers?a=1 HTTP/1.1\r\n"+
+		"Proxy-Authorization: Basic eA==\r\nConnection: X-Secret, keep-alive\r\nX-Secret: s\r\n\r\n", port))
+	want := fmt.Sprintf(`host=plain.example.com:%d uri=/headers?a=1 secret="" pa="" conn="close"`, port)
+	if resp.StatusCode != 200 || body != want {
+		t.Fatalf("%s %q, want %q", resp.Status, body, want)
+	}
 }

@@ -17,6 +17,7 @@ type refusal struct {
 	kind   string // deny, bad_request, limit, error
 	line   string
 	rule   string
+	entry  string // the allow entry that would let it through, when one would
 }
 
 var statusText = map[int]string{
@@ -78,17 +79,19 @@ func (s *Server) denied(agent string, req *request, v Verdict) *refusal {
 			"runner egress: %s refused for agent %q by deny entry %q (deny wins over allow); to allow it, remove that entry from agent %q's egress deny list in %s",
 			dest, agent, v.Rule, agent, s.agentsFile)}
 	}
-	return &refusal{status: 403, kind: "deny", line: fmt.Sprintf(
+	e := entryFor(req.host, req.port)
+	return &refusal{status: 403, kind: "deny", entry: e, line: fmt.Sprintf(
 		"runner egress: %s refused for agent %q: no rule allows it; to allow it, %s",
-		dest, agent, s.fix(agent, entryFor(req.host, req.port), "allow"))}
+		dest, agent, s.fix(agent, e, "allow"))}
 }
 
 // restrictedAddr is the refusal for a name whose every address is one the
 // proxy dials only when an IP entry names it.
 func (s *Server) restrictedAddr(agent string, req *request, a netip.Addr, why string) *refusal {
-	return &refusal{status: 403, kind: "deny", line: fmt.Sprintf(
+	e := entryFor(a.String(), req.port)
+	return &refusal{status: 403, kind: "deny", entry: e, line: fmt.Sprintf(
 		"runner egress: %s refused for agent %q: it resolves to %s, %s, which only an IP entry may allow; if that is meant, %s",
-		where(req), agent, a, why, s.fix(agent, entryFor(a.String(), req.port), "allow"))}
+		where(req), agent, a, why, s.fix(agent, e, "allow"))}
 }
 
 // deniedAddress is the refusal for a name that resolves into a deny entry's

@@ -143,3 +143,20 @@ func FuzzParseHead(f *testing.F) {
 		}
 	})
 }
+
+func TestAuthority(t *testing.T) {
+	for head, want := range map[string]string{
+		"GET http://a.com/ HTTP/1.0\r\n\r\n":            "a.com",
+		"GET http://a.com:8080/ HTTP/1.0\r\n\r\n":       "a.com:8080",
+		"GET http://[2001:db8::1]/ HTTP/1.0\r\n\r\n":    "[2001:db8::1]",
+		"GET http://[2001:db8::1]:81/ HTTP/1.0\r\n\r\n": "[2001:db8::1]:81",
+	} {
+		r, err := parseHead([]byte(head))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := authority(r); got != want {
+			t.Errorf("%q: Host %q, want %q", head, got, want)
+		}
+	}
+}

@@ -4,24 +4,25 @@ import "sort"
 
 // AgentStats is what one agent's connections did since the proxy started.
 type AgentStats struct {
-	Open         int // connections open now
-	Allowed      int64
-	Denied       int64 // refused by the rules, an address check or the SNI check
-	BytesUp      int64 // agent to destinations
-	BytesDown    int64
-	Destinations []DestStats // by destination; at most Limits.MaxDestinations, the rest in "(other)"
+	Open         int         `json:"open"` // connections open now
+	Allowed      int64       `json:"allowed"`
+	Denied       int64       `json:"denied"`       // refused by the rules, an address check or the SNI check
+	BytesUp      int64       `json:"bytes_up"`     // agent to destinations
+	BytesDown    int64       `json:"bytes_down"`   // destinations to agent
+	Destinations []DestStats `json:"destinations"` // by host and port; at most Limits.MaxDestinations, the rest in "(other)"
 }
 
 // DestStats is one destination of one agent.
 type DestStats struct {
-	Host      string // "(other)" for destinations past the limit
-	Port      int
-	Allowed   int64
-	Denied    int64
-	BytesUp   int64
-	BytesDown int64
-	Rule      string // the entry that decided last
-	Fix       string // for a refused destination: the line the agent was given
+	Host      string `json:"host"` // "(other)" for destinations past the limit
+	Port      int    `json:"port"`
+	Allowed   int64  `json:"allowed"`
+	Denied    int64  `json:"denied"`
+	BytesUp   int64  `json:"bytes_up"`
+	BytesDown int64  `json:"bytes_down"`
+	Rule      string `json:"rule,omitempty"`  // the entry that decided last
+	Entry     string `json:"entry,omitempty"` // refused: the allow entry that would let it through ("" when a deny entry or a check other than the rules refused it)
+	Fix       string `json:"fix,omitempty"`   // refused: the line the agent was given, last time
 }
 
 type destKey struct {
@@ -77,7 +78,7 @@ func (s *Server) Stats() map[string]AgentStats {
 }
 
 // count records a decision about req in ag's stats.
-func (s *Server) count(ag *agent, host string, port int, allowed bool, rule, fix string) {
+func (s *Server) count(ag *agent, host string, port int, allowed bool, rule, entry, fix string) {
 	if host == "" {
 		return
 	}
@@ -90,7 +91,7 @@ func (s *Server) count(ag *agent, host string, port int, allowed bool, rule, fix
 	} else {
 		ag.stats.denied++
 		d.Denied++
-		d.Fix = fix
+		d.Entry, d.Fix = entry, fix
 	}
 	d.Rule = rule
 }
