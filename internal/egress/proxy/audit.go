@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/runner-dev/runner/internal/audit"
@@ -23,6 +24,7 @@ type Event struct {
 	Port      int
 	Addr      netip.Addr // the address dialled; zero when none was
 	Rule      string     // the entry that decided ("" none)
+	Entry     string     // refusals: the allow entry that would let it through, when one would
 	Reason    string     // refusals: the one line the agent got; allowed: how it ended
 	BytesUp   int64      // agent to destination
 	BytesDown int64      // destination to agent
@@ -34,30 +36,105 @@ type Event struct {
 func (e Event) Allowed() bool { return e.Kind == "allow" }
 
 // Audit turns e into a line of the run's audit log (internal/audit):
-// event egress_allow, egress_deny, ...; actor the agent; target host:port.
+// event egress_allow, egress_deny, ...; actor the agent; target host:port;
+// detail "count=N method=M addr=A rule="R" entry="E" up=U down=D
+// duration=T: reason", which FromAudit reads back.
 func (e Event) Audit() audit.Event {
 	target := ""
 	if e.Host != "" {
 		target = hostPort(e.Host, e.Port)
 	}
-	d := ""
-	if e.Count > 1 {
-		d = fmt.Sprintf("%d connections (folded) ", e.Count)
-	}
+	d := fmt.Sprintf("count=%d", max(e.Count, 1))
 	if e.Method != "" {
-		d += "method=" + quoteToken(e.Method) + " "
+		d += " method=" + quoteToken(e.Method)
 	}
 	if e.Addr.IsValid() {
-		d += "addr=" + e.Addr.String() + " "
+		d += " addr=" + e.Addr.String()
 	}
 	if e.Rule != "" {
-		d += "rule=" + strconv.Quote(e.Rule) + " "
+		d += " rule=" + strconv.Quote(e.Rule)
 	}
-	d += fmt.Sprintf("up=%d down=%d duration=%s", e.BytesUp, e.BytesDown, e.Duration.Round(time.Millisecond))
+	if e.Entry != "" {
+		d += " entry=" + strconv.Quote(e.Entry)
+	}
+	d += fmt.Sprintf(" up=%d down=%d duration=%s", e.BytesUp, e.BytesDown, e.Duration.Round(time.Millisecond))
 	if e.Reason != "" {
 		d += ": " + e.Reason
 	}
 	return audit.Event{Time: e.Time, Event: "egress_" + e.Kind, Actor: e.Agent, Target: target, Detail: d}
+}
+
+// FromAudit reads back an event that Audit wrote, for reports such as
+// `runner egress`: ok is false for any other audit line.
+func FromAudit(a audit.Event) (Event, bool) {
+	kind, ok := strings.CutPrefix(a.Event, "egress_")
+	if !ok {
+		return Event{}, false
+	}
+	e := Event{Time: a.Time, Agent: a.Actor, Kind: kind}
+	if a.Target != "" {
+		host, ip, port, err := parseAuthority(a.Target, 0)
+		if err != nil {
+			return Event{}, false
+		}
+		e.Host, e.Port = host, port
+		_ = ip
+	}
+	rest := a.Detail
+	for rest != "" && !strings.HasPrefix(rest, ": ") {
+		rest = strings.TrimPrefix(rest, " ")
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return Event{}, false
+		}
+		var val string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return Event{}, false
+			}
+			val, _ = strconv.Unquote(q)
+			rest = after[len(q):]
+		} else {
+			i := strings.IndexAny(after, " :")
+			if i < 0 {
+				i = len(after)
+			}
+			// durations hold no ':', addresses may (IPv6): an addr ends at a space.
+			if key == "addr" {
+				if j := strings.IndexByte(after, ' '); j >= 0 {
+					i = j
+				} else {
+					i = len(after)
+				}
+			}
+			val, rest = after[:i], after[i:]
+		}
+		var err error
+		switch key {
+		case "count":
+			e.Count, err = strconv.Atoi(val)
+		case "method":
+			e.Method = val
+		case "addr":
+			e.Addr, err = netip.ParseAddr(val)
+		case "rule":
+			e.Rule = val
+		case "entry":
+			e.Entry = val
+		case "up":
+			e.BytesUp, err = strconv.ParseInt(val, 10, 64)
+		case "down":
+			e.BytesDown, err = strconv.ParseInt(val, 10, 64)
+		case "duration":
+			e.Duration, err = time.ParseDuration(val)
+		}
+		if err != nil {
+			return Event{}, false
+		}
+	}
+	e.Reason = strings.TrimPrefix(rest, ": ")
+	return e, true
 }
 
 type foldKey struct {

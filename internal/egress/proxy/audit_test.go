@@ -21,22 +21,31 @@ func TestEventsAreAuditLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	for _, e := range []Event{
+	events := []Event{
 		{Agent: "eng", Kind: "allow", Method: "CONNECT", Host: "pypi.org", Port: 443, Addr: netip.MustParseAddr("151.101.0.223"),
 			Rule: "pypi.org", BytesUp: 812, BytesDown: 90210, Duration: 1500 * time.Millisecond, Reason: "closed", Count: 1},
-		{Agent: "eng", Kind: "deny", Method: "GET", Host: "2001:db8::1", Port: 80, Reason: `runner egress: GET http://[2001:db8::1]:80 refused for agent "eng": no rule allows it`, Count: 40},
+		{Agent: "eng", Kind: "deny", Method: "GET", Host: "2001:db8::1", Port: 80, Entry: "[2001:db8::1]", Reason: `runner egress: GET http://[2001:db8::1]:80 refused for agent "eng": no rule allows it`, Count: 40},
+		{Agent: "eng", Kind: "deny", Method: "CONNECT", Host: "a.example.com", Port: 8443, Addr: netip.MustParseAddr("fd00::1"), Entry: "[fd00::1]:8443", Reason: "runner egress: x: y", Count: 1},
 		{Agent: "eng", Kind: "bad_request", Reason: "the connection closed in the middle of the request head", Count: 1},
-	} {
+	}
+	for _, e := range events {
 		if err := log.Append(e.Audit()); err != nil {
 			t.Fatalf("%+v: %v", e, err)
 		}
+		back, ok := FromAudit(e.Audit())
+		if !ok || back != e {
+			t.Errorf("FromAudit(Audit(%+v)) = %+v, %v", e, back, ok)
+		}
 	}
-	if n, err := audit.Verify(path); err != nil || n != 3 {
+	if _, ok := FromAudit(audit.Event{Event: "send", Actor: "eng", Detail: "x"}); ok {
+		t.Error("FromAudit read a relay event")
+	}
+	if n, err := audit.Verify(path); err != nil || n != len(events) {
 		t.Fatalf("verify: %d lines, %v", n, err)
 	}
 	b, _ := os.ReadFile(path)
-	for _, want := range []string{`"event":"egress_allow"`, `"target":"pypi.org:443"`, "addr=151.101.0.223", "up=812 down=90210 duration=1.5s",
-		`"event":"egress_deny"`, `"target":"[2001:db8::1]:80"`, "40 connections (folded)", `"event":"egress_bad_request"`} {
+	for _, want := range []string{`"event":"egress_allow"`, `"target":"pypi.org:443"`, "addr=151.101.0.223", "up=812 down=90210 duration=1.5s", `entry=\"[2001:db8::1]\"`,
+		`"event":"egress_deny"`, `"target":"[2001:db8::1]:80"`, "count=40", `"event":"egress_bad_request"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("audit log lacks %s:\n%s", want, b)
 		}

@@ -141,7 +141,10 @@ func (s *Server) refuse(cn *conn, req *request, r *refusal) {
 
 // refused records a refusal the client was already told about.
 func (s *Server) refused(cn *conn, req *request, r *refusal) {
-	e := Event{Agent: cn.ag.name, Kind: r.kind, Rule: r.rule, Reason: r.line, Duration: time.Since(cn.start)}
+	e := Event{Agent: cn.ag.name, Kind: r.kind, Rule: r.rule, Entry: r.entry, Addr: r.addr, Reason: r.line, Duration: time.Since(cn.start)}
+	if !e.Addr.IsValid() && cn.dest != nil {
+		e.Addr = cn.dest.addr // refused after the dial: SNI, hello
+	}
 	if req != nil {
 		e.Method, e.Host, e.Port = req.method, req.host, req.port
 		if r.kind == "deny" {

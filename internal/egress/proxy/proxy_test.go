@@ -242,6 +242,9 @@ func TestRestrictedAddressesNeedAnIPEntry(t *testing.T) {
 			}
 			want := netip.MustParseAddr(a).Unmap().String()
 			checkLine(t, body, "resolves to "+want, "only an IP entry may allow", fmt.Sprintf(`add "%s`, entryFor(want, int(port))))
+			h.waitEvent("deny with the resolved address", func(e Event) bool {
+				return e.Kind == "deny" && e.Host == n+".example.com" && e.Addr.String() == want && e.Entry == entryFor(want, int(port))
+			})
 		})
 	}
 	if resp, body := h.rawRequest("eng", fmt.Sprintf("CONNECT mixed.example.com:%d HTTP/1.1\r\n\r\n", port)); resp.StatusCode != 403 {

@@ -17,7 +17,8 @@ type refusal struct {
 	kind   string // deny, bad_request, limit, error
 	line   string
 	rule   string
-	entry  string // the allow entry that would let it through, when one would
+	entry  string     // the allow entry that would let it through, when one would
+	addr   netip.Addr // the resolved address that was refused, if one was
 }
 
 var statusText = map[int]string{
@@ -89,7 +90,7 @@ func (s *Server) denied(agent string, req *request, v Verdict) *refusal {
 // proxy dials only when an IP entry names it.
 func (s *Server) restrictedAddr(agent string, req *request, a netip.Addr, why string) *refusal {
 	e := entryFor(a.String(), req.port)
-	return &refusal{status: 403, kind: "deny", entry: e, line: fmt.Sprintf(
+	return &refusal{status: 403, kind: "deny", entry: e, addr: a, line: fmt.Sprintf(
 		"runner egress: %s refused for agent %q: it resolves to %s, %s, which only an IP entry may allow; if that is meant, %s",
 		where(req), agent, a, why, s.fix(agent, e, "allow"))}
 }
@@ -97,7 +98,7 @@ func (s *Server) restrictedAddr(agent string, req *request, a netip.Addr, why st
 // deniedAddress is the refusal for a name that resolves into a deny entry's
 // addresses.
 func (s *Server) deniedAddress(agent string, req *request, a netip.Addr, rule string) *refusal {
-	return &refusal{status: 403, kind: "deny", rule: rule, line: fmt.Sprintf(
+	return &refusal{status: 403, kind: "deny", rule: rule, addr: a, line: fmt.Sprintf(
 		"runner egress: %s refused for agent %q: it resolves to %s, which deny entry %q covers (deny wins over allow); to allow it, remove that entry from agent %q's egress deny list in %s",
 		where(req), agent, a, rule, agent, s.agentsFile)}
 }
