@@ -2,7 +2,10 @@
 # README.md and the one .ci/run calls.
 GO      ?= go
 BIN     := bin
-LDFLAGS := -s -w
+# The version is the tag (if any) and the commit, as `runner version` shows them.
+VERSION := $(shell git describe --tags --dirty 2>/dev/null)
+COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export CGO_ENABLED = 0
 
 .PHONY: build image test test-unit fuzz lint bench clean

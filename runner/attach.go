@@ -25,6 +25,10 @@ type AttachOptions struct {
 	Resized <-chan struct{}
 	// Term is the local terminal type (TERM) for the tmux client.
 	Term string
+	// Started, if set, is called once the agent's container was found,
+	// just before the session starts (to say so and make the terminal
+	// raw); an error from it stops the attach.
+	Started func() error
 }
 
 // Attach connects the operator's terminal to an agent's live pane until the
@@ -63,6 +67,11 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 			r.log().Warn("cannot record the attach in the run's state", "error", err)
 		}
 		defer dropLease(st, id)
+	}
+	if o.Started != nil {
+		if err := o.Started(); err != nil {
+			return err
+		}
 	}
 	tty, err := r.Engine.ExecTTY(ctx, c.ID, argv, []string{"TERM=" + term, "LANG=C.UTF-8"}, o.Write, rows, cols)
 	if err != nil {

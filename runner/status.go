@@ -3,12 +3,14 @@ package runner
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/names"
 	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/relay"
 	"github.com/runner-dev/runner/internal/shim"
@@ -353,7 +355,24 @@ func (r *Runner) agentOf(cfg *config.Config, agent string) (config.Agent, error)
 		}
 		names = append(names, a.Name)
 	}
-	return config.Agent{}, fmt.Errorf("no agent %q in %s; agents: %s", agent, cfg.File, strings.Join(names, ", "))
+	return config.Agent{}, unknownAgent(cfg, agent, names)
+}
+
+// CheckAgent fails, suggesting the nearest name, if the config has no
+// agent of that name; the CLI checks before it prints anything.
+func CheckAgent(cfg *config.Config, agent string) error {
+	_, err := (&Runner{}).agentOf(cfg, agent)
+	return err
+}
+
+// unknownAgent says the name is wrong and, when one is close, which was
+// meant; otherwise it lists the agents.
+func unknownAgent(cfg *config.Config, agent string, known []string) error {
+	file := filepath.Base(cfg.File)
+	if near, ok := names.Nearest(agent, known); ok {
+		return fmt.Errorf("no agent %q in %s; did you mean %q?", agent, file, near)
+	}
+	return fmt.Errorf("no agent %q in %s; its agents are: %s", agent, file, strings.Join(known, ", "))
 }
 
 // container finds the running container of one agent of the config.

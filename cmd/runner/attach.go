@@ -25,6 +25,13 @@ func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	// A terminal view is only for a terminal: piped, it would be a stream
+	// of escape codes. capture and logs are the commands for a pipe.
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		fmt.Fprintf(stderr, "Error: runner attach needs a terminal on standard input (it shows the live pane); for text, use `runner capture %s %s` or `runner logs %s %s -f`\n", cfg.File, rest[0], cfg.File, rest[0])
+		return exitError{1}
+	}
 	eng, err := connect(ctx, cfg)
 	if err != nil {
 		return err
@@ -34,19 +41,26 @@ func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := runner.AttachOptions{Write: write, Out: stdout, Term: os.Getenv("TERM")}
-	// Said before the terminal goes raw: stderr is plain text, without \r.
-	if write {
-		fmt.Fprintf(stderr, "Attached to %s with WRITE access (audited). Detach: Ctrl-b d.\n", rest[0])
-	} else {
-		fmt.Fprintf(stderr, "Attached to %s read-only: keys are not sent. Detach: Ctrl-b d, Ctrl-c or q.\n", rest[0])
-	}
-	fd := int(os.Stdin.Fd())
-	if term.IsTerminal(fd) {
+	var restore func()
+	defer func() {
+		if restore != nil {
+			restore()
+		}
+	}()
+	// Said once the agent's container was found, and before the terminal
+	// goes raw: stderr is plain text, without \r.
+	o.Started = func() error {
+		if write {
+			fmt.Fprintf(stderr, "Attached to %s with WRITE access (audited). Detach: Ctrl-b d.\n", rest[0])
+		} else {
+			fmt.Fprintf(stderr, "Attached to %s read-only: keys are not sent. Detach: Ctrl-b d, Ctrl-c or q.\n", rest[0])
+		}
 		old, err := term.MakeRaw(fd)
 		if err != nil {
 			return err
 		}
-		defer term.Restore(fd, old)
+		restore = func() { term.Restore(fd, old) }
+		return nil
 	}
 	if out, ok := stdout.(*os.File); ok && term.IsTerminal(int(out.Fd())) {
 		o.Size = func() (uint, uint) {

@@ -24,35 +24,21 @@ import (
 	"github.com/runner-dev/runner/runner"
 )
 
-var version = "dev"
-
-func cmdVersion(_ context.Context, _ *globals, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintln(stdout, "runner", version)
-	return nil
-}
-
 // fileCommand parses the flags of a command acting on a config file, loads
 // and validates the file, and returns the remaining positional arguments.
-func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra func(*flag.FlagSet), nargs int, argsUsage string) (*config.Config, []string, error) {
-	fs := flag.NewFlagSet("runner "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
+// (The usage line comes from the command table; argsUsage is kept for the
+// callers that still pass it.)
+func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra func(*flag.FlagSet), nargs int, _ string) (*config.Config, []string, error) {
+	fs := g.newFlags(name, stderr)
 	if extra != nil {
 		extra(fs)
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: runner %s FILE%s [flags]\n", name, argsUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
+	pos, err := g.parseFlags(fs, name, args, stderr)
 	if err != nil {
-		if err == flag.ErrHelp {
-			return nil, nil, exitError{0}
-		}
-		return nil, nil, exitError{2}
+		return nil, nil, err
 	}
 	if len(pos) != 1+nargs {
-		fs.Usage()
+		usageLine(stderr, name)
 		return nil, nil, exitError{2}
 	}
 	g.setupLog(stderr)
@@ -60,6 +46,13 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 	g.files = files
 	if err != nil {
 		return nil, nil, err
+	}
+	// A command whose table row says FILE AGENT gets a known agent, or the
+	// nearest name, before anything reaches the engine.
+	if c, _ := lookup(name); strings.HasPrefix(c.args, "FILE AGENT") {
+		if err := runner.CheckAgent(cfg, pos[1]); err != nil {
+			return nil, nil, err
+		}
 	}
 	return cfg, pos[1:], nil
 }
@@ -387,10 +380,13 @@ func warnRaw(stdout, stderr io.Writer, cmd string) {
 }
 
 func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("runner doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
-	if _, err := parse(fs, args); err != nil {
+	fs := g.newFlags("doctor", stderr)
+	pos, err := g.parseFlags(fs, "doctor", args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		usageLine(stderr, "doctor")
 		return exitError{2}
 	}
 	g.setupLog(stderr)
@@ -418,22 +414,16 @@ func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io
 }
 
 func cmdImage(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("runner image build", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
+	fs := g.newFlags("image", stderr)
 	tag := fs.String("tag", config.DefaultImage, "image reference to build")
 	agentBin := fs.String("agent-bin", "", "static runner-agent binary to put in the image (default: runner-agent next to this runner)")
 	force := fs.Bool("force", false, "rebuild even if an identical image exists")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: runner image build [--tag REF] [--agent-bin PATH] [--force]")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
+	pos, err := g.parseFlags(fs, "image", args, stderr)
 	if err != nil {
-		return exitError{2}
+		return err
 	}
 	if len(pos) != 1 || pos[0] != "build" {
-		fs.Usage()
+		usageLine(stderr, "image")
 		return exitError{2}
 	}
 	g.setupLog(stderr)

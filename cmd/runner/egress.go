@@ -19,6 +19,10 @@ func cmdEgress(ctx context.Context, g *globals, args []string, stdout, stderr io
 	if len(args) > 0 && args[0] == "check" {
 		return cmdEgressCheck(ctx, g, args[1:], stdout, stderr)
 	}
+	// Help, and completion's probe, come from check's flag set.
+	if len(args) == 0 && g.probe || len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return cmdEgressCheck(ctx, g, []string{"--help"}, stdout, stderr)
+	}
 	fmt.Fprintln(stderr, "Usage: runner egress check FILE AGENT HOST[:PORT]|URL [-o json]")
 	return exitError{2}
 }

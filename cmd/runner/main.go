@@ -11,41 +11,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/runner-dev/runner/internal/names"
 	"github.com/runner-dev/runner/internal/termsafe"
 )
-
-const usage = `Usage: runner [global flags] COMMAND [args]
-
-Commands that act on a run take the config file first; the run name comes from it.
-
-  validate FILE                 check a config file without touching an engine
-  plan     FILE                 show what apply would create, replace (and why), delete, keep
-  apply    FILE                 create or update the run's agents (a second apply is a no-op)
-  status   FILE [-o json]       each agent: container, state (and health), process, security, uptime
-  capture  FILE AGENT [--lines N]   print a snapshot of the agent's tmux pane (read-only)
-  attach   FILE AGENT [--write] live view of the agent's pane; keys reach it only with --write (audited)
-  watch    FILE [--detach]      a local tmux session with one read-only pane per agent
-  logs     FILE AGENT [-f] [--since 10m] [--raw] [--verify]   everything the agent's pane printed (recorded on this host); --verify checks its hash chain
-  send     FILE AGENT MESSAGE   send a message to an agent as the operator ("-" reads stdin)
-  inbox    FILE [-o json] [--keep]   print the agents' messages to the operator, and remove them
-  audit    FILE [--verify]      print the run's audit log, or check its hash chain
-  egress check FILE AGENT HOST[:PORT]|URL [-o json]   would the agent's rules allow it, and which entry decides (nothing is dialled; exit 0 allowed, 1 denied, 2 trouble)
-  run      FILE [--timeout D] [-o text|json|junit] [--junit-file P]  CI job: apply, wait, print output, destroy
-  destroy  FILE                 remove the run's containers, relay and state (idempotent)
-  doctor                        check the engine: reachable, rootless, seccomp, cgroups, limits
-  image build [--tag REF]       build the default agent image from this machine's files (no registry)
-  version                       print the version
-
-Flags for FILE commands: -var NAME=VALUE (repeatable)
-Global flags: --log-level (trace|debug|info|warn|error, default warn), --log-json
-`
 
 // exitError carries a process exit code; the message has been printed.
 type exitError struct{ code int }
@@ -77,6 +51,12 @@ type globals struct {
 	// files are the sources the config loader parsed, for diagnostics
 	// found after loading (the mount-source stage).
 	files map[string]*hcl.File
+	// stdout is where help goes when a command's --help asks for it.
+	stdout io.Writer
+	// probe asks parseFlags for the command's flag set (in probed)
+	// instead of parsing: shell completion lists flags this way.
+	probe  bool
+	probed *flag.FlagSet
 }
 
 type varFlags map[string]string
@@ -103,78 +83,117 @@ func (g *globals) register(fs *flag.FlagSet) {
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		if len(args) > 0 && args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
 		if err := fs.Parse(args); err != nil {
 			return nil, err
+		}
+		// Parse eats a "--" that ends the flags: all after it is positional.
+		if n := len(args) - len(fs.Args()); n > 0 && args[n-1] == "--" {
+			return append(pos, fs.Args()...), nil
 		}
 		args = fs.Args()
 		if len(args) == 0 {
 			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
 }
 
+// commands is the CLI's one command table: dispatch, `runner --help`,
+// each command's --help, and shell completion all read it. Hidden commands
+// are started by runner itself (or by a completion script) and are not
+// advertised. (Filled in init: help reads the table it is in.)
+var commands []command
+
+func init() {
+	commands = []command{
+		{name: "validate", args: "FILE", summary: "check a config file without touching an engine", example: "runner validate agents.hcl", run: cmdValidate},
+		{name: "plan", args: "FILE", summary: "show what apply would create, replace (and why), delete and keep", example: "runner plan agents.hcl -var model=opus", run: cmdPlan},
+		{name: "apply", args: "FILE", summary: "create or update the run's agents (a second apply is a no-op)", example: "runner apply agents.hcl", run: cmdApply},
+		{name: "status", args: "FILE", summary: "show each agent: container, state, process, security, uptime", example: "runner status agents.hcl -o wide", run: cmdStatus},
+		{name: "capture", args: "FILE AGENT", summary: "print a snapshot of an agent's tmux pane (read-only)", example: "runner capture agents.hcl alice --lines 50", run: cmdCapture},
+		{name: "attach", args: "FILE AGENT", summary: "live view of an agent's pane; keys reach it only with --write (audited)", example: "runner attach agents.hcl alice", run: cmdAttach},
+		{name: "watch", args: "FILE", summary: "a local tmux session with one read-only pane per agent", example: "runner watch agents.hcl", run: cmdWatch},
+		{name: "logs", args: "FILE AGENT", summary: "print everything an agent's pane printed (recorded on this host)", example: "runner logs agents.hcl alice -f --since 10m", run: cmdLogs},
+		{name: "exec", args: "FILE AGENT -- ARGV...", summary: "run a command in an agent's container as the agent's user (audited)", example: "runner exec agents.hcl alice -- git status", run: cmdExec},
+		{name: "shell", args: "FILE AGENT", summary: "an interactive shell in an agent's container as the agent's user (audited)", example: "runner shell agents.hcl alice", run: cmdShell},
+		{name: "send", args: "FILE AGENT MESSAGE", summary: "send a message to an agent as the operator (\"-\" reads stdin)", example: "runner send agents.hcl alice 'rebase on main'", run: cmdSend},
+		{name: "inbox", args: "FILE", summary: "print the agents' messages to the operator, and remove them", example: "runner inbox agents.hcl --keep", run: cmdInbox},
+		{name: "egress", args: "check FILE AGENT HOST[:PORT]|URL", summary: "would an agent's egress rules allow a destination, and which entry decides (nothing is dialled)",
+			detail: "Exit status: 0 allowed, 1 denied, 2 the question could not be answered.", example: "runner egress check agents.hcl alice github.com:443", run: cmdEgress},
+		{name: "audit", args: "FILE", summary: "print the run's audit log, or check its hash chain", example: "runner audit agents.hcl --verify", run: cmdAudit},
+		{name: "run", args: "FILE", summary: "CI job: apply, wait, print output, destroy", example: "runner run ci.hcl --timeout 20m -o junit", run: cmdRun},
+		{name: "destroy", args: "FILE", summary: "remove the run's containers, relay and state (idempotent)", example: "runner destroy agents.hcl", run: cmdDestroy},
+		{name: "fmt", args: "[FILE...]", summary: "rewrite config files in the canonical format", example: "runner fmt -check agents.hcl", run: cmdFmt},
+		{name: "doctor", summary: "check the engine: reachable, rootless, seccomp, cgroups, limits", example: "runner doctor", run: cmdDoctor},
+		{name: "image", args: "build", summary: "build the default agent image from this machine's files (no registry)", example: "runner image build", run: cmdImage},
+		{name: "completion", args: "bash|zsh|fish", summary: "print a shell completion script", example: "source <(runner completion bash)", run: cmdCompletion},
+		{name: "version", summary: "print the version, commit and Go version", example: "runner version", run: cmdVersion},
+		{name: "help", args: "[COMMAND]", summary: "show help for runner or one command", example: "runner help exec", run: cmdHelp},
+		{name: "relay", hidden: true, run: cmdRelay},
+		{name: "record", hidden: true, run: cmdRecord},
+		{name: "__complete", hidden: true, run: cmdComplete},
+	}
+}
+
+// command is one row of the table.
 type command struct {
-	summary string
+	name    string
+	args    string // positional arguments, as the usage line shows them
+	summary string // one line, lower case, no full stop
+	detail  string // more, when one line cannot say it (exit codes, rules)
+	example string
+	hidden  bool
 	run     func(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = map[string]command{
-	"validate": {"check a config file", cmdValidate},
-	"plan":     {"show what apply would do", cmdPlan},
-	"apply":    {"create or update the run", cmdApply},
-	"status":   {"show the run's agents", cmdStatus},
-	"capture":  {"print an agent's pane", cmdCapture},
-	"destroy":  {"remove the run", cmdDestroy},
-	"run":      {"run the file as a CI job", cmdRun},
-	"doctor":   {"check the engine", cmdDoctor},
-	"image":    {"build the default agent image", cmdImage},
-	"version":  {"print the version", cmdVersion},
-	"send":     {"send a message to an agent", cmdSend},
-	"inbox":    {"print (and remove) the agents' messages to the operator", cmdInbox},
-	"audit":    {"print or verify the run's audit log", cmdAudit},
-	"relay":    {"run a relay (started by apply)", cmdRelay},
-	"attach":   {"watch an agent's pane live", cmdAttach},
-	"watch":    {"watch every agent's pane at once", cmdWatch},
-	"logs":     {"print an agent's transcript", cmdLogs},
-	"record":   {"record the run's transcripts (started by apply)", cmdRecord},
-	"egress":   {"check what an agent's egress rules allow", cmdEgress},
+// lookup finds a command by name; a subcommand ("egress check") is found
+// by its command's row.
+func lookup(name string) (command, bool) {
+	name, _, _ = strings.Cut(name, " ")
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	g := &globals{vars: varFlags{}}
+	g := &globals{vars: varFlags{}, stdout: stdout}
 	top := flag.NewFlagSet("runner", flag.ContinueOnError)
 	top.SetOutput(stderr)
-	top.Usage = func() { fmt.Fprint(stderr, usage) }
+	top.Usage = func() {}
 	g.register(top)
+	showVersion := top.Bool("version", false, "print the version")
+	top.BoolVar(showVersion, "v", false, "print the version")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			writeUsage(stdout)
 			return nil
 		}
+		fmt.Fprintln(stderr, "See `runner --help`.")
 		return exitError{2}
 	}
 	args = top.Args()
+	if *showVersion {
+		return cmdVersion(ctx, g, nil, stdout, stderr)
+	}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		writeUsage(stderr)
 		return exitError{2}
 	}
 	name := args[0]
-	if name == "help" || name == "-h" || name == "--help" {
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	cmd, ok := commands[name]
+	cmd, ok := lookup(name)
 	if !ok {
-		var known []string
-		for k := range commands {
-			known = append(known, k)
+		msg := fmt.Sprintf("unknown command %q", name)
+		if near, ok := names.Nearest(name, visibleCommands()); ok {
+			msg += fmt.Sprintf("; did you mean %q?", near)
 		}
-		sort.Strings(known)
-		fmt.Fprintf(stderr, "Error: unknown command %q; commands: %s (see runner --help)\n", name, strings.Join(known, ", "))
+		fmt.Fprintf(stderr, "Error: %s (see `runner --help` for the commands)\n", termsafe.Line(msg))
 		return exitError{2}
 	}
 	// Nothing a command prints reaches the terminal unfiltered: whatever
@@ -184,13 +203,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !ownStdout[name] {
 		stdout = termsafe.NewPlainWriter(stdout)
 	}
-	return cmd.run(ctx, g, args[1:], stdout, termsafe.NewPlainWriter(stderr))
+	g.stdout = stdout
+	err := cmd.run(ctx, g, args[1:], stdout, termsafe.NewPlainWriter(stderr))
+	if ee, ok := err.(exitError); ok && ee.code == 0 {
+		return nil // help was asked for and shown
+	}
+	return err
 }
 
 // ownStdout are the commands that filter their standard output themselves:
 // attach (termsafe.View), watch (a tmux client of panes running attach),
-// and logs and capture (plain, unless --raw).
-var ownStdout = map[string]bool{"attach": true, "watch": true, "logs": true, "capture": true}
+// logs and capture (plain, unless --raw), and exec and shell (a view on a
+// TTY, plain otherwise).
+var ownStdout = map[string]bool{"attach": true, "watch": true, "logs": true, "capture": true, "exec": true, "shell": true}
 
 // setupLog builds the logger once the command's flags are parsed.
 func (g *globals) setupLog(stderr io.Writer) hclog.Logger {

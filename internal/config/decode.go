@@ -444,6 +444,12 @@ func (d *decoder) size(s scope, attr *hcl.Attribute, lo int64, why string) (int6
 		return 0, false
 	}
 	if n < lo {
+		if unitless(str) && n > 0 {
+			// memory = 256 is 256 bytes: the unit was forgotten.
+			d.fail(s, attr.Expr, fmt.Sprintf("Invalid %s", attr.Name),
+				"A number without a unit is bytes, and %s must be at least %s (%s): add a unit, e.g. %s = \"%sMiB\".", attr.Name, formatSize(lo), why, attr.Name, str)
+			return 0, false
+		}
 		d.fail(s, attr.Expr, fmt.Sprintf("Invalid %s", attr.Name),
 			"%s must be at least %s (%s); got %q.", attr.Name, formatSize(lo), why, str)
 		return 0, false

@@ -56,7 +56,15 @@ func (l *Loader) Load(path string, vars map[string]string) (*Config, hcl.Diagnos
 			Detail:   fmt.Sprintf("Cannot make %q absolute: %s.", path, err),
 		}}
 	}
-	file, diags := l.parser.ParseHCLFile(path)
+	src, err := readConfigFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read the configuration file",
+			Detail:   ReadProblem(path, err) + ".",
+		}}
+	}
+	file, diags := l.parser.ParseHCL(src, path)
 	if diags.HasErrors() {
 		return nil, diags
 	}

@@ -21,6 +21,12 @@ var sizeUnits = map[string]int64{
 
 var sizeSyntax = regexp.MustCompile(`^([0-9]+) ?([A-Za-z]*)$`)
 
+// unitless reports whether a size was written as a bare number of bytes.
+func unitless(s string) bool {
+	m := sizeSyntax.FindStringSubmatch(s)
+	return m != nil && m[2] == ""
+}
+
 // parseSize reads "256MiB", "1GB", "4096B" or "4096" as a number of bytes.
 // Units are case-sensitive so that "mb" cannot be misread as MiB or MB.
 func parseSize(s string) (int64, error) {

@@ -53,6 +53,10 @@ type Engine interface {
 	// standard input is a pipe that stays open, and empty, until the
 	// stream is closed, so the program can end when its reader goes away.
 	ExecStream(ctx context.Context, id string, argv []string) (Stream, error)
+	// ExecAttached runs an operator's command in the container (runner
+	// exec) with its streams connected, until it ends, and returns its
+	// exit status.
+	ExecAttached(ctx context.Context, id string, o ExecOptions) (int, error)
 	// Logs returns the container's last tail lines of stdout/stderr.
 	Logs(ctx context.Context, id string, tail int) (string, error)
 	// BuildImage builds an image from a tar build context (with a Dockerfile at
@@ -215,6 +219,24 @@ type Stream interface {
 	// Wait returns the exit code once the process ended, and the last few
 	// KiB of what it wrote to standard error.
 	Wait(ctx context.Context) (code int, stderr string, err error)
+}
+
+// ExecOptions is a command ExecAttached runs. User is required: the caller
+// decides whose command it is, never the image's default.
+type ExecOptions struct {
+	Argv []string
+	User string // uid:gid
+	Env  []string
+	TTY  bool
+	// Rows and Cols size the TTY; Resized sends new sizes.
+	Rows, Cols uint
+	Resized    <-chan [2]uint
+	// Stdin, when not nil, is copied to the command, and its end closes
+	// the command's standard input.
+	Stdin io.Reader
+	// Stdout and Stderr get the command's output; on a TTY all of it
+	// arrives on Stdout.
+	Stdout, Stderr io.Writer
 }
 
 // ExecResult is the outcome of Exec. Output beyond MaxExecOutput per

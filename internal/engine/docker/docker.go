@@ -67,11 +67,25 @@ func (e *Engine) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if client.IsErrConnectionFailed(err) || errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "connect: ") {
-		return fmt.Errorf("docker %s: cannot reach the engine at %s: %w (is the daemon running? DOCKER_HOST=%q; try `docker info`)",
-			op, e.cli.DaemonHost(), err, os.Getenv("DOCKER_HOST"))
+	// The client's own text ("Cannot connect ... Is the docker daemon
+	// running?") says what this says; it is left out so the advice comes once.
+	if client.IsErrConnectionFailed(err) {
+		return fmt.Errorf("docker %s: cannot reach the engine at %s%s: is the daemon running? Check with `docker info`, or set DOCKER_HOST to the engine to use",
+			op, e.cli.DaemonHost(), dockerHostNote())
+	}
+	if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "connect: ") {
+		return fmt.Errorf("docker %s: cannot reach the engine at %s%s: %w; check with `docker info`",
+			op, e.cli.DaemonHost(), dockerHostNote(), err)
 	}
 	return fmt.Errorf("docker %s: %w", op, err)
+}
+
+// dockerHostNote says where the endpoint came from, when DOCKER_HOST set it.
+func dockerHostNote() string {
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		return " (from DOCKER_HOST)"
+	}
+	return ""
 }
 
 // Info reports the security-relevant facts of the daemon.

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/runner"
+)
+
+// cmdExec is `runner exec FILE AGENT -- ARGV...`: the command runs in the
+// agent's container as the agent's user, on a TTY when standard input is
+// one, audited; its exit status is runner's.
+func cmdExec(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var noTTY bool
+	// What follows -- is the command's, flags included.
+	var argv []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, argv = args[:i], args[i+1:]
+	}
+	cfg, rest, err := fileCommand(g, "exec", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&noTTY, "T", false, "no TTY, even when standard input is a terminal (output as plain text)")
+	}, 1, "")
+	if err != nil {
+		return err
+	}
+	if len(argv) == 0 {
+		fmt.Fprintln(stderr, "Error: no command given: put it after --, as in `runner exec agents.hcl alice -- git status`")
+		return exitError{2}
+	}
+	return execIn(ctx, g, cfg, rest[0], argv, !noTTY, stdout, stderr)
+}
+
+// cmdShell is `runner shell FILE AGENT`: exec of the image's /bin/sh, on
+// the terminal it needs.
+func cmdShell(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := fileCommand(g, "shell", args, stderr, nil, 1, "")
+	if err != nil {
+		return err
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		fmt.Fprintf(stderr, "Error: runner shell needs a terminal on standard input; to run one command, use `runner exec %s %s -- COMMAND`\n", cfg.File, rest[0])
+		return exitError{1}
+	}
+	return execIn(ctx, g, cfg, rest[0], []string{"/bin/sh"}, true, stdout, stderr)
+}
+
+func execIn(ctx context.Context, g *globals, cfg *config.Config, agent string, argv []string, wantTTY bool, stdout, stderr io.Writer) error {
+	eng, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	fd := int(os.Stdin.Fd())
+	tty := wantTTY && term.IsTerminal(fd)
+	o := runner.ExecOptions{Argv: argv, TTY: tty, Term: os.Getenv("TERM"), In: os.Stdin, Out: stdout, Err: stderr}
+	if tty {
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return err
+		}
+		defer term.Restore(fd, old)
+		if out, ok := stdout.(*os.File); ok && term.IsTerminal(int(out.Fd())) {
+			o.Size = func() (uint, uint) {
+				w, h, err := term.GetSize(int(out.Fd()))
+				if err != nil || w <= 0 || h <= 0 {
+					return 24, 80
+				}
+				return uint(h), uint(w)
+			}
+			resized := make(chan struct{}, 1)
+			winch := make(chan os.Signal, 1)
+			signal.Notify(winch, syscall.SIGWINCH)
+			defer signal.Stop(winch)
+			go func() {
+				for range winch {
+					select {
+					case resized <- struct{}{}:
+					default:
+					}
+				}
+			}()
+			o.Resized = resized
+		}
+	}
+	code, err := newRunner(g, eng, nil).Exec(ctx, cfg, agent, o)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
+}
