@@ -304,6 +304,7 @@ func TestCLIBadInput(t *testing.T) {
 			{name: "docker socket mount", file: write("sock.hcl", fmt.Sprintf("run %q {}\nagent \"a\" {\n command = [\"true\"]\n mount {\n  source = \"/var/run/docker.sock\"\n  target = \"/s\"\n }\n}\n", run)), want: "docker.sock"},
 			{name: "missing image", file: write("img.hcl", fmt.Sprintf("run %q {\n %s\n}\nagent \"a\" {\n command = [\"true\"]\n image = \"localhost/nope:never\"\n}\n", run, te.accept)), want: "runner image build"},
 			{name: "unreachable engine", file: write("ok.hcl", fmt.Sprintf("run %q {}\nagent \"a\" {\n command = [\"true\"]\n}\n", run)), want: "is the daemon running?", env: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"}},
+			{name: "missing file", file: filepath.Join(dir, "absent.hcl"), want: "cannot read " + filepath.Join(dir, "absent.hcl") + ": no such file"},
 		}
 		for _, c := range cases {
 			t.Run(strings.ReplaceAll(c.name, " ", "-"), func(t *testing.T) {
@@ -320,6 +321,10 @@ func TestCLIBadInput(t *testing.T) {
 				}
 				if !strings.Contains(string(out), c.want) {
 					t.Errorf("output lacks %q:\n%s", c.want, out)
+				}
+				// What to do is said once.
+				if n := strings.Count(strings.ToLower(string(out)), "daemon running"); n > 1 {
+					t.Errorf("the advice is repeated %d times:\n%s", n, out)
 				}
 				if ids := containerIDs(t, te, run); len(ids) != 0 {
 					t.Errorf("bad input left containers: %v", ids)
@@ -373,7 +378,7 @@ agent "echo" {
 		if !strings.Contains(out, `"security": "verified"`) {
 			t.Errorf("status json:\n%s", out)
 		}
-		if out := runCLI("destroy", path); !strings.Contains(out, "1 containers removed") {
+		if out := runCLI("destroy", path); !strings.Contains(out, "1 container removed") {
 			t.Errorf("destroy output:\n%s", out)
 		}
 		if out := runCLI("destroy", path); !strings.Contains(out, "nothing to destroy") {

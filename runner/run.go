@@ -250,6 +250,13 @@ func (r *Runner) RunJob(ctx context.Context, cfg *config.Config, opts JobOptions
 	return res, runErr
 }
 
+func containersN(n int) string {
+	if n == 1 {
+		return "1 container"
+	}
+	return strconv.Itoa(n) + " containers"
+}
+
 func agentsN(n int) string {
 	if n == 1 {
 		return "1 agent"

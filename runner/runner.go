@@ -491,7 +491,7 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 	if !st.Exists() {
 		return len(list), nil
 	}
-	r.audit(st, "destroy", run, fmt.Sprintf("%d containers removed", len(list)))
+	r.audit(st, "destroy", run, containersN(len(list))+" removed")
 	r.stopRecorder(st)
 	if pid := livePID(st.PIDFile()); pid > 0 {
 		r.progress("relay: stopping [pid=%d]", pid)

@@ -134,7 +134,7 @@ func cmdValidate(_ context.Context, g *globals, args []string, stdout, stderr io
 	if err := checkSources(g, cfg, stderr); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Success! %s is valid: run %q with %d agents.\n", cfg.File, cfg.Run.Name, len(cfg.Agents))
+	fmt.Fprintf(stdout, "Success! %s is valid: run %q with %s.\n", cfg.File, cfg.Run.Name, plural(len(cfg.Agents), "agent"))
 	return nil
 }
 
@@ -186,7 +186,7 @@ func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr i
 		fmt.Fprintf(stdout, "Run %q has nothing to destroy.\n", cfg.Run.Name)
 		return nil
 	}
-	fmt.Fprintf(stdout, "Destroy complete: run %q, %d containers removed.\n", cfg.Run.Name, n)
+	fmt.Fprintf(stdout, "Destroy complete: run %q, %s removed.\n", cfg.Run.Name, plural(n, "container"))
 	return nil
 }
 
@@ -252,7 +252,7 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 		fmt.Fprintf(w, "Relay: %s\n", rep.Relay)
 	}
 	if rep.OperatorInbox > 0 {
-		fmt.Fprintf(w, "Inbox: %d messages from agents for the operator: read them with `runner inbox FILE`\n", rep.OperatorInbox)
+		fmt.Fprintf(w, "Inbox: %s from agents for the operator: read them with `runner inbox FILE`\n", plural(rep.OperatorInbox, "message"))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

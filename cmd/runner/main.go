@@ -37,7 +37,11 @@ func main() {
 		os.Exit(ee.code)
 	default:
 		// Errors may quote what a container said.
-		fmt.Fprintln(os.Stderr, "Error:", termsafe.Line(err.Error()))
+		var w io.Writer = os.Stderr
+		if colorFor(os.Stderr) {
+			w = newPainter(w, stderrRules)
+		}
+		fmt.Fprintln(w, "Error:", termsafe.Line(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -163,6 +167,9 @@ func lookup(name string) (command, bool) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if colorFor(stderr) {
+		stderr = newPainter(stderr, stderrRules)
+	}
 	g := &globals{vars: varFlags{}, stdout: stdout}
 	top := flag.NewFlagSet("runner", flag.ContinueOnError)
 	top.SetOutput(stderr)
@@ -200,7 +207,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// of it came from a container is plain text by the time it is written.
 	// The commands that show a terminal view or raw bytes on request filter
 	// their standard output themselves.
+	// Colour goes on after that, so it is only ever the CLI's own.
 	if !ownStdout[name] {
+		if planOutput[name] && colorFor(stdout) {
+			stdout = newPainter(stdout, planRules)
+		}
 		stdout = termsafe.NewPlainWriter(stdout)
 	}
 	g.stdout = stdout
@@ -210,6 +221,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	return err
 }
+
+// planOutput are the commands whose standard output shows plan symbols.
+var planOutput = map[string]bool{"plan": true, "apply": true, "destroy": true}
 
 // ownStdout are the commands that filter their standard output themselves:
 // attach (termsafe.View), watch (a tmux client of panes running attach),

@@ -126,7 +126,11 @@ func (p Plan) Changes() bool { return p.Count(Keep) != len(p.Actions) }
 // Summary is the closing line, as Terraform prints it.
 func (p Plan) Summary() string {
 	if !p.Changes() {
-		return fmt.Sprintf("No changes. Run %q matches the configuration (%d agents).", p.Run, len(p.Actions))
+		agents := fmt.Sprintf("%d agents", len(p.Actions))
+		if len(p.Actions) == 1 {
+			agents = "1 agent"
+		}
+		return fmt.Sprintf("No changes. Run %q matches the configuration (%s).", p.Run, agents)
 	}
 	return fmt.Sprintf("Plan: %d to create, %d to update in place, %d to replace, %d to delete, %d unchanged.",
 		p.Count(Create), p.Count(Update), p.Count(Replace), p.Count(Delete), p.Count(Keep))
