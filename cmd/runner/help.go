@@ -124,7 +124,7 @@ func (g *globals) parseFlags(fs *flag.FlagSet, name string, args []string, stder
 // usageLine is the short form printed after a usage mistake.
 func usageLine(w io.Writer, name string) {
 	c, _ := lookup(name)
-	fmt.Fprintf(w, "Usage: %s   (more: runner help %s)\n", synopsis(c), name)
+	fmt.Fprintf(w, "Usage: %s   (more: runner help %s)\n", synopsis(c), c.name)
 }
 
 func synopsis(c command) string {
