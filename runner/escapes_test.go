@@ -254,7 +254,8 @@ agent "evil" {
 			// --raw on a terminal says what it is about to do.
 			p := startPTY(t, dockerHostEnv(te), filepath.Join(bins, "runner"), "logs", path, "evil", "--raw")
 			p.exit(60 * time.Second)
-			if !bytes.Contains(p.bytes(), []byte("Warning: logs --raw prints the agent's bytes unfiltered")) {
+			// (On a terminal "Warning:" is in colour.)
+			if !bytes.Contains(p.bytes(), []byte("Warning:\x1b[0m logs --raw prints the agent's bytes unfiltered")) {
 				t.Errorf("logs --raw on a terminal gave no warning: %q", p.bytes())
 			}
 		})
