@@ -15,7 +15,10 @@ const connectOK = "HTTP/1.1 200 Connection established\r\n\r\n"
 // a TLS access_denied alert, the only answer a TLS client can read at that
 // point. Without SNI the tunnel is allowed: the address is still the one
 // the proxy resolved for an allowed name. Non-TLS protocols pass
-// unchanged, but the client must speak first (TLS, HTTP, SSH, git do).
+// unchanged, but the client must speak first (TLS, SSH, git do) — except
+// cleartext HTTP: its Host header would pick a site on the destination
+// that the rules never saw, so it must come as an absolute-URI request,
+// where the proxy checks Host.
 func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *request) {
 	up, r := s.open(ctx, cn, req)
 	if r != nil {
@@ -51,6 +54,9 @@ func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *r
 			return
 		}
 		pre = raw
+	} else if looksLikeHTTP(br) {
+		s.refuse(cn, req, s.httpInTunnel(cn.ag.name, req))
+		return
 	}
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
@@ -71,4 +77,23 @@ func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *r
 	}
 	s.tunnel(cn, up, req, false)
 	s.finish(cn, req)
+}
+
+// looksLikeHTTP says whether the tunnel starts with an HTTP request line:
+// an upper-case method and a space. It peeks no further than a method's
+// letters, so other protocols are not held waiting for bytes.
+func looksLikeHTTP(br *bufio.Reader) bool {
+	for n := 1; n <= 16; n++ {
+		b, err := br.Peek(n)
+		if err != nil {
+			return false
+		}
+		switch c := b[n-1]; {
+		case c == ' ':
+			return n > 1
+		case c < 'A' || c > 'Z':
+			return false
+		}
+	}
+	return false
 }

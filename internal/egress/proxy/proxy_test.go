@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
@@ -168,6 +169,32 @@ func TestRefusals(t *testing.T) {
 		}
 		e := h.waitEvent("sni deny", func(e Event) bool { return e.Kind == "deny" && strings.Contains(e.Reason, "TLS server name") })
 		checkLine(t, e.Reason+"\n", `"other.example.com"`, "domain fronting", fmt.Sprintf("CONNECT www.example.com:%d", tlsPort), `agent "eng"`)
+	})
+	t.Run("http-inside-connect", func(t *testing.T) {
+		// Cleartext HTTP through CONNECT would choose its site by a Host
+		// header the proxy never checked.
+		c := h.connectTunnel("eng", fmt.Sprintf("plain.example.com:%d", plain))
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /blob HTTP/1.1\r\nHost: denied.example.com\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 403 {
+			t.Fatalf("%s %q", resp.Status, body)
+		}
+		checkLine(t, string(body), "plain HTTP inside a CONNECT tunnel", `agent "eng"`)
+		// Other protocols pass: the echo server answers.
+		e := h.connectTunnel("eng", fmt.Sprintf("echo.example.com:%d", s.echoAddr.Port()))
+		defer e.Close()
+		e.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(e, "SSH-2.0-x\r\n")
+		got := make([]byte, 11)
+		if _, err := io.ReadFull(e, got); err != nil || string(got) != "SSH-2.0-x\r\n" {
+			t.Fatalf("a non-HTTP tunnel: %q %v", got, err)
+		}
 	})
 	t.Run("sni-matching-is-allowed", func(t *testing.T) {
 		c := h.connectTunnel("eng", fmt.Sprintf("WWW.Example.COM.:%d", tlsPort))

@@ -109,6 +109,12 @@ func (s *Server) sniMismatch(agent string, req *request, h hello) *refusal {
 		where(req), agent, strconv.Quote(h.sni))}
 }
 
+func (s *Server) httpInTunnel(agent string, req *request) *refusal {
+	return &refusal{status: 403, kind: "deny", line: fmt.Sprintf(
+		"runner egress: %s refused for agent %q: plain HTTP inside a CONNECT tunnel is not allowed; send http:// requests to the proxy as absolute URLs (HTTP_PROXY does that)",
+		where(req), agent)}
+}
+
 func (s *Server) hostMismatch(agent string, req *request, host string) *refusal {
 	return &refusal{status: 403, kind: "deny", line: fmt.Sprintf(
 		"runner egress: %s refused for agent %q: the Host header says %s, not the URL's host; send the request with a Host header that matches the URL",
