@@ -7,7 +7,11 @@ import (
 	"io"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
 	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/names"
 )
 
 // Shell completion: each script asks the hidden `runner __complete -- WORDS`
@@ -250,16 +254,37 @@ func flagWord(name string) string {
 	return "--" + name
 }
 
-// agentNames are the agents of the config at path, or none if it does not
-// load. Only the file system is read.
+// agentNames are the agents of the config at path. Only the file system
+// is read. A file that does not load (a missing -var, a brief that is not
+// there yet) still offers its agent blocks' labels.
 func agentNames(path string, vars map[string]string) []string {
 	cfg, diags := config.Load(path, vars)
 	if diags.HasErrors() || cfg == nil {
-		return nil
+		return agentLabels(path)
 	}
 	var out []string
 	for _, a := range cfg.Agents {
 		out = append(out, a.Name)
+	}
+	return out
+}
+
+// agentLabels are the labels of the file's agent blocks, from its syntax
+// alone (count is not expanded).
+func agentLabels(path string) []string {
+	f, diags := hclparse.NewParser().ParseHCLFile(path)
+	if diags.HasErrors() {
+		return nil
+	}
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, b := range body.Blocks {
+		if b.Type == "agent" && len(b.Labels) == 1 && names.Valid(b.Labels[0]) {
+			out = append(out, b.Labels[0])
+		}
 	}
 	return out
 }

@@ -77,6 +77,7 @@ func TestBashCompletion(t *testing.T) {
 	scriptPath := filepath.Join(dir, "runner.bash")
 	os.WriteFile(scriptPath, []byte(script), 0o644)
 	os.WriteFile(filepath.Join(dir, "agents.hcl"), []byte(completionConfig), 0o644)
+	os.WriteFile(filepath.Join(dir, "unloadable.hcl"), []byte("run \"r\" {}\nagent \"bob\" {\n  command = [var.cmd]\n}\nagent \"eve\" {\n  brief = file(\"nope.md\")\n}\nagent \"Bad Name\" {}\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644)
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 
@@ -101,7 +102,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", ""}, visibleSorted()},
 		{[]string{"runner", "st"}, []string{"status"}},
 		{[]string{"runner", "--log-level", "debug", "ca"}, []string{"capture"}},
-		{[]string{"runner", "capture", ""}, []string{"agents.hcl", "sub"}}, // .hcl files and directories
+		{[]string{"runner", "capture", ""}, []string{"agents.hcl", "sub", "unloadable.hcl"}}, // .hcl files and directories
 		{[]string{"runner", "capture", "agents.hcl", ""}, []string{"alan", "alice", "eng-1", "eng-2"}},
 		{[]string{"runner", "exec", "agents.hcl", "al"}, []string{"alan", "alice"}},
 		{[]string{"runner", "capture", "agents.hcl", "--lines", "5", "e"}, []string{"eng-1", "eng-2"}},
@@ -109,8 +110,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", "status", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", ""}, []string{"--"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", "--"}, []string{"--", "--help", "--log-json", "--log-level"}},
-		{[]string{"runner", "exec", "agents.hcl", "alice", "--", ""}, []string{"agents.hcl", "notes.txt", "runner.bash", "sub"}}, // the command's own: any file
-		{[]string{"runner", "send", "agents.hcl", "alice", ""}, nil},                                                             // MESSAGE
+		{[]string{"runner", "exec", "agents.hcl", "alice", "--", ""}, []string{"agents.hcl", "notes.txt", "runner.bash", "sub", "unloadable.hcl"}}, // the command's own: any file
+		{[]string{"runner", "send", "agents.hcl", "alice", ""}, nil},                                                                               // MESSAGE
 		{[]string{"runner", "completion", ""}, []string{"bash", "fish", "zsh"}},
 		{[]string{"runner", "help", "wa"}, []string{"watch"}},
 		{[]string{"runner", "image", ""}, []string{"build"}},
@@ -120,6 +121,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", "egress", "check", "agents.hcl", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var"}},
 		{[]string{"runner", "relay", ""}, nil}, // internal: nothing offered
 		{[]string{"runner", "capture", "missing.hcl", ""}, nil},
+		// A file that does not load yet still offers its agent blocks.
+		{[]string{"runner", "attach", "unloadable.hcl", ""}, []string{"bob", "eve"}},
 	} {
 		if got := complete(tc.words...); !slices.Equal(got, tc.want) {
 			t.Errorf("completing %q: got %q, want %q", tc.words, got, tc.want)
@@ -143,5 +146,62 @@ func TestCompleteNeverTouchesTheEngine(t *testing.T) {
 	out, errOut, code := runCLI(t, "__complete", "--", "attach", path, "eng")
 	if code != 0 || errOut != "" || out != "eng-1\neng-2\n" {
 		t.Errorf("__complete: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// zsh and fish, where installed: the same questions through their scripts.
+// zsh's completion builtins only exist inside its completion system, so
+// compadd and _files are stand-ins that print what they were given.
+func TestZshAndFishCompletion(t *testing.T) {
+	env, _ := cliOnPath(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "agents.hcl"), []byte(completionConfig), 0o644)
+	for _, sh := range []string{"zsh", "fish"} {
+		if _, err := exec.LookPath(sh); err != nil {
+			t.Logf("%s is not installed: its script is not exercised", sh)
+			continue
+		}
+		script, _, _ := runCLI(t, "completion", sh)
+		scriptPath := filepath.Join(dir, "runner."+sh)
+		os.WriteFile(scriptPath, []byte(script), 0o644)
+		complete := func(words ...string) []string {
+			t.Helper()
+			var cmd *exec.Cmd
+			if sh == "zsh" {
+				src := `compdef() {}; compadd() { [[ $1 == -a ]] && print -l -- "${(@P)2}" }; _files() { print -- "FILES $*" }
+source "$1"; shift; words=("$@"); CURRENT=$#; _runner`
+				cmd = exec.Command("zsh", append([]string{"-f", "-c", src, "zsh", scriptPath}, words...)...)
+			} else {
+				// complete -C completes a command line as typed.
+				cmd = exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`, scriptPath, strings.Join(words, " "))
+			}
+			cmd.Env, cmd.Dir = env, dir
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s completing %q: %v\n%s", sh, words, err, b)
+			}
+			var got []string
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if l != "" {
+					got = append(got, strings.Fields(l)[0])
+				}
+			}
+			slices.Sort(got)
+			return got
+		}
+		agents := complete("runner", "capture", "agents.hcl", "")
+		if !slices.Equal(agents, []string{"alan", "alice", "eng-1", "eng-2"}) {
+			t.Errorf("%s: agents: %q", sh, agents)
+		}
+		if got := complete("runner", "sta"); !slices.Equal(got, []string{"status"}) {
+			t.Errorf("%s: commands: %q", sh, got)
+		}
+		files := complete("runner", "plan", "")
+		if sh == "zsh" && !slices.Equal(files, []string{"FILES"}) {
+			t.Errorf("zsh: files: %q", files)
+		}
+		if sh == "fish" && !slices.Contains(files, "agents.hcl") {
+			t.Errorf("fish: files: %q", files)
+		}
 	}
 }

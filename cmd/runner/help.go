@@ -147,7 +147,7 @@ func writeCommandHelp(w io.Writer, name string, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: %s\n\n", synopsis(c))
 	fmt.Fprintf(w, "%s%s.\n", strings.ToUpper(c.summary[:1]), c.summary[1:])
 	if c.detail != "" {
-		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
+		fmt.Fprintf(w, "\n%s\n", wrap(strings.TrimSpace(c.detail), 76))
 	}
 	var own []*flag.Flag
 	fs.VisitAll(func(f *flag.Flag) {
@@ -197,4 +197,22 @@ func flagUsage(f *flag.Flag) string {
 		return usage
 	}
 	return fmt.Sprintf("%s (default %s)", usage, f.DefValue)
+}
+
+// wrap breaks text into lines of at most width columns, at spaces.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for _, word := range strings.Fields(text) {
+		if n > 0 && n+1+len(word) > width {
+			b.WriteByte('\n')
+			n = 0
+		} else if n > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
 }
