@@ -12,6 +12,7 @@ import (
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/egress/rules"
+	"github.com/runner-dev/runner/runner"
 )
 
 // cmdEgress dispatches `runner egress SUBCOMMAND`.
@@ -76,11 +77,8 @@ func cmdEgressCheck(_ context.Context, g *globals, args []string, stdout, stderr
 	}
 	agent, ok := findAgent(cfg, pos[0])
 	if !ok {
-		names := make([]string, len(cfg.Agents))
-		for i, a := range cfg.Agents {
-			names[i] = a.Name
-		}
-		fmt.Fprintf(stderr, "Error: %s has no agent %q; its agents are %s\n", cfg.File, pos[0], strings.Join(names, ", "))
+		// The nearest name, or the list, as every command that takes AGENT says it.
+		fmt.Fprintf(stderr, "Error: %v\n", runner.CheckAgent(cfg, pos[0]))
 		return exitError{checkTrouble}
 	}
 	host, port, err := rules.ParseDestination(pos[1])

@@ -117,7 +117,8 @@ agent "a" {
 		args []string
 		want string
 	}{
-		{good, []string{"nobody", "x.org"}, `has no agent "nobody"; its agents are eng, off, rev, web`},
+		{good, []string{"nobody", "x.org"}, `no agent "nobody" in agents.hcl; its agents are: eng, off, rev, web`},
+		{good, []string{"enh", "x.org"}, `no agent "enh" in agents.hcl; did you mean "eng"?`},
 		{good, []string{"eng", "ftp://x.org"}, "the proxy carries http and https"},
 		{good, []string{"eng", "x.org:0"}, "out of range"},
 		{good, []string{"eng", "*.x.org"}, "neither a host name nor an IP address"},
