@@ -53,7 +53,7 @@ func TestEventsAreAuditLines(t *testing.T) {
 }
 
 func TestIdleTunnelsAreClosed(t *testing.T) {
-	h, s, _ := world(t, Limits{IdleTimeout: 1500 * time.Millisecond})
+	h, s, _ := world(t, Limits{IdleTimeout: 2500 * time.Millisecond})
 	target := fmt.Sprintf("echo.example.com:%d", s.echoAddr.Port())
 	idle := h.connectTunnel("eng", target)
 	defer idle.Close()
@@ -65,8 +65,8 @@ func TestIdleTunnelsAreClosed(t *testing.T) {
 	busy := h.connectTunnel("eng", target)
 	defer busy.Close()
 	io.WriteString(busy, "x")
-	// busy trickles a byte every 300 ms for 4 s: never idle that long.
-	for i := 0; i < 13; i++ {
+	// busy trickles a byte every 300 ms for 4.5 s: never idle that long.
+	for i := 0; i < 15; i++ {
 		time.Sleep(300 * time.Millisecond)
 		busy.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.WriteString(busy, "y"); err != nil {
@@ -76,5 +76,5 @@ func TestIdleTunnelsAreClosed(t *testing.T) {
 	if err := isClosed(idle, 5*time.Second); err != nil {
 		t.Fatalf("a tunnel idle past IdleTimeout: %v", err)
 	}
-	h.waitEvent("idle", func(e Event) bool { return e.Kind == "allow" && strings.Contains(e.Reason, "idle for 1.5s") })
+	h.waitEvent("idle", func(e Event) bool { return e.Kind == "allow" && strings.Contains(e.Reason, "idle for 2.5s") })
 }

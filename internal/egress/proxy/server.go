@@ -157,7 +157,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Go(func() { s.acceptLoop(ctx, ag, &wg) })
 	}
 	done := make(chan struct{})
-	go func() {
+	var flusher sync.WaitGroup
+	flusher.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -168,7 +169,7 @@ func (s *Server) Serve(ctx context.Context) error {
 				return
 			}
 		}
-	}()
+	})
 	<-ctx.Done()
 	s.mu.Lock()
 	s.closing = true
@@ -183,6 +184,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	wg.Wait()
 	close(done)
+	flusher.Wait() // no Audit call after Serve returns
 	s.flush()
 	return nil
 }
