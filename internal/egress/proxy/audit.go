@@ -73,12 +73,11 @@ func FromAudit(a audit.Event) (Event, bool) {
 	}
 	e := Event{Time: a.Time, Agent: a.Actor, Kind: kind}
 	if a.Target != "" {
-		host, ip, port, err := parseAuthority(a.Target, 0)
+		host, _, port, err := parseAuthority(a.Target, 0)
 		if err != nil {
 			return Event{}, false
 		}
 		e.Host, e.Port = host, port
-		_ = ip
 	}
 	rest := a.Detail
 	for rest != "" && !strings.HasPrefix(rest, ": ") {
