@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // runner exec and runner shell, on the real engine: the command runs as the
@@ -111,6 +114,36 @@ agent "a" {
 			}
 		})
 
+		t.Run("terminal in, pipe out", func(t *testing.T) {
+			// stdin a terminal, stdout a pipe: no TTY, and plain text out.
+			master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer master.Close()
+			unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0)
+			n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slave.Close()
+			cmd := exec.Command(filepath.Join(bins, "runner"), "exec", path, "a", "--", "sh", "-c", `test -t 1 && echo HAS-A-TTY; printf "$1"; echo EXEC-MARKER`, "sh", payload)
+			cmd.Env = append(os.Environ(), dockerHostEnv(te)...)
+			cmd.Stdin = slave
+			out, err := cmd.Output()
+			if err != nil || !bytes.Contains(out, []byte("EXEC-MARKER")) {
+				t.Fatalf("exec: %v, %q", err, out)
+			}
+			if bytes.Contains(out, []byte("HAS-A-TTY")) {
+				t.Errorf("exec into a pipe gave the command a TTY")
+			}
+			plainSafe(t, "exec into a pipe", out)
+		})
+
 		t.Run("shell", func(t *testing.T) {
 			p := startPTY(t, dockerHostEnv(te), filepath.Join(bins, "runner"), "shell", path, "a")
 			time.Sleep(500 * time.Millisecond)
@@ -147,9 +180,9 @@ agent "a" {
 					ends++
 				}
 			}
-			// uid (2), exit status (3: 7, tty, stdin), escapes (2), shell, audit.
-			if execs < 9 || ends != execs {
-				t.Errorf("%d exec and %d exec-end entries, want at least 9 of each", execs, ends)
+			// uid (2), exit status (3: 7, tty, stdin), escapes (2), pipe, shell, audit.
+			if execs < 10 || ends != execs {
+				t.Errorf("%d exec and %d exec_end entries, want at least 10 of each", execs, ends)
 			}
 			if !strings.Contains(ev, "exit 7 after") {
 				t.Errorf("the exit status is not audited")

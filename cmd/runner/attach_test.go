@@ -25,7 +25,7 @@ func TestAttachRefusesWithoutATerminal(t *testing.T) {
 		{[]string{"attach", path, "alice"}, "runner attach needs a terminal on standard input"},
 		{[]string{"attach", path, "alise"}, `no agent "alise" in agents.hcl; did you mean "alice"?`},
 		{[]string{"attach", path, "nope"}, `no agent "nope" in agents.hcl; its agents are: alan, alice, eng-1, eng-2`},
-		{[]string{"shell", path, "alice"}, "runner shell needs a terminal on standard input"},
+		{[]string{"shell", path, "alice"}, "runner shell needs a terminal; to run one command, use `runner exec "},
 		{[]string{"exec", path, "eng-3", "--", "id"}, `no agent "eng-3" in agents.hcl; did you mean "eng-1"?`},
 		{[]string{"capture", path, "alcie"}, `did you mean "alice"?`},
 	} {

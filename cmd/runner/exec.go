@@ -27,7 +27,7 @@ func cmdExec(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		args, argv = args[:i], args[i+1:]
 	}
 	cfg, rest, err := fileCommand(g, "exec", args, stderr, func(fs *flag.FlagSet) {
-		fs.BoolVar(&noTTY, "T", false, "no TTY, even when standard input is a terminal (output as plain text)")
+		fs.BoolVar(&noTTY, "T", false, "no TTY, even on a terminal (output as plain text)")
 	}, 1, "")
 	if err != nil {
 		return err
@@ -46,8 +46,9 @@ func cmdShell(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	if !term.IsTerminal(int(os.Stdin.Fd())) {
-		fmt.Fprintf(stderr, "Error: runner shell needs a terminal on standard input; to run one command, use `runner exec %s %s -- COMMAND`\n", cfg.File, rest[0])
+	out, ok := stdout.(*os.File)
+	if !term.IsTerminal(int(os.Stdin.Fd())) || !ok || !term.IsTerminal(int(out.Fd())) {
+		fmt.Fprintf(stderr, "Error: runner shell needs a terminal; to run one command, use `runner exec %s %s -- COMMAND`\n", cfg.File, rest[0])
 		return exitError{1}
 	}
 	return execIn(ctx, g, cfg, rest[0], []string{"/bin/sh"}, true, stdout, stderr)
@@ -59,8 +60,11 @@ func execIn(ctx context.Context, g *globals, cfg *config.Config, agent string, a
 		return err
 	}
 	defer eng.Close()
+	// A TTY only for a terminal at both ends: piped, the output stays plain
+	// text (and the command sees no terminal), as `docker exec` without -t.
 	fd := int(os.Stdin.Fd())
-	tty := wantTTY && term.IsTerminal(fd)
+	out, outIsFile := stdout.(*os.File)
+	tty := wantTTY && term.IsTerminal(fd) && outIsFile && term.IsTerminal(int(out.Fd()))
 	o := runner.ExecOptions{Argv: argv, TTY: tty, Term: os.Getenv("TERM"), In: os.Stdin, Out: stdout, Err: stderr}
 	if tty {
 		old, err := term.MakeRaw(fd)
@@ -68,28 +72,26 @@ func execIn(ctx context.Context, g *globals, cfg *config.Config, agent string, a
 			return err
 		}
 		defer term.Restore(fd, old)
-		if out, ok := stdout.(*os.File); ok && term.IsTerminal(int(out.Fd())) {
-			o.Size = func() (uint, uint) {
-				w, h, err := term.GetSize(int(out.Fd()))
-				if err != nil || w <= 0 || h <= 0 {
-					return 24, 80
-				}
-				return uint(h), uint(w)
+		o.Size = func() (uint, uint) {
+			w, h, err := term.GetSize(int(out.Fd()))
+			if err != nil || w <= 0 || h <= 0 {
+				return 24, 80
 			}
-			resized := make(chan struct{}, 1)
-			winch := make(chan os.Signal, 1)
-			signal.Notify(winch, syscall.SIGWINCH)
-			defer signal.Stop(winch)
-			go func() {
-				for range winch {
-					select {
-					case resized <- struct{}{}:
-					default:
-					}
-				}
-			}()
-			o.Resized = resized
+			return uint(h), uint(w)
 		}
+		resized := make(chan struct{}, 1)
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				select {
+				case resized <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		o.Resized = resized
 	}
 	code, err := newRunner(g, eng, nil).Exec(ctx, cfg, agent, o)
 	if err != nil {
