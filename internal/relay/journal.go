@@ -267,10 +267,14 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// close releases the journal and the state dir.
+// close releases the journal and the state dir. The lock is released
+// explicitly before the close: a flock belongs to the open file, which a
+// process this one is forking at that moment holds too until its exec
+// closes it, and a relay started next (a restart) must find it free.
 func (j *journal) close() {
 	if j.f != nil {
 		j.f.Close()
 	}
+	_ = syscall.Flock(int(j.lock.Fd()), syscall.LOCK_UN)
 	j.lock.Close()
 }

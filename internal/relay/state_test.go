@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,6 +180,29 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatalf("second New on the same state dir = %v", err)
 	}
 	s.j.close()
+}
+
+// A relay that stopped frees its state dir at once, even while another
+// copy of the lock's file descriptor lives on (a child between fork and
+// exec holds one): the next relay on that dir starts.
+func TestStateDirFreeAfterClose(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	s, err := New(h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup, err := syscall.Dup(int(s.j.lock.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(dup)
+	s.j.close()
+	s2, err := New(h.cfg)
+	if err != nil {
+		t.Fatalf("New after the first relay released the dir: %v", err)
+	}
+	s2.j.close()
 }
 
 func TestSocket(t *testing.T) {

@@ -452,7 +452,10 @@ func (w *Writer) Close() error {
 		err = errors.Join(err, w.f.Sync(), w.f.Close())
 		w.f = nil
 	}
-	w.lock.Close() // releases the flock
+	// Unlocked before the close: a child being forked at this moment holds
+	// the lock's file until its exec, and the next recorder must get it.
+	_ = syscall.Flock(int(w.lock.Fd()), syscall.LOCK_UN)
+	w.lock.Close()
 	return err
 }
 

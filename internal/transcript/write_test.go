@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -239,6 +240,13 @@ func TestOneWriterAtATime(t *testing.T) {
 		w2.Close()
 		t.Fatal("a second writer opened the same transcript")
 	}
+	// A copy of the lock's descriptor (a child between fork and exec has
+	// one) does not keep the transcript locked after Close.
+	dup, err := syscall.Dup(int(w.lock.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(dup)
 	w.Close()
 	w2, err := Open(dir, "a", 0, 0)
 	if err != nil {
