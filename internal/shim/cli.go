@@ -175,13 +175,24 @@ func ReadStatus(ctx context.Context, t *Tmux) Status {
 		return st
 	}
 	st.Tmux = true
-	if c, err := t.Option(ctx, OptionCommand); err == nil && c != "" {
-		_ = json.Unmarshal([]byte(c), &st.Command)
-	}
 	ps, err := t.PaneState(ctx, pane)
+	// The command is read after the pane: init sets it in the invocation
+	// that creates the session, so once the pane exists it is there (read
+	// first, it could predate the session and the pane be dead already).
+	c, cerr := t.Option(ctx, OptionCommand)
+	if cerr == nil && c != "" {
+		if jerr := json.Unmarshal([]byte(c), &st.Command); jerr != nil {
+			cerr = fmt.Errorf("option %s: %w", OptionCommand, jerr)
+		}
+	}
+	if err == nil {
+		err = cerr
+	}
 	if err != nil {
 		st.Error = err.Error()
-		return st
+		if ps.ID == "" {
+			return st
+		}
 	}
 	st.PaneDead, st.ExitStatus, st.ExitSignal = ps.Dead, ps.ExitStatus, ps.ExitSignal
 	if ps.PID > 0 {

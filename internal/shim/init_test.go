@@ -192,8 +192,8 @@ func TestInitArgvReachesAgentExactly(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("argv changed:\n got %s\nwant %s", b, want)
 	}
-	if strings.Join(st.Command[3:], "\x00") != strings.Join(nastyArgs, "\x00") {
-		t.Errorf("status command = %q", st.Command)
+	if want := append([]string{self, "dump-argv", out}, nastyArgs...); strings.Join(st.Command, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("status command = %q, want %q (status %+v)", st.Command, want, st)
 	}
 }
 
