@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/runner-dev/runner/internal/relay"
 )
@@ -20,7 +19,7 @@ const inboxBatch = 50
 func (r *Runner) Inbox(ctx context.Context, run string, keep bool, handle func([]relay.Delivery) error) (int, error) {
 	c, err := r.OperatorClient(ctx, run)
 	if err != nil {
-		return 0, fmt.Errorf("cannot reach run %q's relay: %w (is the run applied? `runner apply FILE` restarts a stopped relay)", run, err)
+		return 0, relayUnreachable(run, "FILE", err)
 	}
 	defer c.Close()
 	n := 0

@@ -304,7 +304,7 @@ func TestCLIBadInput(t *testing.T) {
 			{name: "docker socket mount", file: write("sock.hcl", fmt.Sprintf("run %q {}\nagent \"a\" {\n command = [\"true\"]\n mount {\n  source = \"/var/run/docker.sock\"\n  target = \"/s\"\n }\n}\n", run)), want: "docker.sock"},
 			{name: "missing image", file: write("img.hcl", fmt.Sprintf("run %q {\n %s\n}\nagent \"a\" {\n command = [\"true\"]\n image = \"localhost/nope:never\"\n}\n", run, te.accept)), want: "runner image build"},
 			{name: "unreachable engine", file: write("ok.hcl", fmt.Sprintf("run %q {}\nagent \"a\" {\n command = [\"true\"]\n}\n", run)), want: "is the daemon running?", env: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"}},
-			{name: "missing file", file: filepath.Join(dir, "absent.hcl"), want: "cannot read " + filepath.Join(dir, "absent.hcl") + ": no such file"},
+			{name: "missing file", file: filepath.Join(dir, "absent.hcl"), want: "Error: Cannot read the configuration file\n\n" + filepath.Join(dir, "absent.hcl") + ": no such file"},
 		}
 		for _, c := range cases {
 			t.Run(strings.ReplaceAll(c.name, " ", "-"), func(t *testing.T) {

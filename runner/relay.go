@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,10 +170,17 @@ func (r *Runner) relayAnswers(ctx context.Context, st state.Run) bool {
 	return true
 }
 
+// errNotApplied is operatorClient's error when the run has no credential
+// here: its callers say what to do (apply), once.
+var errNotApplied = errors.New("it has not been applied on this host")
+
 func (r *Runner) operatorClient(ctx context.Context, st state.Run) (*relay.Client, error) {
 	b, err := os.ReadFile(st.Cred(relay.Operator))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errNotApplied
+	}
 	if err != nil {
-		return nil, fmt.Errorf("run %q has no operator credential (%v): apply it first", st.Name, err)
+		return nil, fmt.Errorf("run %q's operator credential: %w", st.Name, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -221,7 +229,7 @@ func (r *Runner) Send(ctx context.Context, cfg *config.Config, agent, body strin
 	}
 	c, err := r.operatorClient(ctx, st)
 	if err != nil {
-		return 0, fmt.Errorf("cannot reach run %q's relay: %w (is the run applied? `runner apply %s` restarts a stopped relay)", cfg.Run.Name, err, cfg.File)
+		return 0, relayUnreachable(cfg.Run.Name, cfg.File, err)
 	}
 	defer c.Close()
 	return c.Send(agent, body)
@@ -235,6 +243,15 @@ func (r *Runner) OperatorClient(ctx context.Context, run string) (*relay.Client,
 		return nil, err
 	}
 	return r.operatorClient(ctx, st)
+}
+
+// relayUnreachable says why the operator cannot reach the run's relay and
+// what to do, once.
+func relayUnreachable(run, file string, err error) error {
+	if errors.Is(err, errNotApplied) {
+		return fmt.Errorf("run %q has not been applied on this host: run `runner apply %s` first", run, file)
+	}
+	return fmt.Errorf("cannot reach run %q's relay: %w; `runner apply %s` restarts a stopped relay", run, err, file)
 }
 
 // sendBrief gives a newly created agent its brief once; the client id makes

@@ -49,7 +49,7 @@ func cmdFmt(_ context.Context, g *globals, args []string, stdout, stderr io.Writ
 		}
 		fi, err := os.Stat(p)
 		if err != nil {
-			return fmt.Errorf("fmt: %s", config.ReadProblem(p, err))
+			return fmt.Errorf("fmt: cannot read %s", config.ReadProblem(p, err))
 		}
 		if !fi.IsDir() {
 			files = append(files, p)
@@ -97,7 +97,7 @@ func fmtFile(path string, check, diff, list bool, stdout, stderr io.Writer) (boo
 		src, err = os.ReadFile(path)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "Error: fmt: %s\n", config.ReadProblem(path, err))
+		fmt.Fprintf(stderr, "Error: fmt: cannot read %s\n", config.ReadProblem(path, err))
 		return false, err
 	}
 	name := path
