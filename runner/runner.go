@@ -112,11 +112,15 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 	return out, nil
 }
 
-// buildSpec is the hardened spec of one agent plus the relay's mounts; a's
-// mount sources must already be resolved (withSources).
+// buildSpec is the hardened spec of one agent plus the relay's mounts and,
+// with egress, its proxy socket's; a's mount sources must already be
+// resolved (withSources).
 func buildSpec(st state.Run, run string, a config.Agent) engine.Spec {
 	spec := profile.Build(run, a)
 	spec.Mounts = append(spec.Mounts, relayMounts(st, a.Name)...)
+	if a.Egress != nil {
+		spec.Mounts = append(spec.Mounts, profile.EgressMount(st.EgressAgentDir(a.Name)))
+	}
 	return spec
 }
 
@@ -258,6 +262,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	// proxy never serves an agent with another config's rules.
 	if _, err := writeEgress(cfg, st); err != nil {
 		return ApplyResult{}, err
+	}
+	if err := prepareEgressDirs(cfg, st); err != nil {
+		return ApplyResult{}, fmt.Errorf("preparing run %q's egress socket directories in %s: %w", cfg.Run.Name, st.EgressDir(), err)
 	}
 	r.ownCredentials(ctx, st, info, ds)
 	r.warnUnwritableMounts(ctx, info, ds)

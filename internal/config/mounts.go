@@ -198,6 +198,9 @@ func checkTarget(t string) (summary, detail string) {
 	if rel, _ := conflict(t, forbiddenPath{path: RelayDir}); rel != "" {
 		return "Forbidden mount target", fmt.Sprintf("%q overlaps %s, where runner mounts the relay socket. Use another directory.", t, RelayDir)
 	}
+	if rel, _ := conflict(t, forbiddenPath{path: EgressDir}); rel != "" {
+		return "Forbidden mount target", fmt.Sprintf("%q overlaps %s, where runner mounts the egress proxy socket. Use another directory.", t, EgressDir)
+	}
 	return "", ""
 }
 

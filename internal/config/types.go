@@ -148,4 +148,7 @@ const (
 	// RelayDir is where every container gets the relay socket's directory;
 	// mount targets may not overlap it.
 	RelayDir = "/run/runner"
+	// EgressDir is where an agent with egress gets its proxy socket's
+	// directory; mount targets may not overlap it either.
+	EgressDir = "/run/runner-egress"
 )

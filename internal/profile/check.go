@@ -120,6 +120,7 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 		add("Devices", "0", strconv.Itoa(got.Devices))
 	}
 	vs = append(vs, checkMounts(want.Mounts, got.Mounts)...)
+	vs = append(vs, checkEgress(want, got.Mounts)...)
 	vs = append(vs, checkHealth(want.Health, got.Health)...)
 	vs = append(vs, checkPaths("MaskedPaths", MaskedPaths, want.MaskedPaths, got.MaskedPaths)...)
 	vs = append(vs, checkPaths("ReadonlyPaths", ReadonlyPaths, want.ReadonlyPaths, got.ReadonlyPaths)...)

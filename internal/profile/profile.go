@@ -142,7 +142,8 @@ const EnvRestart = "RUNNER_RESTART"
 
 // buildEnv returns the sorted KEY=VALUE environment. The agent's own
 // variables may override LANG, LC_ALL and TERM; HOME and the RUNNER_*
-// variables (identity, restart policy) are always runner's.
+// variables (identity, restart policy, egress) are always runner's, and so
+// are the proxy variables of an agent with egress.
 func buildEnv(runName string, a config.Agent) []string {
 	env := map[string]string{
 		"LANG":   "C.UTF-8",
@@ -154,6 +155,7 @@ func buildEnv(runName string, a config.Agent) []string {
 	env["RUNNER_RUN"] = runName
 	env["RUNNER_AGENT"] = a.Name
 	env[EnvRestart] = fmt.Sprintf("%s:%d", a.Restart, a.MaxRestarts)
+	addEgressEnv(env, a)
 
 	out := make([]string, 0, len(env))
 	for _, k := range slices.Sorted(maps.Keys(env)) {

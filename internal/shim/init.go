@@ -45,6 +45,9 @@ type InitConfig struct {
 	// PollInterval is how often the tmux server's liveness is checked besides
 	// reaping it, and the server nudged to reap its panes; default 1s.
 	PollInterval time.Duration
+	// Egress is the egress forwarder to start before the command; nil
+	// means one with the container defaults when EnvEgress is "1", else none.
+	Egress *EgressForwarder
 }
 
 // TmuxMissingMessage is printed, alone on a line, when the image has no tmux.
@@ -125,6 +128,21 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	if err := prepareSocketDir(filepath.Dir(socket)); err != nil {
 		logf("init: %v", err)
 		return ExitServerDied
+	}
+	// The forwarder listens before the command starts, so the agent's
+	// first request finds it. Without it the agent runs with no way out.
+	fwd := cfg.Egress
+	if fwd == nil && egressEnabled() {
+		fwd = &EgressForwarder{}
+	}
+	if fwd != nil {
+		fwd.Logf = logf
+		if err := fwd.Start(ctx); err != nil {
+			logf("init: egress forwarder: %v: the agent has no egress", err)
+		} else {
+			defer fwd.Close()
+			logf("egress: forwarding %s to the egress proxy at %s", fwd.Addr(), fwd.Socket)
+		}
 	}
 	t := &Tmux{Bin: tmuxBin, Socket: socket, Run: reaper.Run}
 	cmdJSON := marshalArgv(cfg.Argv)

@@ -8,6 +8,10 @@
 //	    relay/                  0700  other host users reach no socket in it
 //	      AGENT/                0755  mounted read-only at /run/runner in AGENT's container only
 //	        relay.sock          0666  AGENT's socket, the only one it holds
+//	    egress/                 0700  other host users reach no proxy socket in it
+//	      AGENT/                0755  only for an agent with egress; mounted read-only at
+//	                                  /run/runner-egress in AGENT's container only
+//	        proxy.sock          0666  AGENT's egress proxy socket (the proxy's identity of AGENT)
 //	    private/                0700
 //	      operator.sock         0600  the operator's relay socket, mounted nowhere
 //	      relay.json            0600  the relay's config, with every credential
@@ -78,6 +82,7 @@ func (r Run) Transcripts() string { return filepath.Join(r.Private(), "transcrip
 func (r Run) RecordPID() string   { return filepath.Join(r.Private(), "record.pid") }
 func (r Run) RecordLog() string   { return filepath.Join(r.Private(), "record.log") }
 func (r Run) Egress() string      { return filepath.Join(r.Private(), "egress.json") }
+func (r Run) EgressDir() string   { return filepath.Join(r.Dir(), "egress") }
 func (r Run) Cred(id string) string {
 	return filepath.Join(r.Private(), "creds", id)
 }
@@ -90,6 +95,27 @@ func (r Run) AgentRelayDir(agent string) string { return filepath.Join(r.RelayDi
 // /run/runner/relay.sock.
 func (r Run) AgentSocket(agent string) string {
 	return filepath.Join(r.AgentRelayDir(agent), "relay.sock")
+}
+
+// EgressAgentDir is the directory mounted at /run/runner-egress in agent's
+// container when agent has egress: it holds agent's proxy socket and
+// nothing else.
+func (r Run) EgressAgentDir(agent string) string { return filepath.Join(r.EgressDir(), agent) }
+
+// EgressSocket is agent's egress proxy socket; it appears in its container
+// as /run/runner-egress/proxy.sock.
+func (r Run) EgressSocket(agent string) string {
+	return filepath.Join(r.EgressAgentDir(agent), "proxy.sock")
+}
+
+// CreateEgressAgentDir makes agent's proxy socket directory (0755 like the
+// relay's: its container's uid must reach the socket; the 0700 parent keeps
+// host users out).
+func (r Run) CreateEgressAgentDir(agent string) error {
+	if err := names.Check("agent", agent); err != nil {
+		return err
+	}
+	return r.mkdir(r.EgressAgentDir(agent), 0o755)
 }
 
 // OperatorSocket is the operator's relay socket, in the private directory.
@@ -128,6 +154,7 @@ func (r Run) Create() error {
 		{filepath.Join(r.Root, "runs"), 0o711},
 		{r.Dir(), 0o711},
 		{r.RelayDir(), 0o700},
+		{r.EgressDir(), 0o700},
 		{r.Private(), 0o700},
 		{filepath.Join(r.Private(), "creds"), 0o700},
 		{r.Journal(), 0o700},

@@ -16,12 +16,19 @@ func TestCreateModes(t *testing.T) {
 	if err := r.CreateAgentRelayDir("eng-1"); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.CreateEgressAgentDir("eng-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CreateEgressAgentDir("../x"); err == nil {
+		t.Error("an agent egress directory was made for the name ../x")
+	}
 	if err := r.CreateAgentRelayDir("../x"); err == nil {
 		t.Error("an agent relay directory was made for the name ../x")
 	}
 	for path, want := range map[string]os.FileMode{
 		r.Root: 0o711, r.Dir(): 0o711, r.RelayDir(): 0o700, r.AgentRelayDir("eng-1"): 0o755,
 		r.Private(): 0o700, filepath.Dir(r.Cred("x")): 0o700, r.Journal(): 0o700,
+		r.EgressDir(): 0o700, r.EgressAgentDir("eng-1"): 0o755,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {

@@ -45,6 +45,10 @@ agent "a" {
   }
   mount {
     source = "./work"
+    target = "/run/runner-egress"
+  }
+  mount {
+    source = "./work"
     target = "/run"
   }
   mount {
