@@ -98,9 +98,22 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 	// and nothing else, reaches the operator's terminal.
 	out := termsafe.NewViewWriter(o.Out)
 	done := make(chan error, 1)
+	copied := make(chan struct{})
 	go func() {
 		_, err := io.Copy(out, tty)
 		done <- err
+		close(copied)
+	}()
+	// The agent can stop its client mid-draw (kill it, or write to its
+	// pty), leaving the operator's terminal concealed, in another charset
+	// or scroll region: once nothing more can arrive, put it back.
+	defer func() {
+		tty.Close()
+		select {
+		case <-copied:
+		case <-time.After(2 * time.Second):
+		}
+		io.WriteString(o.Out, termsafe.Reset)
 	}()
 	if o.Write && o.In != nil {
 		go io.Copy(tty, o.In)

@@ -165,7 +165,7 @@ func TestMountSourceRedirectRefused(t *testing.T) {
 			path := filepath.Join(dir, "a-nested.hcl")
 			must(t, os.WriteFile(path, []byte(redirectConfig(run, te, sharedMount, "")), 0o644))
 			_, err := r.Plan(ctx(t), load(t, path))
-			if err == nil || !strings.Contains(err.Error(), "is reached through "+dir+"/ws, which everyone can write") {
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is reached through %q, which everyone can write", dir+"/ws")) {
 				t.Errorf("plan: %v; want ./ws/shared refused for the open directory on the way", err)
 			}
 		})
@@ -190,7 +190,7 @@ func TestMountSourceRedirectRefused(t *testing.T) {
 				wantErr := func(what string, err error) {
 					t.Helper()
 					var se *config.SourceError
-					if !errors.As(err, &se) || !strings.Contains(err.Error(), "symlink "+dir+"/ws/shared -> "+hostEtc) || !strings.Contains(err.Error(), c.whose) {
+					if !errors.As(err, &se) || !strings.Contains(err.Error(), fmt.Sprintf("symlink %q -> %q", dir+"/ws/shared", hostEtc)) || !strings.Contains(err.Error(), c.whose) {
 						t.Errorf("%s: %v; want the link inside %s named", what, err, c.whose)
 					}
 				}
@@ -225,7 +225,7 @@ func TestMountSourceBrokenRunStillOperable(t *testing.T) {
 		must(t, os.WriteFile(v2, []byte(redirectConfig(run, te, "", sharedMount)), 0o644))
 		for _, cmd := range []string{"plan", "apply"} {
 			out, err := runnerCmd(te, cmd, v2).CombinedOutput()
-			if exitCode(t, err) != 1 || !strings.Contains(string(out), "symlink "+dir+"/ws/shared -> /etc") {
+			if exitCode(t, err) != 1 || !strings.Contains(string(out), fmt.Sprintf("symlink %q -> %q", dir+"/ws/shared", "/etc")) {
 				t.Errorf("runner %s with the link at /etc: exit %d, want 1 naming the link:\n%s", cmd, exitCode(t, err), out)
 			}
 		}
@@ -332,7 +332,7 @@ agent "b" {
 }
 `, run, te.accept, testImage)), 0o644))
 		_, err := newRunner(te).Apply(ctx(t), load(t, path))
-		if err == nil || !strings.Contains(err.Error(), "someone else's symlink") || !strings.Contains(err.Error(), dir+"/ws/shared -> "+hostEtc) {
+		if err == nil || !strings.Contains(err.Error(), "someone else's symlink") || !strings.Contains(err.Error(), fmt.Sprintf("%q -> %q", dir+"/ws/shared", hostEtc)) {
 			t.Errorf("apply: %v; want the agent's old link refused", err)
 		}
 		if ids := containerIDs(t, te, run); len(ids) != 0 {

@@ -190,7 +190,7 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 	case errors.As(r.Err, &we) && errors.Is(we.Err, fs.ErrNotExist):
 		missing := ""
 		if we.Path != m.Source {
-			missing = fmt.Sprintf(" (%s is missing)", we.Path)
+			missing = fmt.Sprintf(" (%q is missing)", we.Path)
 		}
 		return fail(hcl.DiagError, "Mount source does not exist", "%q is %s, which does not exist%s. Create it, or fix the path (a relative source is relative to the directory of %s).", m.raw, m.Source, missing, file)
 	case errors.As(r.Err, &we):
@@ -198,22 +198,22 @@ func (c sourceChecker) check(agent string, m Mount, r mountsrc.Result) hcl.Diagn
 	case errors.As(r.Err, &le) || errors.As(r.Err, &owe) || errors.As(r.Err, &de) || errors.As(r.Err, &oe):
 		if de != nil && de.Entry != "" {
 			diags = fail(hcl.DiagError, "Mount source under an entry someone else owns",
-				"%q is reached through %s, which belongs to uid %d and lies in the shared directory %s: its owner can replace it with a symlink between runner's check and the engine's mount. Use a directory that you own.",
+				"%q is reached through %q, which belongs to uid %d and lies in the shared directory %q: its owner can replace it with a symlink between runner's check and the engine's mount. Use a directory that you own.",
 				m.raw, de.Entry, de.EntryOwner, de.Dir)
 		} else if de != nil {
 			diags = fail(hcl.DiagError, "Mount source under a directory others can write",
-				"%q is reached through %s, which %s: whoever can write there (an agent it is mounted into, another user) could swap an entry for a symlink between runner's check and the engine's mount. Mount that directory itself rather than something inside it, or make it writable only by you (chmod go-w, or chown it to you).",
+				"%q is reached through %q, which %s: whoever can write there (an agent it is mounted into, another user) could swap an entry for a symlink between runner's check and the engine's mount. Mount that directory itself rather than something inside it, or make it writable only by you (chmod go-w, or chown it to you).",
 				m.raw, de.Dir, dirWhy(de))
 		}
 		if owe != nil {
 			diags = fail(hcl.DiagError, "Mount source passes through someone else's symlink",
-				"%q resolves through the symlink %s -> %s, which belongs to uid %d: neither you nor root made it. A container makes its files as its agent's uid (possibly in a directory it could write at an earlier apply), and another local user as theirs; runner follows no one else's symlink on the way to a mount source. Replace the link with the directory itself, or name the real path as the source.",
+				"%q resolves through the symlink %q -> %q, which belongs to uid %d: neither you nor root made it. A container makes its files as its agent's uid (possibly in a directory it could write at an earlier apply), and another local user as theirs; runner follows no one else's symlink on the way to a mount source. Replace the link with the directory itself, or name the real path as the source.",
 				m.raw, owe.Link.Path, owe.Link.Target, owe.Link.Owner)
 		}
 		if le != nil {
 			whose := c.writer(agent, le.Writer, le.WriterReal)
 			diags = fail(hcl.DiagError, "Mount source passes through a symlink in a writable mount",
-				"%q resolves through the symlink %s -> %s, which lies inside %s. A container can write there, so it could have planted the link to redirect this mount to any host path; runner follows no symlink inside a writable mount. Replace the link with the directory itself, or name the real path as the source.",
+				"%q resolves through the symlink %q -> %q, which lies inside %s. A container can write there, so it could have planted the link to redirect this mount to any host path; runner follows no symlink inside a writable mount. Replace the link with the directory itself, or name the real path as the source.",
 				m.raw, le.Link.Path, le.Link.Target, whose)
 		}
 		if errors.As(r.Err, &oe) {
@@ -279,6 +279,8 @@ func trust() mountsrc.Trust {
 // dirWhy says who else can write the directory of a DirError.
 func dirWhy(de *mountsrc.DirError) string {
 	switch {
+	case de.ACL != "":
+		return fmt.Sprintf("has an ACL that lets %s write (see getfacl %q)", de.ACL, de.Dir)
 	case de.Mode&0o002 != 0:
 		return fmt.Sprintf("everyone can write (mode %04o)", de.Mode.Perm())
 	case !slices.Contains(trust().UIDs, de.UID):

@@ -24,6 +24,7 @@
 package mountsrc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,8 +32,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxLinks bounds the symlinks one walk follows, as the kernel's ELOOP does.
@@ -73,7 +77,7 @@ type WalkError struct {
 	Err  error  // fs.ErrNotExist, syscall.ENOTDIR, ...
 }
 
-func (e *WalkError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *WalkError) Error() string { return strconv.Quote(e.Path) + ": " + e.Err.Error() }
 func (e *WalkError) Unwrap() error { return e.Err }
 
 // LinkError is a symlink inside a writable mount on the way to a source.
@@ -85,7 +89,7 @@ type LinkError struct {
 }
 
 func (e *LinkError) Error() string {
-	return fmt.Sprintf("the symlink %s -> %s lies inside agent %q's writable mount %s", e.Link.Path, e.Link.Target, e.Writer.Agent, e.WriterReal)
+	return fmt.Sprintf("the symlink %q -> %q lies inside agent %q's writable mount %s", e.Link.Path, e.Link.Target, e.Writer.Agent, e.WriterReal)
 }
 
 // OwnerError is a symlink on the way to a source that neither the operator
@@ -97,7 +101,7 @@ type OwnerError struct {
 }
 
 func (e *OwnerError) Error() string {
-	return fmt.Sprintf("the symlink %s -> %s is owned by uid %d", e.Link.Path, e.Link.Target, e.Link.Owner)
+	return fmt.Sprintf("the symlink %q -> %q is owned by uid %d", e.Link.Path, e.Link.Target, e.Link.Owner)
 }
 
 // DirError is a directory on the way to a source that someone other than
@@ -111,13 +115,19 @@ type DirError struct {
 	UID, GID   uint32
 	Entry      string // set for the sticky case
 	EntryOwner uint32
+	// ACL names the access-ACL entry that lets someone untrusted write
+	// ("user:40001", "group:50"), when the mode bits alone would pass.
+	ACL string
 }
 
 func (e *DirError) Error() string {
-	if e.Entry != "" {
-		return fmt.Sprintf("%s in the shared directory %s belongs to uid %d", e.Entry, e.Dir, e.EntryOwner)
+	if e.ACL != "" {
+		return fmt.Sprintf("the directory %q has an ACL entry %s that can write it", e.Dir, e.ACL)
 	}
-	return fmt.Sprintf("the directory %s (mode %04o, uid %d, gid %d) is writable by others", e.Dir, e.Mode.Perm()|stickyBits(e.Mode), e.UID, e.GID)
+	if e.Entry != "" {
+		return fmt.Sprintf("%q in the shared directory %q belongs to uid %d", e.Entry, e.Dir, e.EntryOwner)
+	}
+	return fmt.Sprintf("the directory %q (mode %04o, uid %d, gid %d) is writable by others", e.Dir, e.Mode.Perm()|stickyBits(e.Mode), e.UID, e.GID)
 }
 
 func stickyBits(m fs.FileMode) fs.FileMode {
@@ -270,6 +280,13 @@ func checkDirs(r Result, trust Trust) error {
 		if untrusted {
 			return &DirError{Dir: d, Mode: m, UID: st.Uid, GID: st.Gid}
 		}
+		// Mode bits are not the whole answer: an access ACL can give
+		// anyone write (runner itself suggests setfacl for workspaces).
+		if acl, err := untrustedACLWriter(d, trust); err != nil {
+			return &WalkError{Path: d, Err: err}
+		} else if acl != "" {
+			return &DirError{Dir: d, Mode: m, UID: st.Uid, GID: st.Gid, ACL: acl}
+		}
 		if sticky && m&0o022 != 0 {
 			if err := stickyEntries(d, m, r, trust); err != nil {
 				return err
@@ -380,4 +397,47 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// untrustedACLWriter returns the first named user or group entry of path's
+// access ACL that may write and is not trusted ("" if none, or no ACL).
+// The mask is ignored: it can be widened by whoever owns the directory,
+// and a refusal here only asks the operator to use a plainer directory.
+func untrustedACLWriter(path string, trust Trust) (string, error) {
+	buf := make([]byte, 4+8*64)
+	n, err := unix.Lgetxattr(path, "system.posix_acl_access", buf)
+	if errors.Is(err, unix.ERANGE) {
+		return "an ACL too long to judge", nil
+	}
+	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return aclWriter(buf[:n], trust), nil
+}
+
+// aclWriter reads a posix_acl_access value: a 4-byte version, then 8-byte
+// entries of tag (16 bits), permissions (16 bits) and id (32 bits).
+func aclWriter(b []byte, trust Trust) string {
+	const (
+		tagUser  = 0x02
+		tagGroup = 0x08
+		permW    = 0x02
+	)
+	if len(b) < 4 || (len(b)-4)%8 != 0 {
+		return "an ACL runner cannot read"
+	}
+	for e := b[4:]; len(e) >= 8; e = e[8:] {
+		tag, perm, id := binary.LittleEndian.Uint16(e), binary.LittleEndian.Uint16(e[2:]), binary.LittleEndian.Uint32(e[4:])
+		switch {
+		case perm&permW == 0:
+		case tag == tagUser && !slices.Contains(trust.UIDs, id):
+			return "user:" + strconv.FormatUint(uint64(id), 10)
+		case tag == tagGroup && !slices.Contains(trust.GIDs, id):
+			return "group:" + strconv.FormatUint(uint64(id), 10)
+		}
+	}
+	return ""
 }

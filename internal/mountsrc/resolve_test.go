@@ -1,12 +1,15 @@
 package mountsrc
 
 import (
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // trustMe trusts links the test (the operator here) and root make.
@@ -262,6 +265,52 @@ func TestResolveRefusesOthersEntriesInStickyDirectories(t *testing.T) {
 			t.Errorf("%s: %v; want it allowed", p, res[0].Err)
 		case bad && (!ok || de.Entry != root+"/sticky/theirs" || de.EntryOwner != 40007):
 			t.Errorf("%s: %v; want the entry owned by 40007 named", p, res[0].Err)
+		}
+	}
+}
+
+// aclValue encodes a posix_acl_access xattr: the owner, a named entry,
+// group, mask and other.
+func aclValue(tag uint16, perm uint16, id uint32) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	entry := func(tag, perm uint16, id uint32) {
+		b = binary.LittleEndian.AppendUint16(b, tag)
+		b = binary.LittleEndian.AppendUint16(b, perm)
+		b = binary.LittleEndian.AppendUint32(b, id)
+	}
+	entry(0x01, 7, 0xffffffff)
+	entry(tag, perm, id)
+	entry(0x04, 5, 0xffffffff)
+	entry(0x10, 7, 0xffffffff)
+	entry(0x20, 5, 0xffffffff)
+	return b
+}
+
+// Mode bits can say "only the owner writes" while an access ACL lets
+// another uid write (review finding): that directory is refused on the way.
+func TestResolveRefusesDirectoriesAnACLLetsOthersWrite(t *testing.T) {
+	root := tree(t, []string{"acl/sub", "aclread/sub", "aclme/sub"}, nil)
+	me := uint32(os.Geteuid())
+	for dir, v := range map[string][]byte{
+		"acl":     aclValue(0x02, 7, 40001), // user:40001:rwx
+		"aclread": aclValue(0x02, 5, 40001), // user:40001:r-x
+		"aclme":   aclValue(0x02, 7, me),    // the operator itself
+	} {
+		if err := unix.Lsetxattr(root+"/"+dir, "system.posix_acl_access", v, 0); err != nil {
+			if errors.Is(err, unix.ENOTSUP) {
+				t.Fatalf("the test directory's filesystem has no ACLs (%v): run the test on one that does", err)
+			}
+			t.Fatal(err)
+		}
+	}
+	for path, want := range map[string]string{"acl/sub": "user:40001", "aclread/sub": "", "aclme/sub": ""} {
+		res := Resolve([]Source{{Agent: "a", Path: root + "/" + path}}, trustMe)
+		de, ok := errors.AsType[*DirError](res[0].Err)
+		switch {
+		case want == "" && res[0].Err != nil:
+			t.Errorf("%s: %v; want it allowed", path, res[0].Err)
+		case want != "" && (!ok || de.ACL != want):
+			t.Errorf("%s: %v; want a DirError naming %s", path, res[0].Err, want)
 		}
 	}
 }

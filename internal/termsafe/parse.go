@@ -1,6 +1,9 @@
 package termsafe
 
-import "unicode/utf8"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // The parser splits a terminal byte stream into printable text, C0
 // controls, and escape sequences (ESC and CSI ones, in their 7-bit form),
@@ -12,6 +15,14 @@ type parser struct {
 	utf   []byte // an incomplete UTF-8 sequence carried to the next call
 	seq   []byte // the escape sequence being read, 7-bit form
 	long  bool   // seq outgrew maxSeq: the sequence is dropped whole
+	// A control string is consumed without a bound in a real terminal,
+	// so an agent that opens one and never ends it would hide everything
+	// after it. strLen counts its bytes: past maxStr it is abandoned, and
+	// with lineStrings (Plain) a newline abandons it too, since a control
+	// string never holds one legitimately. Either way a tokDropped says so
+	// and what follows is read as text again.
+	strLen      int
+	lineStrings bool
 }
 
 type state uint8
@@ -35,13 +46,17 @@ const (
 // maxSeq bounds a sequence kept for judging; a longer one is dropped.
 const maxSeq = 128
 
+// maxStr bounds a control string (OSC, DCS, SOS, PM, APC) that is dropped.
+const maxStr = 4096
+
 type kind uint8
 
 const (
-	tokText kind = iota // printable text, valid UTF-8
-	tokCtl              // one C0 control or DEL
-	tokEsc              // ESC [intermediates] final
-	tokCSI              // ESC [ params [intermediates] final
+	tokText    kind = iota // printable text, valid UTF-8
+	tokCtl                 // one C0 control or DEL
+	tokEsc                 // ESC [intermediates] final
+	tokCSI                 // ESC [ params [intermediates] final
+	tokDropped             // an unterminated control string abandoned; b is its length in decimal
 )
 
 // sink receives tokens. b is only valid during the call.
@@ -78,7 +93,7 @@ func (s *parser) feed(p []byte, emit sink) {
 				s.state = csi
 				s.add(b)
 			case b == ']' || b == 'P' || b == 'X' || b == '^' || b == '_':
-				s.state = str
+				s.startStr()
 			case b >= 0x20 && b <= 0x2f:
 				s.state = escInter
 				s.add(b)
@@ -121,6 +136,10 @@ func (s *parser) feed(p []byte, emit sink) {
 				s.state = ground
 			}
 		case str:
+			if s.abandonStr(b, emit) {
+				i-- // read it again as text
+				continue
+			}
 			switch b {
 			case ec:
 				s.state = strEsc
@@ -128,6 +147,10 @@ func (s *parser) feed(p []byte, emit sink) {
 				s.state = ground
 			}
 		case strEsc:
+			if s.abandonStr(b, emit) {
+				i--
+				continue
+			}
 			switch b {
 			case '\\':
 				s.state = ground
@@ -139,6 +162,23 @@ func (s *parser) feed(p []byte, emit sink) {
 			}
 		}
 	}
+}
+
+func (s *parser) startStr() {
+	s.state = str
+	s.strLen = 0
+}
+
+// abandonStr ends the control string being consumed before b when it has
+// run too long, or at a newline in line mode, and reports whether it did.
+func (s *parser) abandonStr(b byte, emit sink) bool {
+	s.strLen++
+	if s.strLen <= maxStr && !(s.lineStrings && b == '\n') {
+		return false
+	}
+	s.state = ground
+	emit(tokDropped, strconv.AppendInt(nil, int64(s.strLen-1), 10))
+	return true
 }
 
 func (s *parser) start(st state, b byte) {
@@ -191,7 +231,7 @@ func (s *parser) rune(b byte, emit sink) {
 		s.start(csi, ec)
 		s.seq = append(s.seq, '[')
 	case r == 0x9d || r == 0x90 || r == 0x98 || r == 0x9e || r == 0x9f: // OSC DCS SOS PM APC
-		s.state = str
+		s.startStr()
 	case r >= 0x80 && r <= 0x9f: // other C1 controls
 	case hidden(r):
 	default:

@@ -4,8 +4,10 @@ package termsafe
 // anywhere: it removes every escape sequence (CSI, OSC, DCS, SOS, PM, APC
 // and the short ESC ones, in their 7-bit and C1 forms), every control
 // character but \n and \t (so \r\n becomes \n), DEL, and the bidirectional
-// format characters; invalid UTF-8 becomes U+FFFD. The zero value is ready;
-// it keeps its state between calls.
+// format characters; invalid UTF-8 becomes U+FFFD. A control string left
+// open is abandoned at the next newline (or after 4 KiB) with a note
+// saying so, so an agent cannot hide what it prints next. The zero value
+// is ready; it keeps its state between calls.
 type Plain struct {
 	p   parser
 	dst []byte
@@ -13,6 +15,7 @@ type Plain struct {
 
 // Filter appends the plain text of p to dst.
 func (s *Plain) Filter(dst, p []byte) []byte {
+	s.p.lineStrings = true
 	s.dst = dst
 	s.p.feed(p, s.emit)
 	dst, s.dst = s.dst, nil
@@ -27,6 +30,10 @@ func (s *Plain) emit(k kind, b []byte) {
 		if b[0] == '\n' || b[0] == '\t' {
 			s.dst = append(s.dst, b[0])
 		}
+	case tokDropped:
+		s.dst = append(s.dst, "[runner: an unterminated escape string of "...)
+		s.dst = append(s.dst, b...)
+		s.dst = append(s.dst, " bytes was dropped]"...)
 	}
 }
 

@@ -116,6 +116,8 @@ func appendCSI(dst, seq []byte) []byte {
 		return append(dst, seq...)
 	case final == 'T' && bytes.IndexByte(body, ';') >= 0:
 		return dst // with parameters, T starts xterm's mouse tracking
+	case final == 'J' && string(body) == "3":
+		return dst // erase the scrollback: the operator's history is not the view's
 	case final < 128 && csiAllowed[final]:
 		if final != 'm' && !smallParams(body) {
 			return dst
@@ -140,3 +142,11 @@ func smallParams(body []byte) bool {
 	}
 	return true
 }
+
+// Reset puts back every terminal state a view can change (the only
+// states View lets through): attributes, charsets, scroll region, origin,
+// insert, cursor keys and keypad, bracketed paste, synchronized output,
+// the alternate screen, autowrap, a visible steady cursor. A view's source
+// can stop at any byte (an agent can kill its own tmux client mid-draw),
+// so whoever shows a view writes Reset when it ends.
+const Reset = "\x1b[0m\x1b(B\x1b)B\x1b[r\x1b[?6l\x1b[4l\x1b[?1l\x1b>\x1b[?2004l\x1b[?2026l\x1b[?1049l\x1b[?7h\x1b[?12l\x1b[?25h\x1b[0 q"

@@ -89,3 +89,16 @@ func BenchmarkView(b *testing.B) {
 		buf = v.Filter(buf[:0], chunk)
 	}
 }
+
+// Reset undoes what a view lets through, and is itself a view: it passes
+// View unchanged. CSI 3 J (erase the scrollback) does not pass.
+func TestResetIsAView(t *testing.T) {
+	var v View
+	if got := string(v.Filter(nil, []byte(Reset))); got != Reset {
+		t.Errorf("View(Reset) = %q, want it unchanged", got)
+	}
+	var w View
+	if got := string(w.Filter(nil, []byte("a\x1b[3Jb\x1b[2Jc"))); got != "ab\x1b[2Jc" {
+		t.Errorf("erase: %q", got)
+	}
+}
