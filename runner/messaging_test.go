@@ -239,7 +239,8 @@ func dockerHostEnv(te *testEngine) []string {
 }
 
 // TestDeliverySurvivesRestarts: messages to a stopped agent wait; a relay
-// killed with SIGKILL loses nothing; everything arrives once, in order.
+// killed with SIGKILL (the whole host-services process) loses nothing;
+// everything arrives once, in order.
 func TestDeliverySurvivesRestarts(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "dur")
@@ -260,12 +261,12 @@ func TestDeliverySurvivesRestarts(t *testing.T) {
 			}
 		}
 		st, _ := state.ForRun(run)
-		pid := readPID(t, st.PIDFile())
+		pid := readPID(t, st.ServicesPID())
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		waitGone(t, pid)
-		// Re-apply restarts the relay (and keeps the stopped container's
+		// Re-apply starts the host services again (and keeps the stopped container's
 		// replacement out of it: start the same container instead).
 		if err := te.eng.Start(ctx(t), id); err != nil {
 			t.Fatal(err)
@@ -295,12 +296,12 @@ func readPID(t *testing.T, path string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("relay pid file: %v", err)
+		t.Fatalf("pid file: %v", err)
 	}
 	var pid int
 	fmt.Sscan(string(b), &pid)
 	if pid <= 0 {
-		t.Fatalf("relay pid file holds %q", b)
+		t.Fatalf("pid file holds %q", b)
 	}
 	return pid
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,31 +137,8 @@ func relayMounts(st state.Run, agent string) []engine.Mount {
 	}
 }
 
-// ensureRelay starts the run's relay if it is not answering, and restarts it
-// when its config changed (new agents, ACL, check-ins). The relay outlives
-// this process: it is started in its own session.
-func (r *Runner) ensureRelay(ctx context.Context, st state.Run, changed bool) error {
-	pid := livePID(st.PIDFile())
-	if pid > 0 && !changed && r.relayAnswers(ctx, st) {
-		return nil
-	}
-	if pid > 0 {
-		r.progress("relay: restarting (%s)", map[bool]string{true: "configuration changed", false: "not answering"}[changed])
-		stopPID(pid)
-	}
-	pid, err := r.startDaemon(ctx, daemon{
-		name: "relay", sub: []string{"relay", "serve"}, pidFile: st.PIDFile(), logFile: st.RelayLog(),
-		ready: func(int) bool { return r.relayAnswers(ctx, st) },
-	}, st.Root, st.Name)
-	if err != nil {
-		return err
-	}
-	r.progress("relay: running [pid=%d], the operator's socket at %s", pid, st.OperatorSocket())
-	return nil
-}
-
 func (r *Runner) relayAnswers(ctx context.Context, st state.Run) bool {
-	c, err := r.operatorClient(ctx, st)
+	c, err := dialOperator(ctx, st)
 	if err != nil {
 		return false
 	}
@@ -174,7 +150,25 @@ func (r *Runner) relayAnswers(ctx context.Context, st state.Run) bool {
 // here: its callers say what to do (apply), once.
 var errNotApplied = errors.New("it has not been applied on this host")
 
+// operatorClient connects to the run's relay as the operator. If no
+// host-services process serves the run (it was killed), it starts one
+// first: every command that talks to the relay brings it back.
 func (r *Runner) operatorClient(ctx context.Context, st state.Run) (*relay.Client, error) {
+	c, err := dialOperator(ctx, st)
+	if err == nil {
+		return c, nil
+	}
+	revived, rerr := r.reviveServices(ctx, st)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w; starting the run's host services again failed: %v", err, rerr)
+	}
+	if !revived {
+		return nil, err
+	}
+	return dialOperator(ctx, st)
+}
+
+func dialOperator(ctx context.Context, st state.Run) (*relay.Client, error) {
 	b, err := os.ReadFile(st.Cred(relay.Operator))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errNotApplied
@@ -185,37 +179,6 @@ func (r *Runner) operatorClient(ctx context.Context, st state.Run) (*relay.Clien
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	return relay.Dial(dctx, st.OperatorSocket(), strings.TrimSpace(string(b)))
-}
-
-// ServeRelay runs the relay of one run until ctx ends. It is what
-// `runner relay serve STATE_ROOT RUN` runs, detached from the CLI.
-func ServeRelay(ctx context.Context, root, run string) error {
-	st := state.Run{Root: root, Name: run}
-	data, err := os.ReadFile(st.RelayConfig())
-	if err != nil {
-		return fmt.Errorf("relay: %w", err)
-	}
-	var rf relayFile
-	if err := json.Unmarshal(data, &rf); err != nil {
-		return fmt.Errorf("relay: %s: %w", st.RelayConfig(), err)
-	}
-	log, err := audit.Open(rf.Audit)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	srv, err := relay.New(relay.Config{
-		Run: rf.Run, Sockets: rf.Sockets, StateDir: rf.Journal,
-		Credentials: rf.Credentials, ACL: rf.ACL, Checkins: rf.Checkins, Audit: log,
-	})
-	if err != nil {
-		return err
-	}
-	if err := st.WriteFile(st.PIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
-		return err
-	}
-	defer os.Remove(st.PIDFile())
-	return srv.Serve(ctx)
 }
 
 // Send delivers a message from the operator to an agent.
@@ -251,7 +214,7 @@ func relayUnreachable(run, file string, err error) error {
 	if errors.Is(err, errNotApplied) {
 		return fmt.Errorf("run %q has not been applied on this host: run `runner apply %s` first", run, file)
 	}
-	return fmt.Errorf("cannot reach run %q's relay: %w; `runner apply %s` restarts a stopped relay", run, err, file)
+	return fmt.Errorf("cannot reach run %q's relay: %w; `runner apply %s` restarts its host services (their log: private/services.log in the run's state)", run, err, file)
 }
 
 // sendBrief gives a newly created agent its brief once; the client id makes

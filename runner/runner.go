@@ -36,8 +36,8 @@ type Runner struct {
 	ReadyTimeout time.Duration
 	// StateRoot overrides the state directory (default: state.Root()).
 	StateRoot string
-	// Program is the argv that runs this program, to start the run's relay
-	// and recorder ("relay serve ROOT RUN", "record serve ROOT RUN");
+	// Program is the argv that runs this program, to start the run's host
+	// services ("services serve ROOT RUN");
 	// default: the running executable. Tests and libraries set it.
 	Program []string
 }
@@ -260,7 +260,12 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	}
 	// The egress rules before any service or container starts, so the
 	// proxy never serves an agent with another config's rules.
-	if _, err := writeEgress(cfg, st); err != nil {
+	egressChanged, err := writeEgress(cfg, st)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	svcChanged, err := writeServicesConfig(st, info)
+	if err != nil {
 		return ApplyResult{}, err
 	}
 	if err := prepareEgressDirs(cfg, st); err != nil {
@@ -268,10 +273,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	}
 	r.ownCredentials(ctx, st, info, ds)
 	r.warnUnwritableMounts(ctx, info, ds)
-	if err := r.ensureRelay(ctx, st, changed); err != nil {
-		return ApplyResult{}, err
-	}
-	if err := r.ensureRecorder(ctx, st, info); err != nil {
+	if err := r.ensureServices(ctx, st, changed || svcChanged || egressChanged); err != nil {
 		return ApplyResult{}, err
 	}
 	if p.Changes() {
@@ -310,7 +312,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			d := specs[a.Agent]
 			id, err := r.execute(ctx, cfg, a, d, accepted)
 			if err == nil && id != "" {
-				nudgeRecorder(st) // record the new pane from its start
+				r.nudgeRecorder(ctx, st) // record the new pane from its start
 			}
 			if err == nil && id != "" && d.agent.Brief != "" {
 				if berr := r.sendBrief(ctx, st, a.Agent, id, d.agent.Brief); berr != nil {
@@ -459,7 +461,8 @@ func (r *Runner) waitReady(ctx context.Context, id string) error {
 	}
 }
 
-// Destroy removes every container of the run, stops its relay and removes
+// Destroy removes every container of the run, stops its host services
+// (relay, recorder) and waits for them, and removes
 // its state (credentials, queue), keeping the audit log in the archive.
 // Running it twice is fine.
 func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
@@ -499,11 +502,7 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 		return len(list), nil
 	}
 	r.audit(st, "destroy", run, containersN(len(list))+" removed")
-	r.stopRecorder(st)
-	if pid := livePID(st.PIDFile()); pid > 0 {
-		r.progress("relay: stopping [pid=%d]", pid)
-		stopPID(pid)
-	}
+	r.stopServices(st)
 	archived, err := st.Remove()
 	if err != nil {
 		return len(list), fmt.Errorf("removing run %q's state %s: %w", run, st.Dir(), err)

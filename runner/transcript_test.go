@@ -80,7 +80,7 @@ agent "alice" {
 					return b.String()
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("logs never showed %q (%v); they show:\n%s\nrecorder log:\n%s", want, err, b.String(), readFile(st.RecordLog()))
+					t.Fatalf("logs never showed %q (%v); they show:\n%s\nhost services log:\n%s", want, err, b.String(), readFile(st.ServicesLog()))
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -374,14 +374,14 @@ agent "alice" {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("the new container's output never followed the old one's: ...%q\nrecorder log:\n%s", out[max(0, len(out)-300):], readFile(st.RecordLog()))
+					t.Fatalf("the new container's output never followed the old one's: ...%q\nhost services log:\n%s", out[max(0, len(out)-300):], readFile(st.ServicesLog()))
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		})
 
 		t.Run("destroy-stops-recorder", func(t *testing.T) {
-			b, err := os.ReadFile(st.RecordPID())
+			b, err := os.ReadFile(st.ServicesPID())
 			if err != nil {
 				t.Fatalf("no recorder pid file: %v", err)
 			}

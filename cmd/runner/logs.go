@@ -8,18 +8,13 @@ import (
 	"io"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/transcript"
 
-	"github.com/runner-dev/runner/internal/engine/docker"
 	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/runner"
 )
 
-// The recorder is started by apply, like the relay; people do not need it,
-// so it is not in the usage.
 // cmdLogs is `runner logs FILE AGENT [-f] [--since D] [--raw] [--verify]`.
 func cmdLogs(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var (
@@ -85,24 +80,4 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("--since %q: use a duration (10m, 1h30m) or an RFC 3339 time (2025-06-01T12:00:00Z)", s)
-}
-
-// cmdRecord is `runner record serve STATE_ROOT RUN`: apply starts it
-// detached, with DOCKER_HOST set to the engine it applied to.
-func cmdRecord(ctx context.Context, g *globals, args []string, _, stderr io.Writer) error {
-	if len(args) != 3 || args[0] != "serve" {
-		fmt.Fprintln(stderr, "Usage: runner record serve STATE_ROOT RUN   (started by `runner apply`)")
-		return exitError{2}
-	}
-	// Its log file is where stream starts and ends are told: info and up.
-	log := hclog.New(&hclog.LoggerOptions{Name: "record", Level: hclog.Info, Output: stderr})
-	if l := hclog.LevelFromString(g.logLevel); g.logLevel != "warn" && l != hclog.NoLevel {
-		log.SetLevel(l)
-	}
-	eng, err := docker.New(ctx, "")
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	return runner.ServeRecorder(ctx, eng, args[1], args[2], log)
 }

@@ -140,8 +140,7 @@ func init() {
 		{name: "completion", args: "bash|zsh|fish", summary: "print a shell completion script", example: "source <(runner completion bash)", run: cmdCompletion},
 		{name: "version", summary: "print the version, commit and Go version", example: "runner version", run: cmdVersion},
 		{name: "help", args: "[COMMAND]", summary: "show help for runner or one command", example: "runner help exec", run: cmdHelp},
-		{name: "relay", hidden: true, run: cmdRelay},
-		{name: "record", hidden: true, run: cmdRecord},
+		{name: "services", hidden: true, run: cmdServices},
 		{name: "__complete", hidden: true, run: cmdComplete},
 	}
 }

@@ -15,17 +15,6 @@ import (
 	"github.com/runner-dev/runner/runner"
 )
 
-// cmdRelay is `runner relay serve STATE_ROOT RUN`: apply starts it detached;
-// people do not need to.
-func cmdRelay(ctx context.Context, g *globals, args []string, _, stderr io.Writer) error {
-	if len(args) != 3 || args[0] != "serve" {
-		fmt.Fprintln(stderr, "Usage: runner relay serve STATE_ROOT RUN   (started by `runner apply`)")
-		return exitError{2}
-	}
-	g.setupLog(stderr)
-	return runner.ServeRelay(ctx, args[1], args[2])
-}
-
 func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	cfg, rest, err := fileCommand(g, "send", args, stderr, nil, 2, " AGENT MESSAGE")
 	if err != nil {

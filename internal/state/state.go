@@ -15,14 +15,16 @@
 //	    private/                0700
 //	      operator.sock         0600  the operator's relay socket, mounted nowhere
 //	      relay.json            0600  the relay's config, with every credential
-//	      relay.pid, relay.log
+//	      services.json         0600  what the host-services process needs besides relay.json
+//	      services.pid          0600  its pid and start time; services.lock is locked (OFD) while it runs
+//	      services.sock         0600  its control socket (reload, status), for the operator only
+//	      services.log          its log: the relay's, the recorder's, the supervisor's
 //	      journal/              the relay's durable queue
 //	      audit.log             hash-chained audit log
 //	      creds/AGENT           0400  one agent's credential, bind-mounted into its container only,
 //	                                  owned by the agent's host uid (0444 when runner cannot chown)
 //	      creds/operator        0400
 //	      transcripts/          0700  what each agent's pane printed (AGENT.log, AGENT.log.1)
-//	      record.pid, record.log      the transcript recorder's
 //	      egress.json           0600  each agent's egress allow/deny lists (internal/egress/rules.File), written by apply
 //	  archive/RUN-TIME.audit.log   audit logs of destroyed runs
 package state
@@ -74,15 +76,19 @@ func (r Run) Dir() string         { return filepath.Join(r.Root, "runs", r.Name)
 func (r Run) RelayDir() string    { return filepath.Join(r.Dir(), "relay") }
 func (r Run) Private() string     { return filepath.Join(r.Dir(), "private") }
 func (r Run) RelayConfig() string { return filepath.Join(r.Private(), "relay.json") }
-func (r Run) PIDFile() string     { return filepath.Join(r.Private(), "relay.pid") }
-func (r Run) RelayLog() string    { return filepath.Join(r.Private(), "relay.log") }
 func (r Run) Journal() string     { return filepath.Join(r.Private(), "journal") }
 func (r Run) Audit() string       { return filepath.Join(r.Private(), "audit.log") }
 func (r Run) Transcripts() string { return filepath.Join(r.Private(), "transcripts") }
-func (r Run) RecordPID() string   { return filepath.Join(r.Private(), "record.pid") }
-func (r Run) RecordLog() string   { return filepath.Join(r.Private(), "record.log") }
 func (r Run) Egress() string      { return filepath.Join(r.Private(), "egress.json") }
 func (r Run) EgressDir() string   { return filepath.Join(r.Dir(), "egress") }
+
+// The run's host-services process (the relay, the recorder and the egress
+// proxy in one process): its config, pid file, lock, control socket, log.
+func (r Run) ServicesConfig() string { return filepath.Join(r.Private(), "services.json") }
+func (r Run) ServicesPID() string    { return filepath.Join(r.Private(), "services.pid") }
+func (r Run) ServicesLock() string   { return filepath.Join(r.Private(), "services.lock") }
+func (r Run) ServicesSocket() string { return filepath.Join(r.Private(), "services.sock") }
+func (r Run) ServicesLog() string    { return filepath.Join(r.Private(), "services.log") }
 func (r Run) Cred(id string) string {
 	return filepath.Join(r.Private(), "creds", id)
 }

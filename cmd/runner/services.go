@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/runner"
+)
+
+// cmdServices is `runner services serve STATE_ROOT RUN`: the run's host
+// services (relay, transcript recorder) in one process. apply starts it
+// detached, and so does any command that finds it gone; people do not
+// need to, so it is not in the usage. Its stderr is the log file apply
+// opened, reached through main's termsafe filter like every command's.
+func cmdServices(ctx context.Context, g *globals, args []string, _, stderr io.Writer) error {
+	if len(args) != 3 || args[0] != "serve" {
+		fmt.Fprintln(stderr, "Usage: runner services serve STATE_ROOT RUN   (started by `runner apply`)")
+		return exitError{2}
+	}
+	// Its log is where component failures and stream starts are told:
+	// info and up.
+	log := hclog.New(&hclog.LoggerOptions{Name: "services", Level: hclog.Info, Output: stderr})
+	if l := hclog.LevelFromString(g.logLevel); g.logLevel != "warn" && l != hclog.NoLevel {
+		log.SetLevel(l)
+	}
+	return runner.ServeServices(ctx, args[1], args[2], runner.ServicesOptions{
+		Log: log,
+		Engine: func(ctx context.Context, endpoint string) (engine.Engine, error) {
+			return docker.New(ctx, endpoint)
+		},
+	})
+}
