@@ -187,11 +187,13 @@ func waitSubscribed(b *testing.B, st state.Run, n int) {
 }
 
 func rssMiB(b *testing.B, st state.Run) float64 {
-	pidb, err := os.ReadFile(st.PIDFile())
+	// The relay's memory is the host-services process's (it also holds
+	// the recorder).
+	pidb, err := os.ReadFile(st.ServicesPID())
 	if err != nil {
 		b.Fatal(err)
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%s/status", strings.TrimSpace(string(pidb))))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%s/status", strings.Fields(string(pidb))[0]))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,7 +25,8 @@ const (
 	CredentialTarget = "/run/secrets/runner-credential"
 )
 
-// relayFile is private/relay.json: everything `runner relay serve` needs.
+// relayFile is private/relay.json: everything the relay of the run's host
+// services needs.
 // It holds credentials, so it is 0600 in the 0700 private directory.
 type relayFile struct {
 	Run         string              `json:"run"`
