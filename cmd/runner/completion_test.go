@@ -119,7 +119,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", "egress", "check", "agents.hcl", "ali"}, []string{"alice"}},
 		{[]string{"runner", "egress", "check", "agents.hcl", "alice", ""}, nil},
 		{[]string{"runner", "egress", "check", "agents.hcl", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var"}},
-		{[]string{"runner", "relay", ""}, nil}, // internal: nothing offered
+		{[]string{"runner", "services", ""}, nil}, // internal: nothing offered
 		{[]string{"runner", "capture", "missing.hcl", ""}, nil},
 		// A file that does not load yet still offers its agent blocks.
 		{[]string{"runner", "attach", "unloadable.hcl", ""}, []string{"bob", "eve"}},

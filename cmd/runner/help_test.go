@@ -107,7 +107,7 @@ func TestUsageMistakes(t *testing.T) {
 	}{
 		{[]string{"stauts", "x.hcl"}, `unknown command "stauts"; did you mean "status"?`},
 		{[]string{"help", "atach"}, `no command "atach"; did you mean "attach"?`},
-		{[]string{"help", "relay"}, `no command "relay"`}, // internal: not helped
+		{[]string{"help", "services"}, `no command "services"`}, // internal: not helped
 		{[]string{"capture", "x.hcl"}, "Usage: runner capture FILE AGENT [flags]   (more: runner help capture)"},
 		{[]string{"status", "--nope", "x.hcl"}, "flag provided but not defined: -nope\nUsage: runner status FILE [flags]"},
 		{[]string{"completion", "tcsh"}, `no completion for shell "tcsh"; use bash, zsh or fish`},
