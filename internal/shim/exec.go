@@ -50,7 +50,8 @@ func execve(argv []string, stderr io.Writer) int {
 
 // ExecMain is `runner-agent exec [--note TEXT] -- COMMAND [ARG...]`: it
 // prints TEXT (sanitized, on a line of its own) where the pane shows it,
-// then runs Exec. Init's supervisor passes the note when it restarts the
+// then runs the command: on a terminal (a pane) as a child, until tmux
+// has read its output (see execwait.go), elsewhere with Exec. Init's supervisor passes the note when it restarts the
 // command, so the pane says which restart this is.
 func ExecMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 2 && args[0] == "--note" {
@@ -59,6 +60,9 @@ func ExecMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
+	}
+	if paneTerminal() {
+		return execPane(args, stderr)
 	}
 	return Exec(args, stderr)
 }

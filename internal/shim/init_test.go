@@ -113,17 +113,25 @@ func TestInitRunsCommandAndStopsOnSIGTERM(t *testing.T) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	// The pane's process is the agent itself: runner-agent exec replaced itself.
-	cmdline, _ := os.ReadFile(filepath.Join("/proc", itoa(*st.PID), "cmdline"))
-	if !strings.HasPrefix(string(cmdline), "/bin/sh\x00-c\x00") {
-		t.Errorf("pane process cmdline = %q", cmdline)
+	// The pane's process is runner-agent exec, the agent its child (exec
+	// waits for tmux to read the agent's last output, see execwait.go).
+	children := childrenOf(*st.PID)
+	var agentPID int
+	for _, pid := range children {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", itoa(pid), "cmdline"))
+		if strings.HasPrefix(string(cmdline), "/bin/sh\x00-c\x00") {
+			agentPID = pid
+		}
+	}
+	if agentPID == 0 {
+		t.Errorf("no child of the pane process %d is the agent's command (children %v)", *st.PID, children)
 	}
 	out, _, code := runMain("status", "--socket", p.tm.Socket)
 	if code != 0 || !strings.HasPrefix(out, `{"tmux":true,"pane_dead":false,"exit_status":null,`) {
 		t.Errorf("status = %d %q", code, out)
 	}
 
-	agentPID := *st.PID
+	panePID := *st.PID
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t, 5*time.Second); code != 0 {
@@ -137,9 +145,11 @@ func TestInitRunsCommandAndStopsOnSIGTERM(t *testing.T) {
 	}
 	// init waited for the agent (SIGHUP from tmux, then re-parented to
 	// init and reaped): it is gone, not even a zombie.
-	if err := syscall.Kill(agentPID, 0); err != syscall.ESRCH {
-		state, ppid, _ := procStat(agentPID)
-		t.Errorf("agent process %d survived the stop (kill: %v, state %c, ppid %d)", agentPID, err, state, ppid)
+	for _, pid := range []int{panePID, agentPID} {
+		if err := syscall.Kill(pid, 0); pid != 0 && err != syscall.ESRCH {
+			state, ppid, _ := procStat(pid)
+			t.Errorf("process %d survived the stop (kill: %v, state %c, ppid %d)", pid, err, state, ppid)
+		}
 	}
 }
 
@@ -249,5 +259,19 @@ func TestStatusWithoutServer(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			if _, ppid, ok := procStat(n); ok && ppid == pid {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
 
 func jsonMarshal(v any) (string, error) { b, err := json.Marshal(v); return string(b), err }
