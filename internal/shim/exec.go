@@ -9,22 +9,16 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // Exec replaces this process with argv (looked up in PATH, never through a
 // shell). It only returns on failure, with the exit code to use: 127 when the
 // command does not exist, 126 when it cannot be executed.
+// (In a pane, ExecMain runs the command with execPane instead, which
+// keeps an error message from being dropped by tmux too.)
 func Exec(argv []string, stderr io.Writer) int {
-	code := execve(argv, stderr)
-	// The message must survive in the pane: tmux 3.3 can drop the last
-	// output of a process that exits the instant it started.
-	time.Sleep(execErrorLinger)
-	return code
+	return execve(argv, stderr)
 }
-
-// execErrorLinger is how long a failed exec waits before exiting.
-var execErrorLinger = 250 * time.Millisecond
 
 func execve(argv []string, stderr io.Writer) int {
 	if len(argv) == 0 || argv[0] == "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,10 @@ func TestMain(m *testing.M) {
 			os.Exit(0)
 		case "raw-record": // raw-record FILE [bracketed]: see rawRecord
 			os.Exit(rawRecord(os.Args[2], len(os.Args) > 3 && os.Args[3] == "bracketed"))
+		case "orphan": // orphan PARENT DURATION: see orphan
+			parent, _ := strconv.Atoi(os.Args[2])
+			d, _ := time.ParseDuration(os.Args[3])
+			os.Exit(orphan(parent, d))
 		case "reaper-helper":
 			os.Exit(reaperHelper())
 		default:

@@ -39,6 +39,10 @@ func reaperHelper() int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail("prctl: %v", err)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail("%v", err)
+	}
 	r := NewReaper()
 	var mu sync.Mutex
 	reaped := map[int]bool{}
@@ -55,7 +59,9 @@ func reaperHelper() int {
 		go func() { // makes two orphans and exits 5
 			defer wg.Done()
 			var buf bytes.Buffer
-			cmd := exec.Command("/bin/sh", "-c", "/bin/sleep 0.05 & echo $!; /bin/sleep 0.2 & echo $!; exit 5")
+			// Each orphan waits until it is one before it exits: a child
+			// that exited first, sh (dash) reaps itself before its next fork.
+			cmd := exec.Command("/bin/sh", "-c", `"$0" orphan $$ 50ms & echo $!; "$0" orphan $$ 200ms & echo $!; exit 5`, self)
 			cmd.Stdout = &buf
 			err := r.Run(cmd)
 			var ee *exec.ExitError
@@ -109,5 +115,15 @@ func reaperHelper() int {
 		return fail("zombie %d left (%v)", pid, err)
 	}
 	fmt.Printf("OK reaped %d orphans; %d managed commands kept their exit status\n", len(orphans), 2*n)
+	return 0
+}
+
+// orphan waits until its parent (pid parent) has exited and it was
+// re-parented, then for d, and exits 0.
+func orphan(parent int, d time.Duration) int {
+	for os.Getppid() == parent {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(d)
 	return 0
 }
