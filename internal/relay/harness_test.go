@@ -300,8 +300,9 @@ func (rc *raw) send(v any) {
 			rc.t.Fatal(err)
 		}
 	}
-	rc.write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
-	rc.write(b)
+	// One write: a relay that rejects the frame on its length alone may
+	// close before a second write, which would then fail with EPIPE.
+	rc.write(append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...))
 }
 
 func (rc *raw) write(b []byte) {
