@@ -69,8 +69,11 @@
 //	runner-agent exec [--note TEXT] -- COMMAND [ARG...]
 //
 // What runs in the pane: prints TEXT, if given, on a line of its own, looks
-// COMMAND up in PATH and execve's it (the pane's process is then the agent
-// itself). Exit 127 with
+// COMMAND up in PATH and runs it as its child; when it ended, asks the
+// terminal for the cursor position and, once tmux answered (so it has read
+// all the command printed: tmux 3.3 drops the output of a pane process that
+// exits before that), exits with its status or dies of its signal. Off a
+// terminal it execve's COMMAND instead. Exit 127 with
 // `runner-agent: command "X" not found in PATH`, 126 if it cannot be run.
 //
 //	runner-agent capture [--lines N] [--raw] [--framed] [--socket PATH]

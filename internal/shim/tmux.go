@@ -88,7 +88,7 @@ type PaneState struct {
 	Dead       bool   // the process exited and tmux has its status
 	ExitStatus *int   // set once the process exited normally
 	ExitSignal *int   // set if it was killed by a signal
-	PID        int    // the pane's process (the agent itself, after runner-agent exec)
+	PID        int    // the pane's process: runner-agent exec, the agent's parent
 	// Closed means tmux saw the pane's terminal close: its process is
 	// exiting or gone, even if its exit status is not known yet (Dead).
 	Closed bool
