@@ -94,6 +94,14 @@ func main() {
 		out = cmdlines()
 	case "hijack": // MATCH STDOUT STDERR kill|cont
 		out = hijack(os.Args[2], os.Args[3], os.Args[4], os.Args[5] == "kill", 30*time.Second)
+	case "http-get": // URL [CA_PEM]
+		ca := ""
+		if len(os.Args) > 3 {
+			ca = os.Args[3]
+		}
+		out = httpGet(os.Args[2], ca)
+	case "tcp-dial": // HOST:PORT
+		out = tcpDial(os.Args[2])
 	case "relay-forge":
 		out = forge()
 	case "relay-hostile":
