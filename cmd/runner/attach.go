@@ -63,26 +63,9 @@ func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io
 		return nil
 	}
 	if out, ok := stdout.(*os.File); ok && term.IsTerminal(int(out.Fd())) {
-		o.Size = func() (uint, uint) {
-			w, h, err := term.GetSize(int(out.Fd()))
-			if err != nil || w <= 0 || h <= 0 {
-				return 50, 200
-			}
-			return uint(h), uint(w)
-		}
-		resized := make(chan struct{}, 1)
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				select {
-				case resized <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		o.Resized = resized
+		var stop func()
+		o.Size, o.Resized, stop = followSize(out, 50, 200)
+		defer stop()
 	}
 	if write {
 		o.In = os.Stdin
@@ -206,4 +189,28 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return cmd.Run()
+}
+
+// followSize reports the size of the terminal out (rows, cols; def* when it
+// cannot be read) and signals each SIGWINCH on resized, until stop.
+func followSize(out *os.File, defRows, defCols uint) (size func() (uint, uint), resized <-chan struct{}, stop func()) {
+	size = func() (uint, uint) {
+		w, h, err := term.GetSize(int(out.Fd()))
+		if err != nil || w <= 0 || h <= 0 {
+			return defRows, defCols
+		}
+		return uint(h), uint(w)
+	}
+	ch := make(chan struct{}, 1)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		for range winch {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return size, ch, func() { signal.Stop(winch); close(winch) }
 }

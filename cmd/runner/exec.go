@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 
 	"golang.org/x/term"
 
@@ -72,26 +70,9 @@ func execIn(ctx context.Context, g *globals, cfg *config.Config, agent string, a
 			return err
 		}
 		defer term.Restore(fd, old)
-		o.Size = func() (uint, uint) {
-			w, h, err := term.GetSize(int(out.Fd()))
-			if err != nil || w <= 0 || h <= 0 {
-				return 24, 80
-			}
-			return uint(h), uint(w)
-		}
-		resized := make(chan struct{}, 1)
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				select {
-				case resized <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		o.Resized = resized
+		var stop func()
+		o.Size, o.Resized, stop = followSize(out, 24, 80)
+		defer stop()
 	}
 	code, err := newRunner(g, eng, nil).Exec(ctx, cfg, agent, o)
 	if err != nil {
