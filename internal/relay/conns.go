@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"golang.org/x/sys/unix"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/runner-dev/runner/internal/unixsock"
 )
 
 // socket is one identity's listening socket. Pre-login connections are
@@ -47,27 +48,11 @@ func (s *Server) listenAll() ([]*socket, error) {
 }
 
 func listen(sock string, mode os.FileMode) (net.Listener, error) {
-	if len(sock) > 107 {
-		return nil, fmt.Errorf("relay: socket path %s is %d bytes, unix sockets allow 107: use a shorter directory", sock, len(sock))
+	ln, err := unixsock.Listen(sock, mode)
+	if inUse, ok := errors.AsType[*unixsock.InUseError](err); ok {
+		return nil, fmt.Errorf("relay: another relay is listening on %s: stop it first", inUse.Path)
 	}
-	if st, err := os.Lstat(sock); err == nil {
-		if st.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("relay: %s exists and is not a socket: remove it or choose another path", sock)
-		}
-		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("relay: another relay is listening on %s: stop it first", sock)
-		}
-		os.Remove(sock) // left by a relay that crashed
-	}
-	// Between Listen and Chmod the umask decides; the socket's directory
-	// (0700 for the operator's) is what keeps others out meanwhile.
-	ln, err := net.Listen("unix", sock)
 	if err != nil {
-		return nil, fmt.Errorf("relay: listen: %w", err)
-	}
-	if err := os.Chmod(sock, mode); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return ln, nil

@@ -13,15 +13,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/runner-dev/runner/internal/names"
+
+	"github.com/runner-dev/runner/internal/unixsock"
 )
 
 // Resolver resolves names; *net.Resolver is one. Tests give the proxy a
@@ -204,25 +204,7 @@ func (s *Server) names() []string {
 // everyone else out. A socket left by a proxy that died is replaced; one
 // that answers is not.
 func listen(path string) (net.Listener, error) {
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("%s exists and is not a socket: remove it or choose another path", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("another process is serving %s: stop it first", path)
-		}
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
+	return unixsock.Listen(path, 0o666)
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ag *agent, wg *sync.WaitGroup) {
