@@ -1,0 +1,408 @@
+package containerd
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/uids"
+)
+
+// record is what containerd holds for one container, plus what the kernel
+// says about its task's init process, read back for the fail-closed check.
+type record struct {
+	ID     string
+	Image  string
+	Labels map[string]string
+	Spec   *specs.Spec
+	// State is the task's: "" (no task), "created", "running", "stopped",
+	// "paused", ...
+	State    string
+	ExitCode int
+	Started  time.Time
+	// Proc is the task's init process as /proc shows it (nil without a
+	// task, or when the engine is not on this host).
+	Proc *procState
+}
+
+// labelStarted records when Start started the task (containerd keeps no
+// start time).
+const labelStarted = "dev.runner.started-at"
+
+// observe translates a record into engine terms. Everything comes from the
+// stored OCI spec and the kernel, never from runner's own notes alone: the
+// annotations runner writes are only used where they are checked against
+// the real fields (seccomp, tmpfs), or where a lie can only make Check
+// refuse (entrypoint split, health check).
+//
+// Settings the OCI spec has and engine.Observed does not (hooks, sysctls,
+// a shared rootfs propagation, an allow-all device rule, a terminal, an
+// extra mount type) make the container look privileged, so Check refuses
+// it.
+func observe(r record) engine.Observed {
+	o := engine.Observed{ID: r.ID, Name: r.ID, Image: r.Image, Labels: r.Labels}
+	o.State = taskState(r.State)
+	o.ExitCode = r.ExitCode
+	o.StartedAt = r.Started
+	sp := r.Spec
+	if sp == nil || sp.Process == nil || sp.Linux == nil || sp.Root == nil {
+		o.Privileged = true // no spec to prove anything with
+		o.NetworkMode, o.UsernsMode = "host", "host"
+		return o
+	}
+	p, l := sp.Process, sp.Linux
+
+	o.User = fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)
+	o.Env = p.Env
+	n, err := strconv.Atoi(sp.Annotations[annoEntrypoint])
+	if err != nil || n < 0 || n > len(p.Args) {
+		n = 0
+	}
+	o.Entrypoint, o.Cmd = p.Args[:n], p.Args[n:]
+	o.NoNewPrivileges = p.NoNewPrivileges
+	o.ReadonlyRootfs = sp.Root.Readonly
+
+	// Capabilities: every set must be empty; a spec without the section
+	// leaves the process root's.
+	if p.Capabilities == nil {
+		o.CapAdd = []string{"(no capabilities section: the process keeps all of root's)"}
+	} else {
+		c := p.Capabilities
+		for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
+			for _, cp := range set {
+				if !slices.Contains(o.CapAdd, cp) {
+					o.CapAdd = append(o.CapAdd, cp)
+				}
+			}
+		}
+		if len(o.CapAdd) == 0 {
+			o.CapDrop = []string{"ALL"}
+		}
+	}
+	if p.Terminal || p.SelinuxLabel != "" || sp.Hooks != nil || len(l.Sysctl) > 0 ||
+		(l.RootfsPropagation != "" && l.RootfsPropagation != "private" && l.RootfsPropagation != "rprivate") ||
+		l.IntelRdt != nil || l.Personality != nil {
+		o.Privileged = true
+	}
+
+	o.SeccompProfile = observeSeccomp(sp)
+
+	// Limits.
+	if res := l.Resources; res != nil {
+		if m := res.Memory; m != nil {
+			if m.Limit != nil {
+				o.Memory = *m.Limit
+			}
+			if m.Swap != nil {
+				o.MemorySwap = *m.Swap
+			}
+		}
+		if c := res.CPU; c != nil && c.Quota != nil && c.Period != nil && *c.Period > 0 {
+			o.NanoCPUs = *c.Quota * 1e9 / int64(*c.Period)
+		}
+		if res.Pids != nil && res.Pids.Limit != nil {
+			o.PidsLimit = *res.Pids.Limit
+		}
+		o.Devices += extraDeviceRules(res.Devices)
+	} else {
+		o.Devices++ // no device cgroup: every device allowed
+	}
+	o.Devices += extraDevices(l.Devices)
+
+	// Namespaces: each must be new; a missing one is the host's.
+	o.NetworkMode = "host"
+	o.PidMode, o.IpcMode, o.UTSMode, o.UsernsMode, o.CgroupnsMode = "host", "host", "host", "host", "host"
+	mnt := false
+	for _, ns := range l.Namespaces {
+		mode := ""
+		if ns.Path != "" {
+			mode = "ns:" + ns.Path
+		}
+		switch ns.Type {
+		case specs.NetworkNamespace:
+			o.NetworkMode = "none" // a new one, and runner sets up no CNI: only lo
+			if mode != "" {
+				o.NetworkMode = mode
+			}
+		case specs.PIDNamespace:
+			o.PidMode = mode
+		case specs.IPCNamespace:
+			o.IpcMode = mode
+		case specs.UTSNamespace:
+			o.UTSMode = mode
+		case specs.UserNamespace:
+			o.UsernsMode = mode
+		case specs.CgroupNamespace:
+			o.CgroupnsMode = mode
+		case specs.MountNamespace:
+			mnt = ns.Path == ""
+		}
+	}
+	if !mnt {
+		o.Privileged = true
+	}
+	// Container root must not be host root: no mapping, or one that maps
+	// any container id onto host uid/gid 0, is the host's namespace.
+	if o.UsernsMode == "" && (!safeIDMap(l.UIDMappings) || !safeIDMap(l.GIDMappings)) {
+		o.UsernsMode = "host"
+	}
+
+	o.MaskedPaths = l.MaskedPaths
+	o.ReadonlyPaths = l.ReadonlyPaths
+	observeMounts(&o, sp)
+
+	if h := sp.Annotations[annoHealth]; h != "" {
+		var hc engine.Health
+		if json.Unmarshal([]byte(h), &hc) == nil {
+			o.Health = &hc
+		}
+	}
+	if r.Proc != nil {
+		r.Proc.apply(&o, l)
+	}
+	return o
+}
+
+func taskState(s string) string {
+	switch s {
+	case "", "created":
+		return "created"
+	case "stopped":
+		return "exited"
+	}
+	return s
+}
+
+// safeIDMap: at least one extent, and none reaching host id 0.
+func safeIDMap(m []specs.LinuxIDMapping) bool {
+	if len(m) == 0 {
+		return false
+	}
+	for _, e := range m {
+		if e.HostID == 0 || e.Size == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// observeSeccomp returns the Docker-format profile the spec's filter was
+// built from, if the filter is exactly its translation; "" without a
+// filter; and a JSON document that matches no profile otherwise.
+func observeSeccomp(sp *specs.Spec) string {
+	if sp.Linux.Seccomp == nil {
+		return ""
+	}
+	src := sp.Annotations[annoSeccomp]
+	if src == "" {
+		return `{"runner":"a seccomp filter without its recorded profile"}`
+	}
+	// The translation depends on the spec's capabilities, as at create.
+	want, err := seccomp.LoadProfile(src, sp)
+	if err != nil || want == nil || !reflect.DeepEqual(normSeccomp(want), normSeccomp(sp.Linux.Seccomp)) {
+		return `{"runner":"a seccomp filter that is not its recorded profile"}`
+	}
+	return src
+}
+
+// normSeccomp re-encodes a filter so nil and empty slices compare equal
+// (the spec came back through JSON).
+func normSeccomp(s *specs.LinuxSeccomp) any {
+	b, _ := json.Marshal(s)
+	var v any
+	json.Unmarshal(b, &v)
+	return v
+}
+
+// extraDeviceRules counts device cgroup rules other than deny-all and the
+// minimal allow list; without a leading deny-all every device is allowed.
+func extraDeviceRules(rules []specs.LinuxDeviceCgroup) int {
+	allowed := minimalDeviceRules()
+	n := 0
+	if len(rules) == 0 || rules[0].Allow || rules[0].Type != "" && rules[0].Type != "a" || rules[0].Major != nil || rules[0].Minor != nil {
+		n++
+	}
+	for i, r := range rules {
+		if i == 0 {
+			continue
+		}
+		if !r.Allow {
+			continue // a further deny only narrows
+		}
+		if !slices.ContainsFunc(allowed[1:], func(a specs.LinuxDeviceCgroup) bool { return sameRule(a, r) }) {
+			n++
+		}
+	}
+	return n
+}
+
+func sameRule(a, b specs.LinuxDeviceCgroup) bool {
+	eq := func(x, y *int64) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return a.Allow == b.Allow && a.Type == b.Type && eq(a.Major, b.Major) && eq(a.Minor, b.Minor) && a.Access == b.Access
+}
+
+// extraDevices counts device nodes other than the minimal ones.
+func extraDevices(ds []specs.LinuxDevice) int {
+	n := 0
+	for _, d := range ds {
+		if !slices.ContainsFunc(minimalDevices, func(m struct {
+			path         string
+			major, minor int64
+		}) bool {
+			return m.path == d.Path && m.major == d.Major && m.minor == d.Minor && d.Type == "c"
+		}) {
+			n++
+		}
+	}
+	return n
+}
+
+// observeMounts reads the mounts back: the kernel filesystems must be
+// exactly runner's, tmpfs options exactly the translation of the Spec's
+// (recorded in annoTmpfs; reported as given when they match, as the raw
+// options when not), binds as engine mounts. Anything else is reported as
+// a mount, which Check refuses as unwanted.
+func observeMounts(o *engine.Observed, sp *specs.Spec) {
+	var given map[string]string
+	json.Unmarshal([]byte(sp.Annotations[annoTmpfs]), &given)
+	base := baseMounts()
+	for _, m := range sp.Mounts {
+		if i := slices.IndexFunc(base, func(b specs.Mount) bool { return b.Destination == m.Destination }); i >= 0 {
+			if reflect.DeepEqual(base[i], m) {
+				base = slices.Delete(base, i, i+1)
+				continue
+			}
+		}
+		isBind := m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+		switch {
+		case m.Type == "tmpfs" && !isBind:
+			if o.Tmpfs == nil {
+				o.Tmpfs = map[string]string{}
+			}
+			if g, ok := given[m.Destination]; ok && slices.Equal(tmpfsOptions(g), m.Options) {
+				o.Tmpfs[m.Destination] = g
+			} else {
+				o.Tmpfs[m.Destination] = strings.Join(m.Options, ",")
+			}
+		case isBind && slices.Equal(m.Options, bindMount(engine.Mount{ReadOnly: true}).Options):
+			o.Mounts = append(o.Mounts, engine.Mount{Source: m.Source, Target: m.Destination, ReadOnly: true})
+		case isBind && slices.Equal(m.Options, bindMount(engine.Mount{}).Options):
+			o.Mounts = append(o.Mounts, engine.Mount{Source: m.Source, Target: m.Destination})
+		default:
+			// A recursive, shared, suid or otherwise different mount: shown
+			// with its type and options so the refusal says what it is.
+			o.Mounts = append(o.Mounts, engine.Mount{Source: m.Type + ":" + m.Source + " (" + strings.Join(m.Options, ",") + ")", Target: m.Destination, ReadOnly: slices.Contains(m.Options, "ro")})
+		}
+	}
+	// A kernel filesystem runner mounts that is missing (an unmasked host
+	// /proc would come through a bind) counts as a violation too.
+	for _, b := range base {
+		o.Mounts = append(o.Mounts, engine.Mount{Source: "(missing " + b.Type + ")", Target: b.Destination})
+	}
+}
+
+// procState is a task's init process as the host kernel reports it.
+type procState struct {
+	UID, GID                               []uint32 // real, effective, saved, fs
+	CapInh, CapPrm, CapEff, CapBnd, CapAmb uint64
+	NoNewPrivs, Seccomp                    int
+	UIDMap, GIDMap                         []uids.Extent
+}
+
+// parseProcStatus reads the fields of /proc/PID/status that matter.
+func parseProcStatus(text string) (*procState, error) {
+	ps := &procState{NoNewPrivs: -1, Seccomp: -1}
+	seen := 0
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		var err error
+		switch k {
+		case "Uid", "Gid":
+			var ids []uint32
+			for _, f := range strings.Fields(v) {
+				n, e := strconv.ParseUint(f, 10, 32)
+				if e != nil {
+					err = e
+				}
+				ids = append(ids, uint32(n))
+			}
+			if k == "Uid" {
+				ps.UID = ids
+			} else {
+				ps.GID = ids
+			}
+		case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb":
+			n, e := strconv.ParseUint(v, 16, 64)
+			err = e
+			*map[string]*uint64{"CapInh": &ps.CapInh, "CapPrm": &ps.CapPrm, "CapEff": &ps.CapEff, "CapBnd": &ps.CapBnd, "CapAmb": &ps.CapAmb}[k] = n
+		case "NoNewPrivs":
+			ps.NoNewPrivs, err = strconv.Atoi(v)
+		case "Seccomp":
+			ps.Seccomp, err = strconv.Atoi(v)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("/proc status line %q: %w", line, err)
+		}
+		seen++
+	}
+	if seen != 9 || len(ps.UID) != 4 || len(ps.GID) != 4 {
+		return nil, fmt.Errorf("/proc status: want Uid, Gid, 5 capability sets, NoNewPrivs and Seccomp, found %d of them", seen)
+	}
+	return ps, nil
+}
+
+// apply overrides what the spec says with what the kernel shows, where
+// they differ: the process is the truth.
+func (ps *procState) apply(o *engine.Observed, l *specs.Linux) {
+	for _, c := range []struct {
+		name string
+		v    uint64
+	}{{"CapInh", ps.CapInh}, {"CapPrm", ps.CapPrm}, {"CapEff", ps.CapEff}, {"CapBnd", ps.CapBnd}, {"CapAmb", ps.CapAmb}} {
+		if c.v != 0 {
+			o.CapAdd = append(o.CapAdd, fmt.Sprintf("kernel:%s=%016x", c.name, c.v))
+			o.CapDrop = nil
+		}
+	}
+	if ps.NoNewPrivs != 1 {
+		o.NoNewPrivileges = false
+	}
+	if ps.Seccomp != 2 {
+		o.SeccompProfile = "unconfined"
+	}
+	// Every uid of the process (real, effective, saved, fs) is the spec's.
+	for _, ids := range [][]uint32{ps.UID, ps.GID} {
+		for _, id := range ids {
+			if id != ids[0] {
+				o.User = fmt.Sprintf("kernel:%v/%v", ps.UID, ps.GID)
+			}
+		}
+	}
+	if u := fmt.Sprintf("%d:%d", ps.UID[0], ps.GID[0]); !strings.HasPrefix(o.User, "kernel:") && u != o.User {
+		o.User = u
+	}
+	if ps.UIDMap != nil && (!slices.Equal(ps.UIDMap, extents(l.UIDMappings)) || !slices.Equal(ps.GIDMap, extents(l.GIDMappings))) {
+		o.UsernsMode = "host"
+	}
+}
+
+func extents(m []specs.LinuxIDMapping) []uids.Extent {
+	out := make([]uids.Extent, 0, len(m))
+	for _, e := range m {
+		out = append(out, uids.Extent{Inside: uint64(e.ContainerID), Outside: uint64(e.HostID), Count: uint64(e.Size)})
+	}
+	return out
+}
