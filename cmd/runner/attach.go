@@ -137,6 +137,9 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 			for k, v := range g.vars {
 				argv = append(argv, "-var", k+"="+v)
 			}
+			for _, f := range *g.varFiles.files {
+				argv = append(argv, "-var-file", f)
+			}
 			return argv
 		}
 		for i, a := range cfg.Agents {

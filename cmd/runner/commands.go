@@ -42,7 +42,7 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 		return nil, nil, exitError{2}
 	}
 	g.setupLog(stderr)
-	cfg, files, err := loadConfig(pos[0], g.vars, stderr)
+	cfg, files, err := loadConfig(pos[0], g.vars, *g.varFiles.files, stderr)
 	g.files = files
 	if err != nil {
 		return nil, nil, err
@@ -96,8 +96,9 @@ func engineCommand(ctx context.Context, g *globals, name string, args []string, 
 }
 
 // loadConfig prints diagnostics as Terraform does and fails on errors.
-func loadConfig(path string, vars map[string]string, stderr io.Writer) (*config.Config, map[string]*hcl.File, error) {
+func loadConfig(path string, vars map[string]string, varFiles []string, stderr io.Writer) (*config.Config, map[string]*hcl.File, error) {
 	l := config.NewLoader()
+	l.VarFiles = varFiles
 	cfg, diags := l.Load(path, vars)
 	if len(diags) > 0 {
 		config.WriteDiagnostics(stderr, diags, l.Files(), false)

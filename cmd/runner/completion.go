@@ -127,7 +127,7 @@ func cmdComplete(ctx context.Context, _ *globals, args []string, stdout, _ io.Wr
 }
 
 // globalValueFlags are the global flags that take a value.
-var globalValueFlags = map[string]bool{"var": true, "log-level": true}
+var globalValueFlags = map[string]bool{"var": true, "var-file": true, "log-level": true}
 
 func complete(ctx context.Context, prev []string, cur string) []string {
 	vars := map[string]string{}
@@ -146,7 +146,7 @@ func complete(ctx context.Context, prev []string, cur string) []string {
 	}
 	if i == len(prev) {
 		if strings.HasPrefix(cur, "-") {
-			return withPrefix([]string{"--help", "--version", "--log-level", "--log-json", "-var"}, cur)
+			return withPrefix([]string{"--help", "--version", "--log-level", "--log-json", "-var", "-var-file"}, cur)
 		}
 		return withPrefix(visibleCommands(), cur)
 	}
@@ -248,7 +248,7 @@ func takesValue(fs *flag.FlagSet, name string) bool {
 
 // flagWord is how help spells a flag: -o, --lines, and Terraform's -var.
 func flagWord(name string) string {
-	if len(name) == 1 || name == "var" {
+	if len(name) == 1 || name == "var" || name == "var-file" {
 		return "-" + name
 	}
 	return "--" + name

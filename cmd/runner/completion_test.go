@@ -107,7 +107,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", "exec", "agents.hcl", "al"}, []string{"alan", "alice"}},
 		{[]string{"runner", "capture", "agents.hcl", "--lines", "5", "e"}, []string{"eng-1", "eng-2"}},
 		{[]string{"runner", "capture", "agents.hcl", "--"}, []string{"--help", "--lines", "--log-json", "--log-level", "--raw"}},
-		{[]string{"runner", "status", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var"}},
+		{[]string{"runner", "status", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var", "-var-file"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", ""}, []string{"--"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", "--"}, []string{"--", "--help", "--log-json", "--log-level"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", "--", ""}, []string{"agents.hcl", "notes.txt", "runner.bash", "sub", "unloadable.hcl"}}, // the command's own: any file
@@ -118,7 +118,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", "egress", ""}, []string{"check"}},
 		{[]string{"runner", "egress", "check", "agents.hcl", "ali"}, []string{"alice"}},
 		{[]string{"runner", "egress", "check", "agents.hcl", "alice", ""}, nil},
-		{[]string{"runner", "egress", "check", "agents.hcl", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var"}},
+		{[]string{"runner", "egress", "check", "agents.hcl", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var", "-var-file"}},
 		{[]string{"runner", "services", ""}, nil}, // internal: nothing offered
 		{[]string{"runner", "capture", "missing.hcl", ""}, nil},
 		// A file that does not load yet still offers its agent blocks.

@@ -17,7 +17,7 @@ import (
 
 // globalFlags are registered in every flag set (globals.register) and
 // described once, in `runner --help`.
-var globalFlags = map[string]bool{"log-level": true, "log-json": true, "var": true}
+var globalFlags = map[string]bool{"log-level": true, "log-json": true, "var": true, "var-file": true}
 
 // visibleCommands are the advertised command names, in table order.
 func visibleCommands() []string {
@@ -48,6 +48,7 @@ Commands:
 	fmt.Fprint(w, `
 Global flags (before or after the command):
   -var NAME=VALUE        set a config variable (repeatable; commands that take FILE)
+  -var-file FILE         set config variables from FILE's NAME = VALUE lines (repeatable)
   --log-level LEVEL      trace, debug, info, warn or error (default warn)
   --log-json             log as JSON lines
   --version              print the version (as `+"`runner version`"+`)
@@ -166,7 +167,7 @@ func writeCommandHelp(w io.Writer, name string, fs *flag.FlagSet) {
 	if c.example != "" {
 		fmt.Fprintf(w, "\nExample:\n  %s\n", c.example)
 	}
-	fmt.Fprintln(w, "\nGlobal flags (-var, --log-level, --log-json): see `runner --help`.")
+	fmt.Fprintln(w, "\nGlobal flags (-var, -var-file, --log-level, --log-json): see `runner --help`.")
 }
 
 // flagName is "-o FORMAT" or "--lines N": one dash for one letter, as the

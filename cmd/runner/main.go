@@ -51,6 +51,7 @@ type globals struct {
 	logLevel string
 	logJSON  bool
 	vars     varFlags
+	varFiles varFileFlags
 	log      hclog.Logger
 	// files are the sources the config loader parsed, for diagnostics
 	// found after loading (the mount-source stage).
@@ -76,7 +77,24 @@ func (v varFlags) Set(s string) error {
 	return nil
 }
 
+// varFileFlags are -var-file FILE flags, in order.
+type varFileFlags struct{ files *[]string }
+
+func (v varFileFlags) String() string { return "" }
+
+func (v varFileFlags) Set(s string) error {
+	if s == "" {
+		return fmt.Errorf("-var-file wants a file of NAME = VALUE lines")
+	}
+	*v.files = append(*v.files, s)
+	return nil
+}
+
 func (g *globals) register(fs *flag.FlagSet) {
+	if g.varFiles.files == nil {
+		g.varFiles.files = new([]string)
+	}
+	fs.Var(g.varFiles, "var-file", "set config variables from a file of NAME = VALUE lines (repeatable)")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
 	fs.Var(g.vars, "var", "set a config variable, NAME=VALUE (repeatable)")

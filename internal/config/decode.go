@@ -58,7 +58,7 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "restart"},
 		{Name: "max_restarts"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}, {Type: "egress"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}, {Type: "egress"}, {Type: "secret", LabelNames: []string{"name"}}},
 }
 
 var mountSchema = &hcl.BodySchema{
@@ -143,6 +143,7 @@ type agentBlock struct {
 	mounts   []*hcl.BodyContent
 	checkins []checkinBlock
 	egress   []egressBlock // at most one
+	secrets  []secretBlock
 }
 
 func (d *decoder) agents(blocks []*hcl.Block) []Agent {
@@ -183,6 +184,8 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 				ab.checkins = append(ab.checkins, cb)
 			case "egress":
 				d.readEgressBlock(blk, &ab)
+			case "secret":
+				d.readSecretBlock(blk, &ab)
 			}
 		}
 
@@ -368,6 +371,7 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 	}
 	a.Egress = d.egress(s, ab, a.Network, attrs["network"])
 	a.Mounts = d.mounts(s, ab)
+	a.Secrets = d.secrets(s, ab, &a)
 	a.SendTo = d.sendTo(s, attrs["send_to"])
 	a.Checkins = d.checkins(s, ab)
 	if v, ok := d.str(s, attrs["brief"], false); ok {

@@ -165,6 +165,9 @@ func traversalString(t hcl.Traversal) string {
 // valueString is a short description of v: primitives in full, collections
 // by size, so a long list does not swamp the message.
 func valueString(v cty.Value) string {
+	if v.ContainsMarked() {
+		return "(sensitive value)"
+	}
 	ty := v.Type()
 	switch {
 	case v.IsNull():

@@ -20,6 +20,12 @@ import (
 //	config.WriteDiagnostics(os.Stderr, diags, l.Files(), color)
 type Loader struct {
 	parser *hclparse.Parser
+	// VarFiles are -var-file files, applied in order after RUNNER_VAR_
+	// variables and before -var values.
+	VarFiles []string
+	// Environ is where RUNNER_VAR_name values come from; nil is the
+	// process's environment.
+	Environ []string
 }
 
 // NewLoader returns a Loader with an empty file cache.
@@ -69,9 +75,11 @@ func (l *Loader) Load(path string, vars map[string]string) (*Config, hcl.Diagnos
 		return nil, diags
 	}
 	d := &decoder{
-		dir:    filepath.Dir(abs),
-		parser: l.parser,
-		diags:  diags,
+		dir:      filepath.Dir(abs),
+		parser:   l.parser,
+		diags:    diags,
+		varFiles: l.VarFiles,
+		environ:  l.Environ,
 	}
 	cfg := d.decode(file.Body, vars)
 	cfg.File, cfg.Dir = abs, d.dir
@@ -109,6 +117,9 @@ type decoder struct {
 	// defaultEgress is the run's egress_default, for agents without an
 	// egress block (the run block is decoded before the agents).
 	defaultEgress *Egress
+
+	varFiles []string // -var-file, in order
+	environ  []string // for RUNNER_VAR_; nil: os.Environ
 
 	diags hcl.Diagnostics
 }

@@ -27,6 +27,8 @@ var goldenVars = map[string]map[string]string{
 	},
 	"var_undeclared": {"nope": "1"},
 	"var_bad_value":  {"pids": "lots", "cmd": `{ a = 1 }`, "tags": `["a",`},
+	"secrets":        {"key": "sk-ant-api03-TOPSECRET"},
+	"secret_errors":  {"key": "sk-ant-api03-TOPSECRET", "plain": "not-secret"},
 }
 
 // TestGolden loads every testdata/NAME.hcl and compares what the CLI would
@@ -233,6 +235,9 @@ func dump(b *strings.Builder, cfg *Config, srcs *Sources) {
 			}
 			fmt.Fprintf(b, "  egress    allow=%q deny=%q rules=%d (%s at %s)\n", e.Allow, e.Deny, e.Rules.Len(), from, at(e.DeclRange))
 		}
+		for _, sec := range a.Secrets {
+			dumpSecret(b, sec)
+		}
 	}
 }
 
@@ -424,4 +429,23 @@ func TestWriteDiagnosticsWithoutSource(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
 	}
+}
+
+func dumpSecret(b *strings.Builder, sec Secret) {
+	src := sec.Source
+	fmt.Fprintf(b, "  secret    %s %s", sec.Name, src.Kind)
+	switch src.Kind {
+	case SourceEnv:
+		fmt.Fprintf(b, "=%s", src.Env)
+	case SourceFile:
+		fmt.Fprintf(b, "=%s", src.File)
+	case SourceCommand:
+		fmt.Fprintf(b, "=%q timeout=%s", src.Command, src.Timeout)
+	case SourceValue:
+		fmt.Fprintf(b, "=%v (%d bytes)", src.Value, len(src.Value.Reveal()))
+	}
+	if sec.Refresh > 0 {
+		fmt.Fprintf(b, " refresh=%s", sec.Refresh)
+	}
+	fmt.Fprintf(b, " at %s\n    binding %s\n", at(src.Range), sec.Binding())
 }

@@ -78,6 +78,8 @@ type Agent struct {
 	// its egress block, else the run's egress_default, else nil (no
 	// egress, as with network "none" alone).
 	Egress *Egress
+	// Secrets are the agent's secret blocks, sorted by name (secrets.go).
+	Secrets []Secret
 
 	DeclRange hcl.Range // where the block was declared, for errors found later
 }

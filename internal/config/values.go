@@ -46,6 +46,9 @@ func (d *decoder) value(s scope, attr *hcl.Attribute, ty cty.Type, required bool
 	switch {
 	case diags.HasErrors() || !val.IsWhollyKnown():
 		return cty.NilVal
+	case val.ContainsMarked():
+		d.sensitiveRef(s, attr)
+		return cty.NilVal
 	case val.IsNull():
 		if required {
 			d.fail(s, attr.Expr, "Missing value", "%q cannot be null. Give it a value.", attr.Name)

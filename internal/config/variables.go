@@ -17,6 +17,7 @@ var variableSchema = &hcl.BodySchema{
 		{Name: "default"},
 		{Name: "type"},
 		{Name: "description"},
+		{Name: "sensitive"},
 	},
 }
 
@@ -26,6 +27,9 @@ type variable struct {
 	typ   cty.Type // cty.DynamicPseudoType when no type is declared
 	typed bool
 	value cty.Value // cty.NilVal while unset; cty.DynamicVal after an error
+	// sensitive: the value is marked (sensitiveMark) in expressions, so it
+	// is refused everywhere but a secret's value and never printed.
+	sensitive bool
 }
 
 // variables declares the variables, applies -var values and builds d.ctx.
@@ -53,6 +57,10 @@ func (d *decoder) variables(blocks []*hcl.Block, cli map[string]string) {
 		d.declared[name] = true
 	}
 
+	// RUNNER_VAR_name, then -var-file files, then -var: later wins, as in
+	// Terraform.
+	d.envValues(decl)
+	d.varFileValues(decl)
 	// Sorted, so diagnostics come out in a stable order.
 	for _, name := range slices.Sorted(maps.Keys(cli)) {
 		v, ok := decl[name]
@@ -73,8 +81,11 @@ func (d *decoder) variables(blocks []*hcl.Block, cli map[string]string) {
 		v := decl[name]
 		if v.value == cty.NilVal {
 			d.errorf(v.block.DefRange, "No value for required variable",
-				"Variable %q has no default, so it must be set. Run with -var %s=VALUE, or give the block a default.", name, name)
+				"Variable %q has no default, so it must be set. Run with -var %s=VALUE, -var-file FILE or RUNNER_VAR_%s in the environment, or give the block a default.", name, name, name)
 			v.value = cty.DynamicVal // unknown: expressions using it are skipped, not reported again
+		}
+		if v.sensitive {
+			v.value = v.value.Mark(sensitiveMark)
 		}
 		values[name] = v.value
 	}
@@ -101,6 +112,17 @@ func (d *decoder) variable(b *hcl.Block) *variable {
 		d.diags = append(d.diags, diags...)
 		if _, err := convert.Convert(val, cty.String); err != nil && !diags.HasErrors() {
 			d.errorf(attr.Expr.Range(), "Invalid variable description", "A description must be a string.")
+		}
+	}
+	if attr, ok := content.Attributes["sensitive"]; ok {
+		val, diags := attr.Expr.Value(nil)
+		d.diags = append(d.diags, diags...)
+		if !diags.HasErrors() {
+			if val.Type() != cty.Bool || val.IsNull() {
+				d.errorf(attr.Expr.Range(), "Invalid sensitive", "sensitive is true or false.")
+			} else {
+				v.sensitive = val.True()
+			}
 		}
 	}
 	if attr, ok := content.Attributes["default"]; ok {
@@ -132,6 +154,9 @@ func (d *decoder) cliValue(name, raw string, v *variable) cty.Value {
 		!v.typed && (v.value == cty.NilVal || v.value.IsNull() || v.value.Type() == cty.String)
 	if literal {
 		return cty.StringVal(raw)
+	}
+	if v.sensitive {
+		return d.sensitiveExprValue(name, raw, v, "-var")
 	}
 	// Registered as a file so errors in the value are shown with a snippet.
 	filename := fmt.Sprintf("<value for var.%s>", name)
