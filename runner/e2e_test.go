@@ -92,7 +92,13 @@ func buildBinaries(dir string) error {
 		"runner-agent": "./cmd/runner-agent",
 		"testprobe":    "./internal/testprobe",
 	} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
+		args := []string{"build", "-trimpath", "-o", filepath.Join(dir, name)}
+		if name == "runner" {
+			// runnertest: the egress proxy resolves RUNNER_TEST_EGRESS_HOSTS
+			// (runner/egresstesthosts_runnertest.go); no shipped build has it.
+			args = append(args, "-tags", "runnertest")
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -23,19 +23,19 @@ import (
 // the new rules forbid); a change to the set of agents with egress starts
 // a new proxy, because a proxy's agents are fixed when it is made.
 type egressService struct {
-	st         state.Run
-	resolver   proxy.Resolver // nil: the host's; only tests set another
-	agentsFile string         // base name refusals give; "" is proxy's default
+	st       state.Run
+	resolver proxy.Resolver // nil: the host's (see testEgressResolver)
 
-	mu      sync.Mutex
-	rules   rules.File
-	srv     *proxy.Server // the proxy Run serves, nil if none
-	serving []string      // its agents, sorted
-	restart chan struct{}
+	mu         sync.Mutex
+	rules      rules.File
+	agentsFile string        // base name refusals give; "" is proxy's default
+	srv        *proxy.Server // the proxy Run serves, nil if none
+	serving    []string      // its agents, sorted
+	restart    chan struct{}
 }
 
 func newEgressService(st state.Run) *egressService {
-	return &egressService{st: st, restart: make(chan struct{}, 1)}
+	return &egressService{st: st, resolver: testEgressResolver(), restart: make(chan struct{}, 1)}
 }
 
 func (s *egressService) Name() string { return "egress" }
@@ -49,18 +49,26 @@ func loadEgressRules(st state.Run) (rules.File, error) {
 	return f, err
 }
 
-// Reload takes up new rules: in place for the agents already served,
-// by a new proxy when agents gained or lost egress.
-func (s *egressService) Reload(ctx context.Context, f rules.File) error {
+// Reload is the services.Service method: the process's configuration
+// carries the rules (private/egress.json) and the agents file's name
+// (services.json), which refusals quote.
+func (s *egressService) Reload(ctx context.Context, hc hostConfig) error {
+	return s.reloadRules(ctx, hc.Egress, hc.Services.AgentsFile)
+}
+
+// reloadRules takes up new rules: in place for the agents already served,
+// by a new proxy when agents gained or lost egress (or the agents file
+// was renamed, which every refusal names).
+func (s *egressService) reloadRules(ctx context.Context, f rules.File, agentsFile string) error {
 	checkers, err := f.Compile()
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.rules
-	s.rules = f
-	if s.srv == nil || !slices.Equal(s.serving, slices.Sorted(maps.Keys(f))) {
+	old, oldFile := s.rules, s.agentsFile
+	s.rules, s.agentsFile = f, agentsFile
+	if s.srv == nil || oldFile != agentsFile || !slices.Equal(s.serving, slices.Sorted(maps.Keys(f))) {
 		select {
 		case s.restart <- struct{}{}:
 		default:

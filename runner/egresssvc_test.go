@@ -3,6 +3,7 @@ package runner
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/runner-dev/runner/internal/audit"
 	"github.com/runner-dev/runner/internal/egress/rules"
+	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/state"
 )
 
@@ -69,7 +71,7 @@ func TestEgressServiceServesReloadsAndAudits(t *testing.T) {
 		t.Fatalf("no egress.json: %v %v", f, err)
 	}
 	s := newEgressService(st)
-	if err := s.Reload(context.Background(), f); err != nil {
+	if err := s.reloadRules(context.Background(), f, ""); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,7 +79,7 @@ func TestEgressServiceServesReloadsAndAudits(t *testing.T) {
 	go func() { ran <- s.Run(ctx) }()
 
 	// apply wrote rules for eng: a new proxy serves eng's socket.
-	if err := s.Reload(ctx, rules.File{"eng": allow(addr)}); err != nil {
+	if err := s.reloadRules(ctx, rules.File{"eng": allow(addr)}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := egressGet(t, st, "eng", srv.URL+"/x"); code != 200 || body != "hello" {
@@ -88,7 +90,7 @@ func TestEgressServiceServesReloadsAndAudits(t *testing.T) {
 	}
 
 	// Rules changed in place: the same destination is now refused.
-	if err := s.Reload(ctx, rules.File{"eng": allow("example.com")}); err != nil {
+	if err := s.reloadRules(ctx, rules.File{"eng": allow("example.com")}, ""); err != nil {
 		t.Fatal(err)
 	}
 	code, body := egressGet(t, st, "eng", srv.URL+"/x")
@@ -97,7 +99,7 @@ func TestEgressServiceServesReloadsAndAudits(t *testing.T) {
 	}
 
 	// ops gains egress: a new proxy, both sockets served.
-	if err := s.Reload(ctx, rules.File{"eng": allow("example.com"), "ops": allow(addr)}); err != nil {
+	if err := s.reloadRules(ctx, rules.File{"eng": allow("example.com"), "ops": allow(addr)}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := egressGet(t, st, "ops", srv.URL+"/y"); code != 200 {
@@ -120,5 +122,46 @@ func TestEgressServiceServesReloadsAndAudits(t *testing.T) {
 	}
 	if n, err := audit.Verify(st.Audit()); err != nil || n < 3 {
 		t.Errorf("audit log: %d entries, %v; want at least the 3 decisions, chained", n, err)
+	}
+}
+
+// Refusals name the agents file apply read (services.json's agents_file),
+// and a name they could not show as is falls back to the default.
+func TestEgressRefusalsNameTheAgentsFile(t *testing.T) {
+	st := state.Run{Root: t.TempDir(), Name: "r"}
+	if err := st.Create(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateEgressAgentDir("eng"); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/x/team.hcl": "team.hcl", "/x/my agents.hcl": "", "": ""} {
+		if _, err := writeServicesConfig(st, engine.Info{Name: "docker"}, path); err != nil {
+			t.Fatal(err)
+		}
+		var sf servicesFile
+		data, err := os.ReadFile(st.ServicesConfig())
+		if err == nil {
+			err = json.Unmarshal(data, &sf)
+		}
+		if err != nil || sf.AgentsFile != want {
+			t.Errorf("agents file %q: services.json says %q (%v), want %q", path, sf.AgentsFile, err, want)
+		}
+	}
+	s := newEgressService(st)
+	hc := hostConfig{Egress: rules.File{"eng": {Allow: []string{"example.com"}, Deny: []string{}}}, Services: servicesFile{AgentsFile: "team.hcl"}}
+	if err := s.Reload(context.Background(), hc); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	code, body := egressGet(t, st, "eng", "http://192.0.2.1/")
+	if code != 403 || !strings.Contains(body, "team.hcl") {
+		t.Errorf("refusal: %d %q, want a 403 naming team.hcl", code, body)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -1,34 +1,21 @@
 package runner_test
 
 import (
-	"context"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/state"
-	"github.com/runner-dev/runner/runner"
 )
-
-// testResolver maps every name the test uses to the host's loopback,
-// where its servers listen: nothing reaches the internet.
-type testResolver map[string]netip.Addr
-
-func (r testResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if a, ok := r[host]; ok {
-		return []netip.Addr{a}, nil
-	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-}
 
 func port(t *testing.T, u string) string {
 	t.Helper()
@@ -39,11 +26,17 @@ func port(t *testing.T, u string) string {
 	return p
 }
 
+// testHosts is RUNNER_TEST_EGRESS_HOSTS for the run's host-services
+// process (runner is built with -tags runnertest, see buildBinaries): the
+// proxy resolves these names to the host's loopback, where the test's
+// servers listen; nothing reaches the internet.
+const testHosts = "allowed.test=127.0.0.1,denied.test=127.0.0.1,other.test=127.0.0.1,example.com=127.0.0.1"
+
 // From inside a container on network none, through runner-agent's
 // forwarder on 127.0.0.1:3128, the agent's own proxy socket and the real
-// proxy (run in this process with a test resolver): allowed names are
-// reached over HTTP and HTTPS (CONNECT), denied and unlisted names get the
-// one-line 403, and there is no other way out.
+// proxy in the run's host-services process started by apply: allowed
+// names are reached over HTTP and HTTPS (CONNECT), denied and unlisted
+// names get the one-line 403, and there is no other way out.
 func TestEgressFromInsideAContainer(t *testing.T) {
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from "+r.Host) })
 	plain := httptest.NewServer(hello)
@@ -62,8 +55,7 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(caDir, "ca.pem"), caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lo := netip.MustParseAddr("127.0.0.1")
-	resolver := testResolver{"allowed.test": lo, "denied.test": lo, "other.test": lo, "example.com": lo}
+	t.Setenv("RUNNER_TEST_EGRESS_HOSTS", testHosts) // the services process apply starts inherits it
 
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "ewire")
@@ -107,15 +99,6 @@ agent "rev" {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pctx, stop := context.WithCancel(context.Background())
-		served := make(chan error, 1)
-		go func() { served <- runner.ServeEgressForTest(pctx, st, resolver) }()
-		defer func() {
-			stop()
-			if err := <-served; err != nil {
-				t.Errorf("egress proxy: %v", err)
-			}
-		}()
 		eng := res.IDs["eng"]
 
 		get := func(url string, ca ...string) (int, string) {
@@ -207,19 +190,27 @@ agent "rev" {
 			}
 		})
 		t.Run("audited", func(t *testing.T) {
-			stop() // the proxy flushes its folded events when it stops
-			if err := <-served; err != nil {
-				t.Errorf("egress proxy: %v", err)
-			}
-			served <- nil
-			log, err := os.ReadFile(st.Audit())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, want := range []string{"allowed.test", "example.com", "other.test", "denied.test"} {
-				if !strings.Contains(string(log), want) {
-					t.Errorf("the audit log does not mention %s", want)
+			// The proxy writes folded events within a second.
+			want := []string{"egress_allow", "allowed.test", "example.com", "egress_deny", "other.test", "denied.test"}
+			var missing []string
+			for i := 0; i < 50; i++ {
+				log, err := os.ReadFile(st.Audit())
+				if err != nil {
+					t.Fatal(err)
 				}
+				missing = missing[:0]
+				for _, w := range want {
+					if !strings.Contains(string(log), w) {
+						missing = append(missing, w)
+					}
+				}
+				if len(missing) == 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if len(missing) > 0 {
+				t.Errorf("the audit log does not mention %v", missing)
 			}
 		})
 	})

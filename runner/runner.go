@@ -264,7 +264,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	svcChanged, err := writeServicesConfig(st, info)
+	svcChanged, err := writeServicesConfig(st, info, cfg.File)
 	if err != nil {
 		return ApplyResult{}, err
 	}

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,16 +191,27 @@ func (r *Runner) ensureServices(ctx context.Context, st state.Run, changed bool)
 		if err != nil {
 			return err
 		}
-		r.progress("host services: running [pid=%d] (relay, recorder), the operator's socket at %s", h.pid, st.OperatorSocket())
+		r.progress("host services: running [pid=%d] (%s), the operator's socket at %s", h.pid, servingComponents(st), st.OperatorSocket())
 		return nil
 	}
 	if changed {
 		if err := h.reload(ctx); err != nil {
 			return fmt.Errorf("reloading the run's host services [pid=%d]: %w (their log: %s)", h.pid, err, st.ServicesLog())
 		}
-		r.progress("host services: configuration reloaded [pid=%d]", h.pid)
+		r.progress("host services: configuration reloaded [pid=%d] (%s)", h.pid, servingComponents(st))
 	}
 	return nil
+}
+
+// servingComponents names what the process serves for the configuration
+// apply wrote: the relay and the recorder always, the egress proxy when
+// some agent has egress.
+func servingComponents(st state.Run) string {
+	s := "relay, recorder"
+	if f, err := loadEgressRules(st); err == nil && len(f) > 0 {
+		s += fmt.Sprintf(", egress proxy for %s", strings.Join(slices.Sorted(maps.Keys(f)), ", "))
+	}
+	return s
 }
 
 // reviveServices starts the host services of a run that has been applied

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runner-dev/runner/internal/audit"
+	"github.com/runner-dev/runner/internal/egress/proxy"
+	"github.com/runner-dev/runner/internal/egress/rules"
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/names"
 	"github.com/runner-dev/runner/internal/relay"
@@ -26,8 +29,9 @@ import (
 
 // This file is the host-services process itself (see services.go for the
 // commands' side): one per run, hosting the relay and the transcript
-// recorder as components of one supervisor. A third component (the egress
-// proxy) is one more hostService in ServeServices.
+// recorder and the egress proxy as components of one supervisor. Another
+// component is one more hostService in ServeServices and, if it needs
+// configuration, one more field of hostConfig.
 
 // hostService is a component of the process. Each reads its part of
 // hostConfig.
@@ -38,6 +42,7 @@ type hostService = services.Service[hostConfig]
 type hostConfig struct {
 	Relay    relayFile
 	Services servicesFile
+	Egress   rules.File // private/egress.json; empty when no agent has egress
 }
 
 // servicesFile is private/services.json: what the process needs besides
@@ -50,16 +55,24 @@ type servicesFile struct {
 	// TranscriptMax is each agent's transcript cap, from
 	// RUNNER_TRANSCRIPT_MAX at apply.
 	TranscriptMax int64 `json:"transcript_max"`
+	// AgentsFile is the base name of the agents file apply read: the
+	// egress proxy's refusals tell the agent which file to edit.
+	AgentsFile string `json:"agents_file,omitempty"`
 }
 
 // writeServicesConfig writes services.json for the engine apply talks to
-// and reports whether it changed.
-func writeServicesConfig(st state.Run, info engine.Info) (bool, error) {
+// and the agents file it read, and reports whether it changed.
+func writeServicesConfig(st state.Run, info engine.Info, agentsFile string) (bool, error) {
 	max, err := transcript.MaxFromEnv()
 	if err != nil {
 		return false, err
 	}
 	sf := servicesFile{TranscriptMax: max}
+	// A name refusals cannot show as is (a space, a quote) is left out:
+	// they then say "agents.hcl".
+	if b := filepath.Base(agentsFile); agentsFile != "" && proxy.ShowableFileName(b) {
+		sf.AgentsFile = b
+	}
 	if info.Name == "docker" {
 		sf.DockerHost = info.Endpoint
 	}
@@ -84,6 +97,11 @@ func loadHostConfig(st state.Run) (hostConfig, error) {
 			return hc, fmt.Errorf("%s: %w", path, err)
 		}
 	}
+	f, err := loadEgressRules(st)
+	if err != nil {
+		return hc, err
+	}
+	hc.Egress = f
 	return hc, nil
 }
 
@@ -124,7 +142,11 @@ func ServeServices(ctx context.Context, root, run string, o ServicesOptions) err
 	sup := services.New(o.Policy, func(ev services.Event) { serviceFailed(st, log, ev) },
 		newRelayService(log.Named("relay")),
 		newRecorderService(st, o.Engine, log.Named("record")),
+		newEgressService(st),
 	)
+	if h := testEgressHosts(); h != "" {
+		log.Warn("TEST-ONLY egress resolver", "detail", h)
+	}
 	if err := sup.Reload(ctx, cfg); err != nil {
 		return err
 	}

@@ -94,7 +94,7 @@ func New(cfg Config) (*Server, error) {
 	if s.agentsFile == "" {
 		s.agentsFile = "agents.hcl"
 	}
-	if !safeFileName(s.agentsFile) {
+	if !ShowableFileName(s.agentsFile) {
 		return nil, fmt.Errorf("egress proxy: agents file name %q is not shown to agents as is: use a plain file name", s.agentsFile)
 	}
 	sockets := map[string]string{}
@@ -117,7 +117,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func safeFileName(s string) bool {
+// ShowableFileName says whether s may name the agents file in a refusal
+// (which an agent and its model read): short, letters, digits, . - _ /.
+func ShowableFileName(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
