@@ -30,6 +30,11 @@ type Runner struct {
 	Log    hclog.Logger
 	// Progress receives one line per step of long operations.
 	Progress io.Writer
+	// Approve, when set, is shown the plan Apply is about to carry out,
+	// before anything changes; an error stops Apply with nothing done (the
+	// CLI prints the plan and asks on a terminal). Apply then does exactly
+	// this plan.
+	Approve func(plan.Plan) error
 	// Parallelism bounds concurrent container operations (default 8).
 	Parallelism int
 	// ReadyTimeout bounds how long apply waits for an agent's tmux to come up.
@@ -62,6 +67,9 @@ type desiredAgent struct {
 	// sources maps each mount target to the host path its source resolved
 	// to when spec was built.
 	sources map[string]string
+	// view is the agent's settings as plan shows them (also the
+	// runner.agent-config label of spec).
+	view plan.View
 }
 
 // Desired builds the spec of every agent and checks every image is present,
@@ -107,7 +115,9 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID))
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
 		spec.Labels[engine.LabelMountSources] = plan.EncodeSources(sourceMap(resolved))
-		out = append(out, desiredAgent{agent: a, spec: spec, sources: sourceMap(resolved)})
+		view := viewOf(resolved, images[a.Image].ID)
+		spec.Labels[engine.LabelAgentConfig] = plan.EncodeView(view)
+		out = append(out, desiredAgent{agent: a, spec: spec, sources: sourceMap(resolved), view: view})
 	}
 	return out, nil
 }
@@ -189,12 +199,24 @@ func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []des
 		return plan.Plan{}, nil, err
 	}
 	want := make([]plan.Desired, len(ds))
+	inplace := map[string]plan.InPlace{}
+	for _, d := range ds {
+		inplace[d.agent.Name] = inPlaceOf(cfg, d.agent)
+	}
+	applied, err := appliedInPlace(st, inplace)
+	if err != nil {
+		return plan.Plan{}, nil, fmt.Errorf("reading run %q's relay config %s: %w", cfg.Run.Name, st.RelayConfig(), err)
+	}
 	for i, d := range ds {
-		want[i] = plan.Desired{Agent: d.agent.Name, Hash: d.spec.Labels[engine.LabelConfigHash], Sources: d.sources}
+		want[i] = plan.Desired{Agent: d.agent.Name, Hash: d.spec.Labels[engine.LabelConfigHash], Sources: d.sources,
+			View: &ds[i].view, InPlace: inplace[d.agent.Name], AppliedInPlace: applied[d.agent.Name]}
 	}
 	warnings := planEgress(cfg, st, want)
 	p := plan.Diff(cfg.Run.Name, want, actual)
 	p.Warnings = warnings
+	if ap, ok := readApplied(st); ok {
+		p.RunChanges = plan.DiffRun(ap.Run, runView(cfg))
+	}
 	return p, ds, nil
 }
 
@@ -248,10 +270,17 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, err
 	}
+	if r.Approve != nil {
+		if err := r.Approve(p); err != nil {
+			return ApplyResult{Plan: p}, err
+		}
+	}
 	st, err := r.runState(cfg.Run.Name)
 	if err != nil {
 		return ApplyResult{}, err
 	}
+	prev, _ := readApplied(st)
+	briefs := map[string]string{}
 	// The relay comes first: containers mount its directory and their
 	// credentials, and their shims connect as soon as they start.
 	changed, err := r.prepareRelay(cfg, st)
@@ -297,11 +326,40 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	)
 	for _, a := range p.Actions {
 		if a.Kind == plan.Update {
-			r.audit(st, "egress_update", a.Agent, a.Reason)
-			r.progress("%s: egress rules updated in place (%s)", a.Agent, a.Reason)
+			if !a.Egress.Empty() {
+				r.audit(st, "egress_update", a.Agent, a.Egress.String())
+				r.progress("%s: egress rules updated in place (%s)", a.Agent, a.Egress)
+			}
+			if other := nonEgress(a.Changes); other != "" {
+				r.audit(st, "update", a.Agent, other)
+				r.progress("%s: updated in place (%s)", a.Agent, other)
+			}
 		}
 		if a.Kind == plan.Keep || a.Kind == plan.Update {
+			d := specs[a.Agent]
+			sha, known := prev.Briefs[a.Agent]
+			var berr error
+			switch {
+			case !known:
+				sha = briefSHA(d.agent.Brief) // first apply that records it
+			case briefChanged(a.Changes):
+				// The brief changed for a running agent: it gets the new
+				// one as a message, as plan said.
+				now := briefSHA(d.agent.Brief)
+				if d.agent.Brief != "" {
+					berr = r.sendBriefUpdate(ctx, st, a.Agent, a.Existing[0].ID, d.agent.Brief, now)
+				}
+				if berr == nil {
+					sha = now
+				}
+			}
+			mu.Lock()
 			res.IDs[a.Agent] = a.Existing[0].ID
+			briefs[a.Agent] = sha
+			if berr != nil {
+				errs = append(errs, &AgentError{Agent: a.Agent, Err: fmt.Errorf("its new brief was not accepted by the relay: %w", berr)})
+			}
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
@@ -323,14 +381,21 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, &AgentError{Agent: a.Agent, Err: err})
+				if sha, ok := prev.Briefs[a.Agent]; ok && a.Kind != plan.Delete {
+					briefs[a.Agent] = sha
+				}
 				return
 			}
 			if id != "" {
 				res.IDs[a.Agent] = id
+				briefs[a.Agent] = briefSHA(d.agent.Brief)
 			}
 		}(a)
 	}
 	wg.Wait()
+	if err := writeApplied(st, appliedFile{File: cfg.File, Engine: r.Engine.Describe(), AppliedAt: time.Now().UTC(), Run: runView(cfg), Briefs: briefs}); err != nil {
+		errs = append(errs, fmt.Errorf("recording what was applied in %s: %w (the next plan may show changes that were made)", appliedPath(st), err))
+	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return res, &ApplyError{Failed: errs, Total: len(cfg.Agents)}

@@ -22,6 +22,10 @@ const (
 	// the host when the container was created (see plan.EncodeSources), so
 	// plan can say which one resolves differently now.
 	LabelMountSources = "runner.mount-sources"
+	// LabelAgentConfig records the agent's settings the container was
+	// created from (plan.EncodeView), so plan shows attribute-level
+	// changes against what is deployed. Sensitive values are not in it.
+	LabelAgentConfig = "runner.agent-config"
 )
 
 // Engine is what plan/apply/destroy need from a container engine.

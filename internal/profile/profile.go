@@ -104,6 +104,10 @@ func Build(runName string, a config.Agent) engine.Spec {
 	return s
 }
 
+// WithDefaults is a with the defaults Build gives its zero values (plan
+// shows an agent's settings this way).
+func WithDefaults(a config.Agent) config.Agent { return withDefaults(a) }
+
 func withDefaults(a config.Agent) config.Agent {
 	if a.Image == "" {
 		a.Image = config.DefaultImage
