@@ -41,6 +41,7 @@ bench: build
 	$(GO) test -run '^$$' -bench RelayThroughput -timeout 30m ./internal/relay/
 	$(GO) test -run '^$$' -bench Download256MiB -benchtime 8x -timeout 30m ./internal/egress/proxy/
 	$(GO) test -run '^$$' -bench ConnectSetup -benchtime 3000x -timeout 30m ./internal/egress/proxy/
+	$(GO) test -run '^$$' -bench Injected -benchtime 2000x -timeout 30m ./internal/egress/inject/
 
 clean:
 	rm -rf $(BIN)

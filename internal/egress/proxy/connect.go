@@ -64,6 +64,11 @@ func (s *Server) connect(ctx context.Context, cn *conn, br *bufio.Reader, req *r
 	}
 	c.SetReadDeadline(time.Time{})
 	s.count(cn.ag, req.host, req.port, true, cn.dest.rule, "", "")
+	if first[0] == recordHandshake && !req.isIP() && s.cfg.Intercept != nil && s.cfg.Intercept.Intercepts(cn.ag.name, req.host, req.port) {
+		s.intercept(ctx, cn, up, req, pre)
+		s.finish(cn, req)
+		return
+	}
 	if len(pre) > 0 {
 		up.SetWriteDeadline(time.Now().Add(lim.HandshakeTimeout))
 		if _, err := up.Write(pre); err != nil {

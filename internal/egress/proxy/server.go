@@ -4,9 +4,11 @@
 // nothing the client sends), speaks HTTP CONNECT and absolute-URI HTTP,
 // checks each destination against that agent's rules, resolves names
 // itself and dials only the address it resolved, refusing the host's own,
-// private and metadata addresses unless an IP entry names them. It never
-// terminates TLS; on CONNECT it reads the ClientHello to refuse a server
-// name other than the CONNECT's host.
+// private and metadata addresses unless an IP entry names them. It does
+// not terminate TLS itself; on CONNECT it reads the ClientHello to refuse a
+// server name other than the CONNECT's host, and hands a tunnel toward a
+// host that carries an injected credential to Config.Intercept
+// (internal/egress/inject).
 package proxy
 
 import (
@@ -48,7 +50,10 @@ type Config struct {
 	Dialer     Dialer                 // nil: a net.Dialer with Limits.DialTimeout
 	Audit      func(Event)            // every connection's record; nil drops them
 	AgentsFile string                 // how refusals name the agents file ("agents.hcl")
-	Limits     Limits
+	// Intercept, when set, takes the CONNECT tunnels it asks for: those
+	// toward a host that carries an injected credential.
+	Intercept Interceptor
+	Limits    Limits
 }
 
 // Server is the proxy for one run. Create it with New, run it with Serve.
