@@ -25,6 +25,7 @@ import (
 type egressService struct {
 	st       state.Run
 	resolver proxy.Resolver // nil: the host's (see testEgressResolver)
+	dialer   proxy.Dialer   // nil: the proxy's own
 
 	mu         sync.Mutex
 	rules      rules.File
@@ -35,7 +36,7 @@ type egressService struct {
 }
 
 func newEgressService(st state.Run) *egressService {
-	return &egressService{st: st, resolver: testEgressResolver(), restart: make(chan struct{}, 1)}
+	return &egressService{st: st, resolver: testEgressResolver(), dialer: testEgressDialer(), restart: make(chan struct{}, 1)}
 }
 
 func (s *egressService) Name() string { return "egress" }
@@ -138,7 +139,7 @@ func (s *egressService) next(log *audit.Log) (*proxy.Server, error) {
 		agents[name] = proxy.AgentConfig{Socket: s.st.EgressSocket(name), Rules: c}
 	}
 	srv, err := proxy.New(proxy.Config{
-		Agents: agents, Resolver: s.resolver, AgentsFile: s.agentsFile,
+		Agents: agents, Resolver: s.resolver, Dialer: s.dialer, AgentsFile: s.agentsFile,
 		// The proxy folds repeated refusals before they get here.
 		Audit: func(e proxy.Event) { _ = log.Append(e.Audit()) },
 	})

@@ -10,6 +10,9 @@ import "github.com/runner-dev/runner/internal/egress/proxy"
 // which swaps in egresstesthosts_runnertest.go (names mapped to loopback).
 func testEgressResolver() proxy.Resolver { return nil }
 
+// testEgressDialer is nil too: the proxy dials the address it resolved.
+func testEgressDialer() proxy.Dialer { return nil }
+
 // testEgressHosts is what doctor reports of the test-only resolver: never
 // in use in this build.
 func testEgressHosts() string { return "" }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/runner-dev/runner/internal/egress/proxy"
 )
@@ -19,8 +20,13 @@ import (
 // of a runnertest build resolves the names in RUNNER_TEST_EGRESS_HOSTS
 // ("name=127.0.0.1,name2=127.0.0.1") to the test's servers, and every
 // other name to "no such host". Loopback stays restricted: the rules must
-// still name 127.0.0.1 for a test name to reach it.
+// still name 127.0.0.1 for a test name to reach it. To test what happens
+// with an ordinary public address, a name may resolve into TEST-NET-3
+// (203.0.113.0/24, never routed): the proxy judges that address as any
+// public one, and its dialer then connects to 127.0.0.1 at the same port.
 const testEgressHostsEnv = "RUNNER_TEST_EGRESS_HOSTS"
+
+var testNet3 = netip.MustParsePrefix("203.0.113.0/24")
 
 type testHosts map[string]netip.Addr
 
@@ -48,6 +54,24 @@ func testEgressResolver() proxy.Resolver {
 		}
 	}
 	return h
+}
+
+// testEgressDialer dials TEST-NET-3 addresses on loopback (see above),
+// when RUNNER_TEST_EGRESS_HOSTS is set; nil otherwise.
+func testEgressDialer() proxy.Dialer {
+	if os.Getenv(testEgressHostsEnv) == "" {
+		return nil
+	}
+	return testNet3Dialer{&net.Dialer{Timeout: 10 * time.Second}}
+}
+
+type testNet3Dialer struct{ d *net.Dialer }
+
+func (t testNet3Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if ap, err := netip.ParseAddrPort(address); err == nil && testNet3.Contains(ap.Addr()) {
+		address = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()).String()
+	}
+	return t.d.DialContext(ctx, network, address)
 }
 
 // testEgressHosts is what doctor reports: this build resolves test names.

@@ -1,6 +1,8 @@
 package runner_test
 
 import (
+	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-dev/runner/internal/audit"
 	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/state"
 )
@@ -28,15 +31,60 @@ func port(t *testing.T, u string) string {
 
 // testHosts is RUNNER_TEST_EGRESS_HOSTS for the run's host-services
 // process (runner is built with -tags runnertest, see buildBinaries): the
-// proxy resolves these names to the host's loopback, where the test's
-// servers listen; nothing reaches the internet.
-const testHosts = "allowed.test=127.0.0.1,denied.test=127.0.0.1,other.test=127.0.0.1,example.com=127.0.0.1"
+// proxy resolves these names as given. Loopback is where the test's
+// servers listen; pub.test's TEST-NET-3 address is judged as any public
+// one and dialled on loopback; meta.test and priv.test are what a hostile
+// DNS answer would give. Nothing reaches the internet.
+const testHosts = "allowed.test=127.0.0.1,denied.test=127.0.0.1,other.test=127.0.0.1,example.com=127.0.0.1," +
+	"pub.test=203.0.113.10,lo.test=127.0.0.1,meta.test=169.254.169.254,priv.test=10.1.2.3"
+
+// egressWireConfig is the run of TestEgressFromInsideAContainer; tlsAllow
+// is eng's entry for the TLS server (the rules change drops it).
+func egressWireConfig(run string, te *testEngine, caDir, hp, sp, tlsAllow string) string {
+	return fmt.Sprintf(`
+run %[1]q {
+  %[2]s
+}
+agent "eng" {
+  image   = %[3]q
+  command = ["sleep", "infinity"]
+  memory  = "64MiB"
+  mount {
+    source = %[4]q
+    target = "/probe"
+  }
+  mount {
+    source = %[5]q
+    target = "/ca"
+  }
+  egress {
+    allow = ["allowed.test:%[6]s", "denied.test:%[6]s", %[8]s "127.0.0.1:%[6]s", "127.0.0.1:%[7]s",
+             "pub.test:%[6]s", "lo.test:9", "meta.test", "priv.test"]
+    deny  = ["denied.test"]
+  }
+}
+agent "rev" {
+  image   = %[3]q
+  command = ["sleep", "infinity"]
+  memory  = "64MiB"
+  mount {
+    source = %[4]q
+    target = "/probe"
+  }
+  egress {
+    allow = ["allowed.test:%[6]s", "127.0.0.1:%[6]s"]
+  }
+}
+`, run, te.accept, testImage, bins, caDir, hp, sp, tlsAllow)
+}
 
 // From inside a container on network none, through runner-agent's
 // forwarder on 127.0.0.1:3128, the agent's own proxy socket and the real
 // proxy in the run's host-services process started by apply: allowed
-// names are reached over HTTP and HTTPS (CONNECT), denied and unlisted
-// names get the one-line 403, and there is no other way out.
+// names are reached over HTTP and HTTPS (CONNECT); every way around the
+// rules gets the one-line 403 (or, inside a tunnel, a TLS alert) and is
+// audited; there is no other way out; hostile clients do not stop another
+// agent; a rules change closes a now-forbidden open tunnel in place.
 func TestEgressFromInsideAContainer(t *testing.T) {
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from "+r.Host) })
 	plain := httptest.NewServer(hello)
@@ -60,38 +108,9 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "ewire")
 		destroyAtEnd(t, te, run)
-		// The names resolve to loopback, which only an IP entry may reach.
-		cfg, _ := writeConfig(t, fmt.Sprintf(`
-run %[1]q {
-  %[2]s
-}
-agent "eng" {
-  image   = %[3]q
-  command = ["sleep", "infinity"]
-  memory  = "64MiB"
-  mount {
-    source = %[4]q
-    target = "/probe"
-  }
-  mount {
-    source = %[5]q
-    target = "/ca"
-  }
-  egress {
-    allow = ["allowed.test:%[6]s", "denied.test:%[6]s", "example.com:%[7]s", "127.0.0.1:%[6]s", "127.0.0.1:%[7]s"]
-    deny  = ["denied.test"]
-  }
-}
-agent "rev" {
-  image   = %[3]q
-  command = ["sleep", "infinity"]
-  memory  = "64MiB"
-  egress {
-    allow = ["allowed.test:%[6]s", "127.0.0.1:%[6]s"]
-  }
-}
-`, run, te.accept, testImage, bins, caDir, hp, sp))
-		res, err := newRunner(te).Apply(ctx(t), cfg)
+		cfg, _ := writeConfig(t, egressWireConfig(run, te, caDir, hp, sp, `"example.com:`+sp+`",`))
+		r := newRunner(te)
+		res, err := r.Apply(ctx(t), cfg)
 		if err != nil {
 			t.Fatalf("apply: %v", err)
 		}
@@ -99,49 +118,85 @@ agent "rev" {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eng := res.IDs["eng"]
+		eng, rev := res.IDs["eng"], res.IDs["rev"]
 
-		get := func(url string, ca ...string) (int, string) {
+		get := func(id, url string, ca ...string) (int, string) {
 			t.Helper()
 			var out struct {
 				Status int    `json:"status"`
 				Body   string `json:"body"`
 				Err    string `json:"err"`
 			}
-			execJSON(t, te, eng, &out, append([]string{"/probe/testprobe", "http-get", url}, ca...)...)
+			execJSON(t, te, id, &out, append([]string{"/probe/testprobe", "http-get", url}, ca...)...)
 			if out.Err != "" {
 				t.Logf("http-get %s: %s", url, out.Err)
 			}
 			return out.Status, out.Body
 		}
+		// refused checks the one-line 403 for agent eng, naming what it must.
+		refused := func(what string, code int, body string, want ...string) {
+			t.Helper()
+			if code != 403 || strings.Contains(body, "\n") || !strings.Contains(body, `agent "eng"`) {
+				t.Errorf("%s: %d %q, want the one-line 403 for eng", what, code, body)
+			}
+			for _, w := range want {
+				if !strings.Contains(body, w) {
+					t.Errorf("%s: the refusal %q does not say %s", what, body, w)
+				}
+			}
+		}
+		raw := func(req string) (int, string) {
+			t.Helper()
+			var resp string
+			execJSON(t, te, eng, &resp, "/probe/testprobe", "proxy-send", req)
+			head, body, _ := strings.Cut(resp, "\r\n\r\n")
+			code := 0
+			fmt.Sscanf(head, "HTTP/1.1 %d", &code)
+			return code, strings.TrimSpace(body)
+		}
 
 		t.Run("allowed-http", func(t *testing.T) {
 			u := "http://allowed.test:" + hp + "/"
-			code, body := get(u)
+			code, body := get(eng, u)
 			for i := 0; code == 0 && i < 20; i++ { // the proxy's socket may not be bound yet
-				code, body = get(u)
+				code, body = get(eng, u)
 			}
 			if code != 200 || body != "hello from allowed.test:"+hp {
 				t.Errorf("GET %s: %d %q", u, code, body)
 			}
+			// A public address, no IP entry needed.
+			if code, body := get(eng, "http://pub.test:"+hp+"/"); code != 200 || body != "hello from pub.test:"+hp {
+				t.Errorf("GET pub.test: %d %q", code, body)
+			}
 		})
 		t.Run("allowed-https-connect", func(t *testing.T) {
 			u := "https://example.com:" + sp + "/"
-			if code, body := get(u, "/ca/ca.pem"); code != 200 || body != "hello from example.com:"+sp {
+			if code, body := get(eng, u, "/ca/ca.pem"); code != 200 || body != "hello from example.com:"+sp {
 				t.Errorf("GET %s: %d %q", u, code, body)
 			}
 		})
-		t.Run("unlisted-refused", func(t *testing.T) {
-			code, body := get("http://other.test:" + hp + "/")
-			if code != 403 || strings.Contains(body, "\n") ||
-				!strings.Contains(body, `agent "eng"`) || !strings.Contains(body, `"other.test:`+hp+`"`) {
-				t.Errorf("unlisted name: %d %q, want the one-line 403 with the entry to add", code, body)
-			}
-		})
-		t.Run("denied-refused", func(t *testing.T) {
-			code, body := get("http://denied.test:" + hp + "/")
-			if code != 403 || !strings.Contains(body, `deny entry "denied.test"`) {
-				t.Errorf("denied name: %d %q", code, body)
+		t.Run("refused", func(t *testing.T) {
+			code, body := get(eng, "http://other.test:"+hp+"/")
+			refused("unlisted name", code, body, `"other.test:`+hp+`"`, "agents.hcl")
+			code, body = get(eng, "http://denied.test:"+hp+"/")
+			refused("denied name", code, body, `deny entry "denied.test"`)
+			// pub.test is allowed by name; its address is not.
+			code, body = get(eng, "http://203.0.113.10:"+hp+"/")
+			refused("IP literal of an allowed name", code, body, "203.0.113.10")
+			code, body = get(eng, "http://lo.test:9/")
+			refused("a name resolving to loopback", code, body, "loopback")
+			code, body = get(eng, "http://meta.test/")
+			refused("a name resolving to the metadata address", code, body, "metadata")
+			code, body = get(eng, "http://priv.test/")
+			refused("a name resolving to a private address", code, body, "private")
+			code, body = raw("GET http://allowed.test:" + hp + "/ HTTP/1.1\\r\\nHost: other.test\\r\\n\\r\\n")
+			refused("a Host header naming another host", code, body, "other.test")
+			// Domain fronting: after the CONNECT's 200 the proxy can only
+			// answer with a TLS alert.
+			var tun struct{ Connect, Handshake string }
+			execJSON(t, te, eng, &tun, "/probe/testprobe", "proxy-tls", "example.com:"+sp, "other.test")
+			if !strings.Contains(tun.Connect, " 200 ") || !strings.Contains(tun.Handshake, "access denied") {
+				t.Errorf("CONNECT example.com with SNI other.test: %+v, want the tunnel refused with access_denied", tun)
 			}
 		})
 		t.Run("only-its-own-socket-read-only", func(t *testing.T) {
@@ -181,27 +236,142 @@ agent "rev" {
 			if len(ifs) != 1 || ifs[0] != "lo" {
 				t.Errorf("interfaces %v, want only lo", ifs)
 			}
-			for _, addr := range []string{hostAddr(t) + ":" + hp, "127.0.0.1:" + hp, "1.1.1.1:443"} {
+			host := hostAddr(t)
+			for _, addr := range []string{host + ":" + hp, "127.0.0.1:" + hp, "1.1.1.1:443"} {
 				var got string
 				execJSON(t, te, eng, &got, "/probe/testprobe", "tcp-dial", addr)
 				if got == "ok" {
 					t.Errorf("a raw TCP connect to %s from inside the container succeeded", addr)
 				}
 			}
+			for _, addr := range []string{"1.1.1.1:53", host + ":53", "127.0.0.53:53"} {
+				var got string
+				execJSON(t, te, eng, &got, "/probe/testprobe", "udp-dns", addr)
+				if got == "ok" {
+					t.Errorf("a UDP DNS query to %s from inside the container was answered", addr)
+				}
+			}
+			for _, addr := range []string{"1.1.1.1", host} {
+				var got string
+				execJSON(t, te, eng, &got, "/probe/testprobe", "icmp", addr)
+				if got == "ok" {
+					t.Errorf("an ICMP echo to %s from inside the container was answered", addr)
+				}
+			}
+		})
+		t.Run("hostile-agent-another-agent-still-served", func(t *testing.T) {
+			type hostile struct {
+				Garbage   []string
+				Oversized string
+				Connects  int
+				Answered  int
+				Held      int
+			}
+			done := make(chan hostile, 1)
+			go func() {
+				var h hostile
+				res, err := te.eng.Exec(context.Background(), eng, "", []string{"/probe/testprobe", "egress-hostile", "10000", "300", "3", "/tmp/held"})
+				if err == nil {
+					json.Unmarshal([]byte(res.Stdout), &h)
+				}
+				done <- h
+			}()
+			// While eng holds 300 half-written requests (past its cap of
+			// 256), rev is served.
+			for i := 0; i < 600; i++ {
+				if agentExec(t, te, eng, "test", "-f", "/tmp/held").ExitCode == 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if code, body := get(rev, "http://allowed.test:"+hp+"/"); code != 200 || body != "hello from allowed.test:"+hp {
+				t.Errorf("rev's request while eng is hostile: %d %q", code, body)
+			}
+			h := <-done
+			for i, g := range h.Garbage {
+				if !strings.HasPrefix(g, "HTTP/1.1 400 ") {
+					t.Errorf("garbage %d: %q, want a 400", i, g)
+				}
+			}
+			if !strings.HasPrefix(h.Oversized, "HTTP/1.1 431 ") {
+				t.Errorf("a 16 KiB request head: %q, want a 431", h.Oversized)
+			}
+			if h.Connects != 10000 || h.Answered != 10000 || h.Held < 256 {
+				t.Errorf("hostile run: %+v, want 10000 CONNECTs answered and >= 256 held", h)
+			}
+			if code, _ := get(rev, "http://allowed.test:"+hp+"/"); code != 200 {
+				t.Errorf("rev's request after eng's flood: %d", code)
+			}
+		})
+		t.Run("rules-change-closes-open-tunnel", func(t *testing.T) {
+			agentExec(t, te, eng, "rm", "-f", "/tmp/open")
+			type tunnel struct {
+				Connect, Handshake, Ended string
+				HeldMS                    int64 `json:"held_ms"`
+			}
+			done := make(chan tunnel, 1)
+			go func() {
+				var tun tunnel
+				res, err := te.eng.Exec(context.Background(), eng, "", []string{"/probe/testprobe", "proxy-tls", "example.com:" + sp, "example.com", "120", "/tmp/open"})
+				if err == nil {
+					json.Unmarshal([]byte(res.Stdout), &tun)
+				}
+				done <- tun
+			}()
+			for i := 0; i < 300; i++ {
+				if agentExec(t, te, eng, "test", "-f", "/tmp/open").ExitCode == 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			cfg, _ := writeConfig(t, egressWireConfig(run, te, caDir, hp, sp, ""))
+			res2, err := r.Apply(ctx(t), cfg)
+			if err != nil {
+				t.Fatalf("apply without example.com: %v", err)
+			}
+			if res2.IDs["eng"] != eng {
+				t.Errorf("the rules change replaced eng's container: %s -> %s", eng, res2.IDs["eng"])
+			}
+			tun := <-done
+			if tun.Handshake != "ok" || tun.Ended == "ok" || tun.HeldMS >= 120000 {
+				t.Errorf("open tunnel to example.com: %+v, want it closed by the rules change", tun)
+			}
+			if code, _ := get(eng, "https://example.com:"+sp+"/", "/ca/ca.pem"); code == 200 {
+				t.Error("example.com is still reached after the rules change")
+			}
 		})
 		t.Run("audited", func(t *testing.T) {
 			// The proxy writes folded events within a second.
-			want := []string{"egress_allow", "allowed.test", "example.com", "egress_deny", "other.test", "denied.test"}
+			want := map[string]string{
+				"allowed.test:" + hp: "egress_allow", "pub.test:" + hp: "egress_allow", "example.com:" + sp: "egress_allow",
+				"other.test:" + hp: "egress_deny", "denied.test:" + hp: "egress_deny", "203.0.113.10:" + hp: "egress_deny",
+				"lo.test:9": "egress_deny", "meta.test:80": "egress_deny", "priv.test:80": "egress_deny",
+				"flood.test:443": "egress_deny",
+			}
 			var missing []string
 			for i := 0; i < 50; i++ {
-				log, err := os.ReadFile(st.Audit())
-				if err != nil {
+				seen := map[string]bool{}
+				if err := audit.Read(st.Audit(), func(e audit.Event) error {
+					seen[e.Target+" "+e.Event] = seen[e.Target+" "+e.Event] || e.Actor == "eng"
+					if strings.Contains(e.Detail, "SNI") || strings.Contains(e.Detail, "server name") {
+						seen["sni"] = true
+					}
+					if strings.Contains(e.Detail, "rules changed") {
+						seen["revoked"] = true
+					}
+					return nil
+				}); err != nil {
 					t.Fatal(err)
 				}
 				missing = missing[:0]
-				for _, w := range want {
-					if !strings.Contains(string(log), w) {
-						missing = append(missing, w)
+				for target, ev := range want {
+					if !seen[target+" "+ev] {
+						missing = append(missing, ev+" "+target)
+					}
+				}
+				for _, k := range []string{"sni", "revoked"} {
+					if !seen[k] {
+						missing = append(missing, k)
 					}
 				}
 				if len(missing) == 0 {
@@ -210,7 +380,7 @@ agent "rev" {
 				time.Sleep(100 * time.Millisecond)
 			}
 			if len(missing) > 0 {
-				t.Errorf("the audit log does not mention %v", missing)
+				t.Errorf("the audit log lacks %v", missing)
 			}
 		})
 	})

@@ -231,3 +231,20 @@ func TestConcurrentAppends(t *testing.T) {
 		t.Fatalf("Verify = %d, %v; want 80, nil", n, err)
 	}
 }
+
+func TestReadGivesBackEveryEventAndRefusesAnEditedLine(t *testing.T) {
+	path := writeLog(t, 3)
+	var got []Event
+	if err := Read(path, func(e Event) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[2].Event != "send" || got[2].Actor != "eng-1" || got[2].Detail != "xx" || got[2].Time.IsZero() {
+		t.Fatalf("Read gave %+v", got)
+	}
+	ls := lines(t, path)
+	ls[1] = bytes.Replace(ls[1], []byte(`"eng-2"`), []byte(`"eng-3"`), 1)
+	rewrite(t, path, ls)
+	if err := Read(path, func(Event) error { return nil }); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("Read of an edited line: %v, want an error naming line 2", err)
+	}
+}

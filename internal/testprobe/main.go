@@ -102,6 +102,25 @@ func main() {
 		out = httpGet(os.Args[2], ca)
 	case "tcp-dial": // HOST:PORT
 		out = tcpDial(os.Args[2])
+	case "proxy-send": // QUOTED_BYTES
+		out = proxySend(os.Args[2])
+	case "proxy-tls": // HOST:PORT SNI [HOLD_SECONDS MARK]
+		var hold time.Duration
+		mark := ""
+		if len(os.Args) > 5 {
+			secs, _ := strconv.Atoi(os.Args[4])
+			hold, mark = time.Duration(secs)*time.Second, os.Args[5]
+		}
+		out = proxyTLS(os.Args[2], os.Args[3], hold, mark)
+	case "udp-dns": // HOST:PORT
+		out = udpDNS(os.Args[2])
+	case "icmp": // IPV4
+		out = icmpEcho(os.Args[2])
+	case "egress-hostile": // CONNECTS HELD HOLD_SECONDS MARK
+		n, _ := strconv.Atoi(os.Args[2])
+		held, _ := strconv.Atoi(os.Args[3])
+		secs, _ := strconv.Atoi(os.Args[4])
+		out = egressHostile(n, held, time.Duration(secs)*time.Second, os.Args[5])
 	case "relay-forge":
 		out = forge()
 	case "relay-hostile":
