@@ -34,6 +34,10 @@ import (
 // TestMain removes it.
 var testImage = fmt.Sprintf("localhost/runner-agent:test-%d", os.Getpid())
 
+// testCleanups run after every test (suites other than the Docker one
+// register what they leave, e.g. an image in containerd).
+var testCleanups []func()
+
 var (
 	bins     string // dir with runner, runner-agent and testprobe, mode 0755
 	buildErr error
@@ -53,6 +57,9 @@ func TestMain(m *testing.M) {
 		buildErr = stateRoot()
 	}
 	code := m.Run()
+	for _, f := range testCleanups {
+		f()
+	}
 	for _, te := range engines {
 		te.raw.ImageRemove(context.Background(), testImage, image.RemoveOptions{})
 	}

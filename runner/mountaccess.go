@@ -17,11 +17,11 @@ import (
 // to them in effect. Only mode bits are judged; a directory with an ACL is
 // left alone (the ACL may grant it).
 func (r *Runner) warnUnwritableMounts(ctx context.Context, info engine.Info, ds []desiredAgent) {
-	ih, err := engineIDs(ctx, info)
-	if err != nil {
-		return
-	}
 	for _, d := range ds {
+		ih, err := engineIDs(ctx, r.Engine, info, d.spec.Labels[engine.LabelRun])
+		if err != nil {
+			return
+		}
 		uid, _, hu, hg, ok := ih.hostIDs(d.spec.User)
 		if !ok {
 			continue

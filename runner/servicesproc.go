@@ -60,6 +60,11 @@ type servicesFile struct {
 	AgentsFile string `json:"agents_file,omitempty"`
 }
 
+// ContainerdEndpoint starts the endpoint services.json names for a run on
+// containerd ("containerd+unix:///run/containerd/containerd.sock"), so the
+// services process connects to the engine apply used.
+const ContainerdEndpoint = "containerd+"
+
 // writeServicesConfig writes services.json for the engine apply talks to
 // and the agents file it read, and reports whether it changed.
 func writeServicesConfig(st state.Run, info engine.Info, agentsFile string) (bool, error) {
@@ -73,8 +78,11 @@ func writeServicesConfig(st state.Run, info engine.Info, agentsFile string) (boo
 	if b := filepath.Base(agentsFile); agentsFile != "" && proxy.ShowableFileName(b) {
 		sf.AgentsFile = b
 	}
-	if info.Name == "docker" {
+	switch info.Name {
+	case "docker":
 		sf.DockerHost = info.Endpoint
+	case "containerd":
+		sf.DockerHost = ContainerdEndpoint + info.Endpoint
 	}
 	data, err := json.MarshalIndent(sf, "", "  ")
 	if err != nil {

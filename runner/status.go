@@ -123,7 +123,7 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 	// uids cannot be checked (a remote engine) is compared with the uid
 	// its containers have, and says so.
 	var ih *idHost
-	if h, err := engineIDs(ctx, info); err == nil {
+	if h, err := engineIDs(ctx, r.Engine, info, cfg.Run.Name); err == nil {
 		ih = &h
 		rep.IDMapping = h.mapping.Describe()
 	} else {

@@ -47,7 +47,10 @@ func (ih idHost) hostIDs(user string) (uid, gid, hostUID, hostGID uint32, ok boo
 // machine's paths too. For a rootless daemon the daemon's own uid comes
 // from the socket's peer credentials, its subordinate range from
 // /etc/subuid; for userns-remap from the daemon's data root.
-func engineIDs(ctx context.Context, info engine.Info) (idHost, error) {
+//
+// An engine with a user namespace per run (engine.RunUserNS) says itself
+// how run's ids map; run "" (doctor) then reports the engine's kind only.
+func engineIDs(ctx context.Context, eng engine.Engine, info engine.Info, run string) (idHost, error) {
 	sock, local := strings.CutPrefix(info.Endpoint, "unix://")
 	if !local {
 		return idHost{}, fmt.Errorf("the engine at %s is not on this host, so runner cannot check that the uids it gives agents are no account there (it reads /etc/passwd, /etc/group, /etc/subuid and /etc/subgid of the engine's host): run runner on the engine's host, or set user = \"UID:GID\" on every agent", info.Endpoint)
@@ -55,6 +58,13 @@ func engineIDs(ctx context.Context, info engine.Info) (idHost, error) {
 	h, err := uids.ReadHost(hostRoot)
 	if err != nil {
 		return idHost{}, err
+	}
+	if rn, ok := eng.(engine.RunUserNS); ok {
+		if run == "" {
+			return idHost{mapping: uids.Mapping{Kind: "userns"}, host: h}, nil
+		}
+		m, err := rn.RunMapping(ctx, run)
+		return idHost{mapping: m, host: h}, err
 	}
 	switch {
 	case info.Rootless:
@@ -125,7 +135,7 @@ func (r *Runner) allocateUsers(ctx context.Context, cfg *config.Config, info eng
 	if len(req.Agents) == 0 {
 		return out, nil
 	}
-	ih, err := engineIDs(ctx, info)
+	ih, err := engineIDs(ctx, r.Engine, info, cfg.Run.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +186,7 @@ func withUser(a config.Agent, users map[string]string) config.Agent {
 // 0444 in the operator's 0700 directory, readable inside the agent's own
 // container only, as before.
 func (r *Runner) ownCredentials(ctx context.Context, st state.Run, info engine.Info, ds []desiredAgent) {
-	ih, err := engineIDs(ctx, info)
+	ih, err := engineIDs(ctx, r.Engine, info, st.Name)
 	if err != nil {
 		r.log().Debug("credential files keep mode 0444", "reason", err)
 		return
@@ -233,11 +243,30 @@ func agentIDs(user string, explicit bool, ih *idHost) *AgentIDs {
 // engine has (every run's).
 func DoctorIDs(ctx context.Context, eng engine.Engine, info engine.Info) []Check {
 	var out []Check
-	ih, err := engineIDs(ctx, info)
+	ih, err := engineIDs(ctx, eng, info, "")
 	if err != nil {
 		return append(out, Check{Name: "uids", Detail: err.Error()})
 	}
-	out = append(out, Check{Name: "userns", OK: ih.mapping.Namespaced(), Detail: ih.mapping.Describe()})
+	// With a namespace per run, ids are counted in the one a new run
+	// would get (every run's lies in the same account's range) and each
+	// container is described in its own run's.
+	perRun := len(ih.mapping.UID) == 0 && ih.mapping.Namespaced()
+	forRun := func(run string) idHost {
+		if h, err := engineIDs(ctx, eng, info, run); err == nil {
+			return h
+		}
+		return ih
+	}
+	if perRun {
+		desc := ih.mapping.Describe()
+		if ih, err = engineIDs(ctx, eng, info, "doctor"); err != nil {
+			return append(out, Check{Name: "userns", Detail: err.Error()})
+		}
+		out = append(out, Check{Name: "userns", OK: true, Detail: desc + ": " + ih.mapping.Owner})
+	}
+	if !perRun {
+		out = append(out, Check{Name: "userns", OK: ih.mapping.Namespaced(), Detail: ih.mapping.Describe()})
+	}
 	list, err := eng.List(ctx, "")
 	if err != nil {
 		return append(out, Check{Name: "uids", Detail: "cannot list runner containers: " + err.Error()})
@@ -261,6 +290,10 @@ func DoctorIDs(ctx context.Context, eng engine.Engine, info engine.Info) []Check
 		"agents without a user attribute get their own uid and gid from %d-%d: %d free, %d used by agents, %d held by host accounts or subordinate ranges (/etc/passwd, /etc/group, /etc/subuid, /etc/subgid)",
 		uids.First, uids.Last, free, len(inUse), hostHeld)})
 	for _, c := range list {
+		ih := ih
+		if perRun {
+			ih = forRun(c.Run)
+		}
 		ids := agentIDs(c.Labels[engine.LabelUser], false, &ih)
 		d := fmt.Sprintf("%s/%s: no runner.user label (created by an older runner; the next apply replaces it)", c.Run, c.Agent)
 		ok := false

@@ -19,6 +19,7 @@ import (
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/containerd"
 	"github.com/runner-dev/runner/internal/engine/docker"
 	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/runner"
@@ -118,6 +119,8 @@ func connect(ctx context.Context, cfg *config.Config) (engine.Engine, error) {
 	switch name {
 	case "docker", "":
 		return docker.New(ctx, "")
+	case "containerd":
+		return containerd.New(ctx, "")
 	default:
 		return nil, fmt.Errorf("engine %q is not implemented yet; use engine = \"docker\"", name)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/containerd"
 	"github.com/runner-dev/runner/internal/engine/docker"
 	"github.com/runner-dev/runner/runner"
 )
@@ -31,6 +33,9 @@ func cmdServices(ctx context.Context, g *globals, args []string, _, stderr io.Wr
 	return runner.ServeServices(ctx, args[1], args[2], runner.ServicesOptions{
 		Log: log,
 		Engine: func(ctx context.Context, endpoint string) (engine.Engine, error) {
+			if addr, ok := strings.CutPrefix(endpoint, runner.ContainerdEndpoint); ok {
+				return containerd.New(ctx, addr)
+			}
 			return docker.New(ctx, endpoint)
 		},
 	})

@@ -7,6 +7,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/runner-dev/runner/internal/uids"
 )
 
 // Labels every runner container carries. The engine is the source of truth:
@@ -71,6 +73,17 @@ type Engine interface {
 	Close() error
 }
 
+// RunUserNS is implemented by an engine that gives every run a user
+// namespace of its own (containerd): container ids map to host ids by
+// run, not by daemon. Runner asks it where an agent's uid lands on the
+// host, to check that no host account has it and to give the agent its
+// bind-mounted files (credentials, relay and egress sockets).
+type RunUserNS interface {
+	// RunMapping is the mapping run's containers have, or the one its
+	// next container will get.
+	RunMapping(ctx context.Context, run string) (uids.Mapping, error)
+}
+
 // Info is what `runner doctor` reports and apply checks before creating.
 type Info struct {
 	Name     string // "docker"
@@ -80,8 +93,11 @@ type Info struct {
 	UserNS   bool   // user namespace remapping is on
 	// RemapRoot is the host "uid.gid" container root maps to under
 	// userns-remap ("" otherwise).
-	RemapRoot     string
-	Seccomp       bool   // seccomp supported and enabled
+	RemapRoot string
+	Seccomp   bool // seccomp supported and enabled
+	// Snapshotter is the containerd snapshotter root filesystems come
+	// from ("" for Docker, whose storage driver is its own business).
+	Snapshotter   string
 	CgroupVersion string // "1" or "2"
 	CgroupDriver  string
 	// Which limits the engine can enforce.

@@ -10,7 +10,9 @@ import (
 type Mapping struct {
 	// Kind is "none" (rootful, no user namespace: container uid = host
 	// uid), "rootless" (the daemon runs as an unprivileged user in a user
-	// namespace) or "userns-remap" (a root daemon with --userns-remap).
+	// namespace), "userns-remap" (a root daemon with --userns-remap) or
+	// "userns" (a user namespace per run, from Owner's subordinate ids:
+	// the containerd engine).
 	Kind string
 	// Owner is the user whose subordinate ranges the namespace uses.
 	Owner    string
@@ -125,6 +127,11 @@ func (m Mapping) Describe() string {
 	switch m.Kind {
 	case "none":
 		return "no user namespace: container uid = host uid"
+	case "userns":
+		if len(m.UID) == 0 {
+			return "a user namespace per run, from the subordinate ids of the engine's account (/etc/subuid)"
+		}
+		return fmt.Sprintf("user namespace of this run: container uid 0-%d = host %d-%d (%s's /etc/subuid)", m.UID[0].Count-1, m.UID[0].Outside, m.UID[0].Outside+m.UID[0].Count-1, m.Owner)
 	case "rootless":
 		return fmt.Sprintf("rootless: container uid 0 = host uid %d, 1-%d = host %d-%d (%s's /etc/subuid)", m.UID[0].Outside, m.UID[1].Count, m.UID[1].Outside, m.UID[1].Outside+m.UID[1].Count-1, m.Owner)
 	default:

@@ -384,6 +384,16 @@ func (ps *procState) apply(o *engine.Observed, l *specs.Linux) {
 		o.SeccompProfile = "unconfined"
 	}
 	// Every uid of the process (real, effective, saved, fs) is the spec's.
+	// The host's /proc shows host ids: they are taken back through the
+	// namespace's map (an id outside it shows as the host id, "host:N").
+	inside := func(es []uids.Extent, id uint32) string {
+		for _, e := range es {
+			if uint64(id) >= e.Outside && uint64(id) < e.Outside+e.Count {
+				return strconv.FormatUint(uint64(id)-e.Outside+e.Inside, 10)
+			}
+		}
+		return "host:" + strconv.FormatUint(uint64(id), 10)
+	}
 	for _, ids := range [][]uint32{ps.UID, ps.GID} {
 		for _, id := range ids {
 			if id != ids[0] {
@@ -391,7 +401,7 @@ func (ps *procState) apply(o *engine.Observed, l *specs.Linux) {
 			}
 		}
 	}
-	if u := fmt.Sprintf("%d:%d", ps.UID[0], ps.GID[0]); !strings.HasPrefix(o.User, "kernel:") && u != o.User {
+	if u := inside(ps.UIDMap, ps.UID[0]) + ":" + inside(ps.GIDMap, ps.GID[0]); !strings.HasPrefix(o.User, "kernel:") && u != o.User {
 		o.User = u
 	}
 	if ps.UIDMap != nil && (!slices.Equal(ps.UIDMap, extents(l.UIDMappings)) || !slices.Equal(ps.GIDMap, extents(l.GIDMappings))) {

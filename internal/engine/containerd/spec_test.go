@@ -195,7 +195,7 @@ func TestObserveFailsClosed(t *testing.T) {
 // What the kernel shows of the task's init process overrides the spec.
 func TestProcStateOverridesSpec(t *testing.T) {
 	s := testSpec()
-	good := "Uid:\t40001\t40001\t40001\t40001\nGid:\t40001\t40001\t40001\t40001\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+	good := "Uid:\t240001\t240001\t240001\t240001\nGid:\t240001\t240001\t240001\t240001\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
 	for name, c := range map[string]struct {
 		status  string
 		uidMap  []uids.Extent
@@ -205,7 +205,7 @@ func TestProcStateOverridesSpec(t *testing.T) {
 		"capbnd":  {strings.Replace(good, "CapBnd:\t0000000000000000", "CapBnd:\t000001ffffffffff", 1), testNS.UID, "CapAdd"},
 		"nnp":     {strings.Replace(good, "NoNewPrivs:\t1", "NoNewPrivs:\t0", 1), testNS.UID, "NoNewPrivileges"},
 		"seccomp": {strings.Replace(good, "Seccomp:\t2", "Seccomp:\t0", 1), testNS.UID, "SeccompProfile"},
-		"euid":    {strings.Replace(good, "Uid:\t40001\t40001", "Uid:\t40001\t0", 1), testNS.UID, "User"},
+		"euid":    {strings.Replace(good, "Uid:\t240001\t240001", "Uid:\t240001\t0", 1), testNS.UID, "User"},
 		"uid_map": {good, []uids.Extent{{Inside: 0, Outside: 0, Count: 4294967295}}, "UsernsMode"},
 	} {
 		ps, err := parseProcStatus(c.status)

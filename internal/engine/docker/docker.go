@@ -590,3 +590,13 @@ func (e *Engine) BuildImage(ctx context.Context, tarCtx io.Reader, ref string, l
 		}
 	}
 }
+
+// SaveImage streams an image as `docker save` does (a tar another engine
+// can import: the containerd engine builds with Docker, then imports).
+func (e *Engine) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error) {
+	rc, err := e.cli.ImageSave(ctx, []string{ref})
+	if err != nil {
+		return nil, e.wrap("save "+ref, err)
+	}
+	return rc, nil
+}

@@ -1,0 +1,400 @@
+package runner_test
+
+// The containerd suite: against the real containerd at
+// RUNNER_TEST_CONTAINERD_ADDRESS (.ci/run starts one with
+// scripts/containerd.sh). In CI a missing containerd fails, never skips.
+// The Docker suite's checks from outside use Docker's inspect; here they
+// read containerd's own record (the stored OCI spec) and the kernel's
+// (/proc of the task's processes).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ctrd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/containerd"
+	"github.com/runner-dev/runner/internal/uids"
+	"github.com/runner-dev/runner/runner"
+)
+
+var (
+	ctrdOnce sync.Once
+	ctrdTE   *testEngine
+	ctrdRaw  *ctrd.Client
+	ctrdErr  error
+)
+
+// containerdEngine connects to the test containerd and puts the test
+// image there (built with Docker, imported), once per test process.
+func containerdEngine(t *testing.T) *testEngine {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	addr := os.Getenv("RUNNER_TEST_CONTAINERD_ADDRESS")
+	if addr == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but RUNNER_TEST_CONTAINERD_ADDRESS is not set: .ci/run must start containerd (scripts/containerd.sh)")
+		}
+		t.Skip("RUNNER_TEST_CONTAINERD_ADDRESS is not set (eval \"$(scripts/containerd.sh)\" and set it to $CONTAINERD_ADDRESS)")
+	}
+	ctrdOnce.Do(func() {
+		ctx := context.Background()
+		eng, err := containerd.New(ctx, addr)
+		if err != nil {
+			ctrdErr = err
+			return
+		}
+		info, err := eng.Info(ctx)
+		if err != nil {
+			ctrdErr = err
+			return
+		}
+		ctrdRaw, ctrdErr = ctrd.New(strings.TrimPrefix(addr, "unix://"), ctrd.WithDefaultNamespace(containerd.Namespace))
+		ctrdTE = &testEngine{name: "containerd", eng: eng, info: info}
+		t0 := time.Now()
+		if ctrdErr == nil {
+			ctrdErr = runner.BuildImage(ctx, eng, runner.ImageOptions{Ref: testImage, AgentBin: filepath.Join(bins, "runner-agent")})
+		}
+		fmt.Fprintf(os.Stderr, "containerd suite: built and imported %s in %v\n", testImage, time.Since(t0).Round(time.Millisecond))
+		testCleanups = append(testCleanups, func() {
+			ctrdRaw.ImageService().Delete(context.Background(), testImage)
+			exec.Command("docker", "image", "rm", "-f", testImage).Run()
+		})
+	})
+	if ctrdErr != nil {
+		t.Fatalf("the containerd suite needs containerd at %s: %v", addr, ctrdErr)
+	}
+	return ctrdTE
+}
+
+// ctrdSpec reads a container's OCI spec back from containerd itself.
+func ctrdSpec(t *testing.T, id string) *specs.Spec {
+	t.Helper()
+	c, err := ctrdRaw.LoadContainer(ctx(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := c.Spec(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+func TestContainerdHardenedContainer(t *testing.T) {
+	te := containerdEngine(t)
+	run := runName(t, te, "hard")
+	cfg, _ := writeConfig(t, fmt.Sprintf(`
+run %q {
+  engine = "containerd"
+}
+agent "alice" {
+  image   = %q
+  command = ["sh", "-c", "while :; do date; sleep 5; done"]
+  send_to = ["bob"]
+  memory  = "256MiB"
+  cpus    = 0.5
+  pids    = 64
+  mount {
+    source    = %q
+    target    = "/probe"
+    read_only = true
+  }
+}
+agent "bob" {
+  image   = %q
+  command = ["cat"]
+}
+`, run, testImage, bins, testImage))
+	destroyAtEnd(t, te, run)
+	r := newRunner(te)
+	t0 := time.Now()
+	res, err := r.Apply(ctx(t), cfg)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	t.Logf("apply of 2 agents on containerd: %v", time.Since(t0).Round(time.Millisecond))
+	id := res.IDs["alice"]
+	user := ""
+
+	t.Run("outside", func(t *testing.T) {
+		sp := ctrdSpec(t, id)
+		c := sp.Process.Capabilities
+		if c == nil || len(c.Bounding)+len(c.Effective)+len(c.Permitted)+len(c.Inheritable)+len(c.Ambient) != 0 {
+			t.Errorf("capabilities %+v, want every set empty", c)
+		}
+		if !sp.Process.NoNewPrivileges || !sp.Root.Readonly {
+			t.Errorf("NoNewPrivileges %v, read-only root %v", sp.Process.NoNewPrivileges, sp.Root.Readonly)
+		}
+		if sp.Linux.Seccomp == nil || sp.Linux.Seccomp.DefaultAction != specs.ActErrno {
+			t.Errorf("seccomp %v", sp.Linux.Seccomp)
+		}
+		if r := sp.Linux.Resources; *r.Memory.Limit != 256<<20 || *r.Memory.Swap != 256<<20 || *r.Pids.Limit != 64 || *r.CPU.Quota*1e9/int64(*r.CPU.Period) != 5e8 {
+			t.Errorf("limits %+v %+v %+v", *r.Memory, *r.Pids, *r.CPU)
+		}
+		for _, ns := range sp.Linux.Namespaces {
+			if ns.Path != "" {
+				t.Errorf("namespace %s joins %s", ns.Type, ns.Path)
+			}
+		}
+		if m := sp.Linux.UIDMappings; len(m) != 1 || m[0].ContainerID != 0 || m[0].HostID == 0 {
+			t.Errorf("uid mappings %+v: container 0 must map to a non-zero host uid", m)
+		}
+		if len(sp.Linux.Devices) > 6 {
+			t.Errorf("devices %+v", sp.Linux.Devices)
+		}
+		user = fmt.Sprintf("%d", sp.Process.User.UID)
+		if sp.Process.User.UID == 0 {
+			t.Errorf("runs as uid 0")
+		}
+		// The cgroup the kernel enforces, read from the host.
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", sp.Linux.CgroupsPath, "pids.max"))
+		if te.info.CgroupVersion == "1" && (err != nil || strings.TrimSpace(string(b)) != "64") {
+			t.Errorf("pids.max of %s: %q, %v", sp.Linux.CgroupsPath, b, err)
+		}
+	})
+
+	t.Run("inside", func(t *testing.T) {
+		var ps []map[string]any
+		execJSON(t, te, id, &ps, "/probe/testprobe", "procs")
+		if len(ps) < 3 {
+			t.Fatalf("expected init, tmux and the agent's processes, saw %d: %v", len(ps), ps)
+		}
+		for _, p := range ps {
+			name := fmt.Sprint(p["name"], "/", p["pid"])
+			for _, k := range []string{"cap_eff", "cap_prm", "cap_bnd", "cap_amb", "cap_inh"} {
+				if p[k] != "0000000000000000" {
+					t.Errorf("%s: %s = %v, want 0", name, k, p[k])
+				}
+			}
+			if p["no_new_privs"] != "1" || p["seccomp"] != "2" {
+				t.Errorf("%s: NoNewPrivs %v, Seccomp %v", name, p["no_new_privs"], p["seccomp"])
+			}
+			if f := strings.Fields(fmt.Sprint(p["uid"])); slices.Contains(f, "0") || (user != "" && f[0] != user) {
+				t.Errorf("%s: Uid %v, want %s", name, p["uid"], user)
+			}
+		}
+		var m []string
+		execJSON(t, te, id, &m, "/probe/testprobe", "uidmap")
+		if len(m) < 3 || m[0] != "0" || m[1] == "0" {
+			t.Errorf("uid_map %v: container uid 0 must map to a non-zero host uid", m)
+		}
+		var s string
+		execJSON(t, te, id, &s, "/probe/testprobe", "touch", "/x")
+		if !strings.Contains(s, "read-only file system") {
+			t.Errorf("touch /x: %q, want read-only file system", s)
+		}
+		execJSON(t, te, id, &s, "/probe/testprobe", "touch", "/tmp/x")
+		if s != "ok" {
+			t.Errorf("touch /tmp/x: %q", s)
+		}
+		execJSON(t, te, id, &s, "/probe/testprobe", "touch", "/home/agent/x")
+		if s != "ok" {
+			t.Errorf("touch /home/agent/x (the agent's tmpfs home): %q", s)
+		}
+		execJSON(t, te, id, &s, "/probe/testprobe", "mount")
+		if s == "ok" {
+			t.Error("mount succeeded inside the container")
+		}
+		var ifs []string
+		execJSON(t, te, id, &ifs, "/probe/testprobe", "netifs")
+		if len(ifs) != 1 || ifs[0] != "lo" {
+			t.Errorf("interfaces %v, want only lo", ifs)
+		}
+		var fork struct {
+			Started int
+			Error   string
+		}
+		execJSON(t, te, id, &fork, "/probe/testprobe", "fork", "200")
+		if fork.Started >= 64 || fork.Error == "ok" {
+			t.Errorf("fork loop started %d processes (%q); the pids limit of 64 should stop it", fork.Started, fork.Error)
+		}
+		// The image's files belong to the run's namespace: root's are
+		// container root's, not nobody's.
+		res := agentExec(t, te, id, "stat", "-c", "%u", "/usr/local/bin/runner-agent")
+		if strings.TrimSpace(res.Stdout) != "0" {
+			t.Errorf("runner-agent is owned by %q inside (%s), want 0 (a remapped snapshot)", res.Stdout, res.Stderr)
+		}
+	})
+
+	t.Run("readback", func(t *testing.T) {
+		obs, err := te.eng.Inspect(ctx(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obs.State != "running" || obs.HealthStatus == "unhealthy" {
+			t.Errorf("state %q health %q", obs.State, obs.HealthStatus)
+		}
+		rep, err := r.Status(ctx(t), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range rep.Agents {
+			if a.State != "running" || a.Security != "verified" {
+				t.Errorf("status %s: state %q security %q", a.Agent, a.State, a.Security)
+			}
+		}
+	})
+
+	t.Run("capture and messaging", func(t *testing.T) {
+		year := fmt.Sprint(time.Now().Year())
+		waitPane(t, r, cfg, "alice", year)
+		out := agentExec(t, te, res.IDs["alice"], "runner-agent", "send", "bob", "hello from alice over containerd")
+		if out.ExitCode != 0 {
+			t.Fatalf("send: exit %d: %s %s", out.ExitCode, out.Stdout, out.Stderr)
+		}
+		waitPane(t, r, cfg, "bob", "hello from alice over containerd")
+	})
+
+	t.Run("attach", func(t *testing.T) {
+		tty, err := te.eng.ExecTTY(ctx(t), res.IDs["bob"], []string{"sh", "-c", "runner-agent capture; sleep 1"}, nil, false, 24, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tty.Close()
+		if _, err := tty.Write([]byte("x")); err == nil {
+			t.Error("a read-only TTY took input")
+		}
+		var b strings.Builder
+		done := make(chan struct{})
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := tty.Read(buf)
+				b.Write(buf[:n])
+				if err != nil {
+					close(done)
+					return
+				}
+			}
+		}()
+		code, err := tty.Wait(ctx(t))
+		<-done
+		if err != nil || code != 0 || !strings.Contains(b.String(), "hello from alice") {
+			t.Errorf("capture on a TTY: exit %d, %v, output %q", code, err, b.String())
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		logs, err := te.eng.Logs(ctx(t), id, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(logs, "\n"); n > 5 {
+			t.Errorf("tail 5 gave %d lines", n)
+		}
+	})
+
+	t.Run("no-op and destroy", func(t *testing.T) {
+		p, err := r.Plan(ctx(t), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Changes() {
+			t.Errorf("a second plan has changes: %+v", p.Actions)
+		}
+		res2, err := r.Apply(ctx(t), cfg)
+		if err != nil || res2.IDs["alice"] != id {
+			t.Errorf("re-apply: %v, alice %q (was %q)", err, res2.IDs["alice"], id)
+		}
+		n, err := r.Destroy(ctx(t), run)
+		if err != nil || n != 2 {
+			t.Fatalf("destroy: %d, %v", n, err)
+		}
+		left, err := te.eng.List(ctx(t), run)
+		if err != nil || len(left) != 0 {
+			t.Errorf("after destroy: %v, %v", left, err)
+		}
+		sn := ctrdRaw.SnapshotService("overlayfs")
+		for _, name := range []string{"alice", "bob"} {
+			if _, err := sn.Stat(ctx(t), "runner-"+run+"-"+name); err == nil {
+				t.Errorf("the snapshot of %s outlived destroy", name)
+			}
+		}
+	})
+}
+
+// A created container whose stored spec is weakened is refused and
+// removed, never started.
+func TestContainerdFailsClosed(t *testing.T) {
+	te := containerdEngine(t)
+	for name, weaken := range map[string]func(*specs.Spec){
+		"capability":      func(sp *specs.Spec) { sp.Process.Capabilities.Bounding = []string{"CAP_SYS_ADMIN"} },
+		"host-userns":     func(sp *specs.Spec) { sp.Linux.UIDMappings[0].HostID = 0 },
+		"no-seccomp":      func(sp *specs.Spec) { sp.Linux.Seccomp = nil },
+		"writable-rootfs": func(sp *specs.Spec) { sp.Root.Readonly = false },
+	} {
+		t.Run(name, func(t *testing.T) {
+			run := runName(t, te, "fc")
+			cfg, _ := writeConfig(t, fmt.Sprintf(`
+run %q {
+  engine = "containerd"
+}
+agent "a" {
+  image   = %q
+  command = ["sleep", "infinity"]
+}
+`, run, testImage))
+			destroyAtEnd(t, te, run)
+			wk := &weakening{Engine: te.eng, weaken: weaken, t: t}
+			_, err := (&runner.Runner{Engine: wk, Progress: testWriter{}, Program: program()}).Apply(ctx(t), cfg)
+			if err == nil || !strings.Contains(err.Error(), "refus") && !strings.Contains(err.Error(), "want") {
+				t.Fatalf("apply of a weakened container: %v", err)
+			}
+			left, _ := te.eng.List(ctx(t), run)
+			if len(left) != 0 {
+				t.Errorf("the refused container was left: %+v", left)
+			}
+			if !wk.created {
+				t.Error("nothing was created, so nothing was tested")
+			}
+		})
+	}
+}
+
+// weakening is the real engine, except that after Create it rewrites the
+// container's stored spec through containerd's own API.
+type weakening struct {
+	engine.Engine
+	weaken  func(*specs.Spec)
+	t       *testing.T
+	created bool
+}
+
+func (w *weakening) RunMapping(ctx context.Context, run string) (uids.Mapping, error) {
+	return w.Engine.(engine.RunUserNS).RunMapping(ctx, run)
+}
+
+func (w *weakening) Create(ctx context.Context, s engine.Spec) (string, error) {
+	id, err := w.Engine.Create(ctx, s)
+	if err != nil {
+		return id, err
+	}
+	c, err := ctrdRaw.LoadContainer(ctx, id)
+	if err != nil {
+		return id, err
+	}
+	err = c.Update(ctx, func(ctx context.Context, _ *ctrd.Client, rec *containers.Container) error {
+		sp, err := c.Spec(ctx)
+		if err != nil {
+			return err
+		}
+		w.weaken(sp)
+		return ctrd.WithSpec(sp)(ctx, nil, rec)
+	})
+	w.created = err == nil
+	return id, err
+}
