@@ -1,12 +1,18 @@
 package runner_test
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/runner-dev/runner/internal/plan"
+	"github.com/runner-dev/runner/runner"
 )
 
 // diffConfig is one agent whose memory, command, send_to and brief the
@@ -92,15 +98,106 @@ func TestPlanDiffsAgainstDeployed(t *testing.T) {
 		if now := containerIDs(t, te, run)["a"]; now != first {
 			t.Errorf("an in-place update replaced the container: %s -> %s", first, now)
 		}
-		rep, err := r.Status(ctx(t), load(t, path))
+		logPath, err := r.AuditLog(run)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if q := rep.Agents[0].Queued; q != 2 {
-			t.Errorf("the agent has %d messages queued; want 2 (the first brief and the new one)", q)
+		log, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(log), "kind=brief"); n != 2 {
+			t.Errorf("the relay accepted %d briefs for a; want 2 (the first at create, the new one in place):\n%s", n, log)
 		}
 		if p, err := r.Plan(ctx(t), load(t, path)); err != nil || p.Changes() {
 			t.Errorf("plan after apply: %v\n%s", err, p)
 		}
+	})
+}
+
+// The CLI on a run found by name: plan -detailed-exitcode, apply without a
+// terminal (a weakening plan goes on: CI never prompts), plan -json, a run
+// renamed in its file (plan names the old run and how to remove it), then
+// with the file gone: ls, status --run and destroy --run.
+func TestCLIRunByName(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, te *testEngine) {
+		run := runName(t, te, "byname")
+		destroyAtEnd(t, te, run)
+		body := func(name, memory string) string {
+			return fmt.Sprintf("run %q {\n  %s\n}\nagent \"a\" {\n  image = %q\n  command = [\"sleep\", \"3600\"]\n  memory = %q\n  pids = 64\n}\n", name, te.accept, testImage, memory)
+		}
+		_, path := writeConfig(t, body(run, "64MiB"))
+		cli := func(wantCode int, args ...string) string {
+			t.Helper()
+			cmd := exec.Command(filepath.Join(bins, "runner"), args...)
+			cmd.Env = os.Environ()
+			if te.host != "" {
+				cmd.Env = append(cmd.Env, "DOCKER_HOST="+te.host)
+			}
+			out, err := cmd.CombinedOutput() // stdin: /dev/null, no terminal
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != wantCode {
+				t.Fatalf("runner %v: exit %d, want %d:\n%s", args, code, wantCode, out)
+			}
+			return string(out)
+		}
+		cli(2, "plan", "-detailed-exitcode", path)
+		cli(0, "apply", path)
+		cli(0, "plan", "-detailed-exitcode", path)
+
+		must(t, os.WriteFile(path, []byte(body(run, "128MiB")), 0o644))
+		out := cli(0, "apply", path)
+		if !strings.Contains(out, `!   ~ memory: "64MiB" -> "128MiB"`) || !strings.Contains(out, "Apply complete") || strings.Contains(out, "Enter a value") {
+			t.Errorf("apply without a terminal of a weakening plan: want the plan shown and no question:\n%s", out)
+		}
+		var pj plan.JSON
+		if err := json.Unmarshal([]byte(cli(0, "plan", "-json", path)), &pj); err != nil || pj.Changes || pj.FormatVersion != plan.FormatVersion || len(pj.Actions) != 1 || pj.Actions[0].Action != plan.Keep {
+			t.Errorf("plan -json after apply: %v %+v", err, pj)
+		}
+
+		renamed := run + "x"
+		must(t, os.WriteFile(path, []byte(body(renamed, "128MiB")), 0o644))
+		out = cli(0, "plan", path)
+		if want := fmt.Sprintf("run %q (1 container) was applied from this file under its old name", run); !strings.Contains(out, want) || !strings.Contains(out, "runner destroy --run "+run) {
+			t.Errorf("plan after renaming the run lacks %q and the way to remove it:\n%s", want, out)
+		}
+
+		must(t, os.Remove(path))
+		var runs []runner.RunSummary
+		if err := json.Unmarshal([]byte(cli(0, "ls", "-o", "json")), &runs); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(runs, func(s runner.RunSummary) bool { return s.Run == run })
+		if i < 0 {
+			t.Fatalf("ls lacks %s: %+v", run, runs)
+		}
+		if s := runs[i]; s.Running != 1 || s.Agents != 1 || s.File != path || !s.FileMissing || !s.State || s.Since == nil {
+			t.Errorf("ls row: %+v", s)
+		}
+		if out := cli(0, "ls"); !strings.Contains(out, path+" (gone: use --run "+run+")") {
+			t.Errorf("ls table:\n%s", out)
+		}
+		var rep runner.StatusReport
+		if err := json.Unmarshal([]byte(cli(0, "status", "--run", run, "-json")), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Agents) != 1 || rep.Agents[0].Security != "verified" || rep.Agents[0].State != "running" {
+			t.Errorf("status --run: %+v", rep.Agents)
+		}
+		cli(1, "capture", "--run", run, "nope")
+		out = cli(0, "destroy", "--run", run)
+		if !strings.Contains(out, fmt.Sprintf("Destroy complete: run %q, 1 container removed.", run)) {
+			t.Errorf("destroy --run:\n%s", out)
+		}
+		if ids := containerIDs(t, te, run); len(ids) != 0 {
+			t.Errorf("containers left after destroy --run: %v", ids)
+		}
+		cli(1, "status", "--run", run)
 	})
 }

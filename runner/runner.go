@@ -217,6 +217,7 @@ func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []des
 	if ap, ok := readApplied(st); ok {
 		p.RunChanges = plan.DiffRun(ap.Run, runView(cfg))
 	}
+	p.Warnings = append(p.Warnings, r.otherRunsOfFile(ctx, cfg, st)...)
 	return p, ds, nil
 }
 

@@ -19,24 +19,29 @@ import (
 
 func cmdAttach(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var write bool
-	cfg, rest, err := fileCommand(g, "attach", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "attach", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&write, "write", false, "let your keystrokes reach the agent (recorded in the audit log)")
-	}, 1, " AGENT")
+	}, 1, false)
 	if err != nil {
 		return err
 	}
+	defer t.close()
+	cfg, rest := t.cfg, t.rest
 	// A terminal view is only for a terminal: piped, it would be a stream
 	// of escape codes. capture and logs are the commands for a pipe.
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
-		fmt.Fprintf(stderr, "Error: runner attach needs a terminal on standard input (it shows the live pane); for text, use `runner capture %s %s` or `runner logs %s %s -f`\n", cfg.File, rest[0], cfg.File, rest[0])
+		name := strings.Join(t.fileArg(), " ")
+		fmt.Fprintf(stderr, "Error: runner attach needs a terminal on standard input (it shows the live pane); for text, use `runner capture %s %s` or `runner logs %s %s -f`\n", name, rest[0], name, rest[0])
 		return exitError{1}
 	}
-	eng, err := connect(ctx, cfg)
-	if err != nil {
-		return err
+	eng := t.eng
+	if eng == nil {
+		if eng, err = connect(ctx, cfg); err != nil {
+			return err
+		}
+		defer eng.Close()
 	}
-	defer eng.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -101,12 +106,14 @@ const watchLabel = "@runner_agent"
 // each running `runner attach FILE AGENT`. Closing it touches no agent.
 func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var detach bool
-	cfg, _, err := fileCommand(g, "watch", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "watch", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&detach, "detach", false, "create the watch session but do not attach to it")
-	}, 0, "")
+	}, 0, false)
 	if err != nil {
 		return err
 	}
+	defer t.close()
+	cfg := t.cfg
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
 		return fmt.Errorf("runner watch needs tmux on this machine: install it (apt-get install tmux)")
@@ -133,7 +140,7 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		// one this command starts has none.
 		_, serverErr := run("list-sessions")
 		attach := func(agent string) []string {
-			argv := []string{"--", self, "attach", cfg.File, agent}
+			argv := append([]string{"--", self, "attach"}, append(t.fileArg(), agent)...)
 			for k, v := range g.vars {
 				argv = append(argv, "-var", k+"="+v)
 			}

@@ -43,7 +43,7 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 		return nil, nil, exitError{2}
 	}
 	g.setupLog(stderr)
-	cfg, files, err := loadConfig(pos[0], g.vars, *g.varFiles.files, stderr)
+	cfg, files, err := loadConfig(g, pos[0], stderr)
 	g.files = files
 	if err != nil {
 		return nil, nil, err
@@ -68,9 +68,7 @@ var mountsSources = map[string]bool{"plan": true, "apply": true}
 // sources; the other commands need only the run, so they never check.
 func checkSources(g *globals, cfg *config.Config, stderr io.Writer) error {
 	diags := config.CheckSources(cfg).Diagnostics()
-	if len(diags) > 0 {
-		config.WriteDiagnostics(stderr, diags, g.files, false)
-	}
+	g.writeDiags(stderr, diags)
 	if diags.HasErrors() {
 		return exitError{1}
 	}
@@ -97,13 +95,13 @@ func engineCommand(ctx context.Context, g *globals, name string, args []string, 
 }
 
 // loadConfig prints diagnostics as Terraform does and fails on errors.
-func loadConfig(path string, vars map[string]string, varFiles []string, stderr io.Writer) (*config.Config, map[string]*hcl.File, error) {
+// With -json they are kept for the command's JSON document instead.
+func loadConfig(g *globals, path string, stderr io.Writer) (*config.Config, map[string]*hcl.File, error) {
 	l := config.NewLoader()
-	l.VarFiles = varFiles
-	cfg, diags := l.Load(path, vars)
-	if len(diags) > 0 {
-		config.WriteDiagnostics(stderr, diags, l.Files(), false)
-	}
+	l.VarFiles = *g.varFiles.files
+	cfg, diags := l.Load(path, g.vars)
+	g.files = l.Files()
+	g.writeDiags(stderr, diags)
 	if diags.HasErrors() {
 		return nil, l.Files(), exitError{1}
 	}
@@ -130,87 +128,22 @@ func newRunner(g *globals, eng engine.Engine, progress io.Writer) *runner.Runner
 	return &runner.Runner{Engine: eng, Log: g.log, Progress: progress}
 }
 
-func cmdValidate(_ context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := fileCommand(g, "validate", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	if err := checkSources(g, cfg, stderr); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Success! %s is valid: run %q with %s.\n", cfg.File, cfg.Run.Name, plural(len(cfg.Agents), "agent"))
-	return nil
-}
-
-func cmdPlan(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, eng, err := engineCommand(ctx, g, "plan", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	p, err := newRunner(g, eng, nil).Plan(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Run %q on %s:\n\n%s", cfg.Run.Name, eng.Describe(), p)
-	return nil
-}
-
-func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, eng, err := engineCommand(ctx, g, "apply", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	start := time.Now()
-	res, err := newRunner(g, eng, stdout).Apply(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if !res.Plan.Changes() {
-		fmt.Fprintln(stdout, res.Plan.Summary())
-		return nil
-	}
-	fmt.Fprintf(stdout, "\nApply complete after %s: %d created, %d updated in place, %d replaced, %d deleted, %d unchanged.\n",
-		time.Since(start).Round(10*time.Millisecond), res.Plan.Count("create"), res.Plan.Count("update"), res.Plan.Count("replace"), res.Plan.Count("delete"), res.Plan.Count("keep"))
-	return nil
-}
-
-func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, _, eng, err := engineCommand(ctx, g, "destroy", args, stderr, nil, 0, "")
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	n, err := newRunner(g, eng, stdout).Destroy(ctx, cfg.Run.Name)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		fmt.Fprintf(stdout, "Run %q has nothing to destroy.\n", cfg.Run.Name)
-		return nil
-	}
-	fmt.Fprintf(stdout, "Destroy complete: run %q, %s removed.\n", cfg.Run.Name, plural(n, "container"))
-	return nil
-}
-
 func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var output string
-	cfg, _, err := fileCommand(g, "status", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "status", args, stderr, both(jsonFlag(g), func(fs *flag.FlagSet) {
 		fs.StringVar(&output, "o", "table", "output format: table, wide (adds image and limits) or json")
-	}, 0, "")
+	}), 0)
 	if err != nil {
-		return err
+		return jsonConfigError(g, stdout, err)
+	}
+	defer t.close()
+	if g.json {
+		output = "json"
 	}
 	if output != "table" && output != "wide" && output != "json" {
 		return fmt.Errorf("-o %q: use table, wide or json", output)
 	}
-	eng, err := connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	rep, err := newRunner(g, eng, nil).Status(ctx, cfg)
+	rep, err := newRunner(g, t.eng, nil).Status(ctx, t.cfg)
 	if err != nil {
 		return err
 	}
@@ -343,21 +276,18 @@ func cmdCapture(ctx context.Context, g *globals, args []string, stdout, stderr i
 		lines int
 		raw   bool
 	)
-	cfg, rest, err := fileCommand(g, "capture", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "capture", args, stderr, func(fs *flag.FlagSet) {
 		fs.IntVar(&lines, "lines", 0, "also print up to N lines of scrollback above the screen")
 		fs.BoolVar(&raw, "raw", false, "keep the pane's colours as escape sequences, unfiltered (they act on your terminal)")
-	}, 1, " AGENT")
+	}, 1)
 	if err != nil {
 		return err
 	}
+	defer t.close()
 	if lines < 0 {
 		return fmt.Errorf("--lines %d: use a number >= 0", lines)
 	}
-	eng, err := connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
+	cfg, rest, eng := t.cfg, t.rest, t.eng
 	if raw {
 		warnRaw(stdout, stderr, "capture")
 		out, err := newRunner(g, eng, nil).CaptureRaw(ctx, cfg, rest[0], lines)

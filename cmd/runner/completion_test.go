@@ -106,8 +106,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"runner", "capture", "agents.hcl", ""}, []string{"alan", "alice", "eng-1", "eng-2"}},
 		{[]string{"runner", "exec", "agents.hcl", "al"}, []string{"alan", "alice"}},
 		{[]string{"runner", "capture", "agents.hcl", "--lines", "5", "e"}, []string{"eng-1", "eng-2"}},
-		{[]string{"runner", "capture", "agents.hcl", "--"}, []string{"--help", "--lines", "--log-json", "--log-level", "--raw"}},
-		{[]string{"runner", "status", "-"}, []string{"--help", "--log-json", "--log-level", "-o", "-var", "-var-file"}},
+		{[]string{"runner", "capture", "agents.hcl", "--"}, []string{"--help", "--lines", "--log-json", "--log-level", "--raw", "--run"}},
+		{[]string{"runner", "status", "-"}, []string{"--help", "--json", "--log-json", "--log-level", "--run", "-o", "-var", "-var-file"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", ""}, []string{"--"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", "--"}, []string{"--", "--help", "--log-json", "--log-level"}},
 		{[]string{"runner", "exec", "agents.hcl", "alice", "--", ""}, []string{"agents.hcl", "notes.txt", "runner.bash", "sub", "unloadable.hcl"}}, // the command's own: any file

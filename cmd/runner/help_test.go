@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -87,7 +88,7 @@ func TestCommandHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := runCLI(t, "status", "--help")
-	if !strings.Contains(out, "  -o VALUE  output format: table, wide (adds image and limits) or json (default table)\n") {
+	if !regexp.MustCompile(`\n  -o VALUE +output format: table, wide \(adds image and limits\) or json \(default table\)\n`).MatchString(out) {
 		t.Errorf("status --help does not show -o with its default:\n%s", out)
 	}
 	out, _, _ = runCLI(t, "run", "--help")

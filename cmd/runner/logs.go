@@ -21,15 +21,17 @@ func cmdLogs(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		follow, raw, verify bool
 		since               string
 	)
-	cfg, rest, err := fileCommand(g, "logs", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "logs", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&follow, "f", false, "follow: go on printing what the agent prints (Ctrl-C stops)")
 		fs.StringVar(&since, "since", "", "only what was printed since then: a duration (10m, 1h30m) or a time (2025-06-01T12:00:00Z)")
 		fs.BoolVar(&raw, "raw", false, "the bytes as the agent wrote them, escape sequences included (for a file or `less -R`: they act on your terminal)")
 		fs.BoolVar(&verify, "verify", false, "check the transcript's hash chain and report the first broken segment and record")
-	}, 1, " AGENT")
+	}, 1, false)
 	if err != nil {
 		return err
 	}
+	defer t.close()
+	cfg, rest := t.cfg, t.rest
 	if verify {
 		return verifyTranscript(g, cfg, rest[0], termsafe.NewPlainWriter(stdout))
 	}

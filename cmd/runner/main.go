@@ -56,6 +56,12 @@ type globals struct {
 	// files are the sources the config loader parsed, for diagnostics
 	// found after loading (the mount-source stage).
 	files map[string]*hcl.File
+	// json is a command's -json: diagnostics are kept in diags for its
+	// JSON document instead of being printed.
+	json  bool
+	diags hcl.Diagnostics
+	// prompt is where apply and destroy ask for a confirmation.
+	prompt prompter
 	// stdout is where help goes when a command's --help asks for it.
 	stdout io.Writer
 	// probe asks parseFlags for the command's flag set (in probed)
@@ -133,9 +139,12 @@ var commands []command
 func init() {
 	commands = []command{
 		{name: "validate", args: "FILE", summary: "check a config file without touching an engine", example: "runner validate agents.hcl", run: cmdValidate},
-		{name: "plan", args: "FILE", summary: "show what apply would create, replace (and why), delete and keep", example: "runner plan agents.hcl -var model=opus", run: cmdPlan},
-		{name: "apply", args: "FILE", summary: "create or update the run's agents (a second apply is a no-op)", example: "runner apply agents.hcl", run: cmdApply},
+		{name: "plan", args: "FILE", summary: "show what apply would change, attribute by attribute, and what weakens isolation",
+			detail: "Plan compares the file with what is deployed (each container's recorded settings, the run's relay and egress state). Each agent's line says create, update in place, replace, delete or keep; under it each changed attribute, with \"# forces replacement\" or how it changes in place, and \"!\" with the reason where a change weakens isolation. Exit status with -detailed-exitcode: 0 no changes, 2 changes, 1 error.", example: "runner plan agents.hcl -detailed-exitcode", run: cmdPlan},
+		{name: "apply", args: "FILE", summary: "make the run match the file (a second apply is a no-op)",
+			detail: "Apply prints the plan and carries out exactly that plan. On a terminal it asks before a plan that weakens isolation or deletes an agent (only \"yes\" goes on); -auto-approve skips the question, and without a terminal (CI) nothing asks.", example: "runner apply agents.hcl", run: cmdApply},
 		{name: "status", args: "FILE", summary: "show each agent: container, state, process, security, uptime", example: "runner status agents.hcl -o wide", run: cmdStatus},
+		{name: "ls", summary: "list every run on the engine and in this host's state, with or without its file", example: "runner ls -o json", run: cmdLs},
 		{name: "capture", args: "FILE AGENT", summary: "print a snapshot of an agent's tmux pane (read-only)", example: "runner capture agents.hcl alice --lines 50", run: cmdCapture},
 		{name: "attach", args: "FILE AGENT", summary: "live view of an agent's pane; keys reach it only with --write (audited)", example: "runner attach agents.hcl alice", run: cmdAttach},
 		{name: "watch", args: "FILE", summary: "a local tmux session with one read-only pane per agent", example: "runner watch agents.hcl", run: cmdWatch},
@@ -150,7 +159,8 @@ func init() {
 		{name: "audit", args: "FILE", summary: "print the run's audit log, or check its hash chain", example: "runner audit agents.hcl --verify", run: cmdAudit},
 		{name: "run", args: "FILE", summary: "CI job: apply, wait, print output, destroy",
 			detail: "Results go to stdout, progress to stderr; no terminal is needed. Exit status: 0 every agent exited 0; else the first failing agent's (by name; 1 if a signal killed it); 124 timeout; 125 the job could not run or be cleaned up; 130 SIGINT, 143 SIGTERM (after cleaning up); 2 usage.", example: "runner run ci.hcl --timeout 20m -o junit", run: cmdRun},
-		{name: "destroy", args: "FILE", summary: "remove the run's containers, relay and state (idempotent)", example: "runner destroy agents.hcl", run: cmdDestroy},
+		{name: "destroy", args: "FILE", summary: "remove the run's containers, relay and state (idempotent)",
+			detail: "On a terminal it asks first (only \"yes\" goes on); -auto-approve skips the question, and without a terminal (CI) nothing asks. The audit log is kept in the state directory's archive.", example: "runner destroy --run demo -auto-approve", run: cmdDestroy},
 		{name: "fmt", args: "[FILE...]", summary: "rewrite config files in the canonical format",
 			detail: "With no FILE, the *.hcl files of the current directory; a directory means its *.hcl files; \"-\" reads stdin and writes stdout. Files are rewritten in place (atomically, mode kept); one that does not parse is reported and left alone. Exit status: 0 done (or, with -check, nothing to do), 1 a file could not be read or parsed, 3 -check found files to format.", example: "runner fmt -check agents.hcl", run: cmdFmt},
 		{name: "doctor", summary: "check the engine: reachable, rootless, seccomp, cgroups, limits", example: "runner doctor", run: cmdDoctor},
@@ -190,7 +200,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if colorFor(stderr) {
 		stderr = newPainter(stderr, stderrRules)
 	}
-	g := &globals{vars: varFlags{}, stdout: stdout}
+	g := &globals{vars: varFlags{}, stdout: stdout, prompt: promptFor(stdout)}
 	top := flag.NewFlagSet("runner", flag.ContinueOnError)
 	top.SetOutput(stderr)
 	top.Usage = func() {}

@@ -16,10 +16,12 @@ import (
 )
 
 func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	cfg, rest, err := fileCommand(g, "send", args, stderr, nil, 2, " AGENT MESSAGE")
+	t, err := runTarget(ctx, g, "send", args, stderr, nil, 2)
 	if err != nil {
 		return err
 	}
+	defer t.close()
+	cfg, rest, eng := t.cfg, t.rest, t.eng
 	body := rest[1]
 	if body == "-" {
 		b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
@@ -28,11 +30,6 @@ func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		}
 		body = string(b)
 	}
-	eng, err := connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
 	id, err := newRunner(g, eng, nil).Send(ctx, cfg, rest[0], body)
 	if err != nil {
 		return err
@@ -43,14 +40,15 @@ func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 
 func cmdAudit(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var verify, raw bool
-	cfg, _, err := fileCommand(g, "audit", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "audit", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&verify, "verify", false, "check the log's hash chain and report the first broken line")
 		fs.BoolVar(&raw, "json", false, "print the log's JSON lines as they are")
-	}, 0, "")
+	}, 0, false)
 	if err != nil {
 		return err
 	}
-	path, err := (&runner.Runner{}).AuditLog(cfg.Run.Name)
+	defer t.close()
+	path, err := (&runner.Runner{}).AuditLog(t.cfg.Run.Name)
 	if err != nil {
 		return err
 	}
