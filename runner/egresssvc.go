@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/runner-dev/runner/internal/audit"
+	"github.com/runner-dev/runner/internal/egress/inject"
 	"github.com/runner-dev/runner/internal/egress/proxy"
 	"github.com/runner-dev/runner/internal/egress/rules"
 	"github.com/runner-dev/runner/internal/state"
@@ -33,6 +34,7 @@ type egressService struct {
 	srv        *proxy.Server // the proxy Run serves, nil if none
 	serving    []string      // its agents, sorted
 	restart    chan struct{}
+	inj        *inject.Injector // proxied secrets (secretsvc.go); nil without
 }
 
 func newEgressService(st state.Run) *egressService {
@@ -54,6 +56,16 @@ func loadEgressRules(st state.Run) (rules.File, error) {
 // carries the rules (private/egress.json) and the agents file's name
 // (services.json), which refusals quote.
 func (s *egressService) Reload(ctx context.Context, hc hostConfig) error {
+	restart, err := s.reloadSecrets(hc.Secrets)
+	if err != nil {
+		return err
+	}
+	if restart {
+		select {
+		case s.restart <- struct{}{}:
+		default:
+		}
+	}
 	return s.reloadRules(ctx, hc.Egress, hc.Services.AgentsFile)
 }
 
@@ -139,7 +151,7 @@ func (s *egressService) next(log *audit.Log) (*proxy.Server, error) {
 		agents[name] = proxy.AgentConfig{Socket: s.st.EgressSocket(name), Rules: c}
 	}
 	srv, err := proxy.New(proxy.Config{
-		Agents: agents, Resolver: s.resolver, Dialer: s.dialer, AgentsFile: s.agentsFile,
+		Agents: agents, Resolver: s.resolver, Dialer: s.dialer, AgentsFile: s.agentsFile, Intercept: s.interceptor(),
 		// The proxy folds repeated refusals before they get here.
 		Audit: func(e proxy.Event) { _ = log.Append(e.Audit()) },
 	})

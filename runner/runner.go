@@ -20,6 +20,7 @@ import (
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/plan"
 	"github.com/runner-dev/runner/internal/profile"
+	"github.com/runner-dev/runner/internal/secrets"
 	"github.com/runner-dev/runner/internal/state"
 	"github.com/runner-dev/runner/internal/termsafe"
 )
@@ -104,6 +105,11 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 		return nil, fmt.Errorf("image %s not found on %s: build the default image with `runner image build`, or build yours with `docker build` (see images/README.md); no registry is used",
 			strings.Join(quote(missing), ", "), r.Engine.Describe())
 	}
+	// Stand-ins as the last apply stored them (Apply writes the store first).
+	store, err := secrets.Load(st)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]desiredAgent, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
 		reals, err := srcs.Agent(a.Name)
@@ -112,7 +118,9 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 		}
 		resolved := withSources(withUser(a, users), reals)
 		spec := buildSpec(st, cfg.Run.Name, resolved)
-		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID))
+		addSecretMounts(&spec, st, a)
+		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID + secretBindings(a)))
+		addStandIns(&spec, a, store)
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
 		spec.Labels[engine.LabelMountSources] = plan.EncodeSources(sourceMap(resolved))
 		view := viewOf(resolved, images[a.Image].ID)
@@ -267,6 +275,16 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err := Preflight(cfg, info); err != nil {
 		return ApplyResult{}, err
 	}
+	// Secrets first: a source that cannot be read stops apply before
+	// anything is created, and the stand-ins the specs hold are stored.
+	st0, err := r.runState(cfg.Run.Name)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	secretsChanged, err := r.prepareSecrets(ctx, cfg, st0)
+	if err != nil {
+		return ApplyResult{}, err
+	}
 	p, ds, err := r.plan(ctx, cfg)
 	if err != nil {
 		return ApplyResult{}, err
@@ -302,8 +320,11 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 		return ApplyResult{}, fmt.Errorf("preparing run %q's egress socket directories in %s: %w", cfg.Run.Name, st.EgressDir(), err)
 	}
 	r.ownCredentials(ctx, st, info, ds)
+	if err := r.writeFileSecrets(ctx, st, info, ds); err != nil {
+		return ApplyResult{}, err
+	}
 	r.warnUnwritableMounts(ctx, info, ds)
-	if err := r.ensureServices(ctx, st, changed || svcChanged || egressChanged); err != nil {
+	if err := r.ensureServices(ctx, st, changed || svcChanged || egressChanged || secretsChanged); err != nil {
 		return ApplyResult{}, err
 	}
 	if p.Changes() {
@@ -569,6 +590,9 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 	}
 	r.audit(st, "destroy", run, containersN(len(list))+" removed")
 	r.stopServices(st)
+	if err := removeFileSecrets(st); err != nil {
+		r.log().Warn("cannot remove the run's file secrets", "error", err)
+	}
 	archived, err := st.Remove()
 	if err != nil {
 		return len(list), fmt.Errorf("removing run %q's state %s: %w", run, st.Dir(), err)

@@ -22,6 +22,7 @@ import (
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/names"
 	"github.com/runner-dev/runner/internal/relay"
+	"github.com/runner-dev/runner/internal/secrets"
 	"github.com/runner-dev/runner/internal/services"
 	"github.com/runner-dev/runner/internal/state"
 	"github.com/runner-dev/runner/internal/transcript"
@@ -42,7 +43,8 @@ type hostService = services.Service[hostConfig]
 type hostConfig struct {
 	Relay    relayFile
 	Services servicesFile
-	Egress   rules.File // private/egress.json; empty when no agent has egress
+	Egress   rules.File    // private/egress.json; empty when no agent has egress
+	Secrets  secrets.Store // private/secrets/store.json (secretsvc.go)
 }
 
 // servicesFile is private/services.json: what the process needs besides
@@ -110,6 +112,9 @@ func loadHostConfig(st state.Run) (hostConfig, error) {
 		return hc, err
 	}
 	hc.Egress = f
+	if hc.Secrets, err = loadSecretStore(st); err != nil {
+		return hc, err
+	}
 	return hc, nil
 }
 

@@ -214,6 +214,10 @@ func (d *decoder) secrets(s scope, ab agentBlock, a *Agent) []Secret {
 			if f, fok := d.str(s, fileAttr, true); fok {
 				base := path.Base(f)
 				switch {
+				case base == "runner-credential":
+					d.fail(s, fileAttr.Expr, "Reserved secret file",
+						`%s/runner-credential is where runner mounts the agent's relay credential. Give the secret another file name.`, SecretsDir)
+					ok = false
 				case path.Dir(f) != SecretsDir || !secretFileName.MatchString(base):
 					d.fail(s, fileAttr.Expr, "Invalid secret file",
 						`file must be a plain file name in %s, such as "%s/deploy" (letters, digits, ".", "_" and "-"); got %q. Runner mounts that one directory, read-only and on tmpfs, into this agent's container only.`, SecretsDir, SecretsDir, f)

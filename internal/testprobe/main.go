@@ -100,6 +100,16 @@ func main() {
 			ca = os.Args[3]
 		}
 		out = httpGet(os.Args[2], ca)
+	case "http-header": // URL HEADER ENVVAR|=VALUE [CA_PEM]
+		ca := ""
+		if len(os.Args) > 5 {
+			ca = os.Args[5]
+		}
+		out = httpHeader(os.Args[2], os.Args[3], os.Args[4], ca)
+	case "environ":
+		out = environs()
+	case "secret-file": // PATH
+		out = secretFile(os.Args[2])
 	case "tcp-dial": // HOST:PORT
 		out = tcpDial(os.Args[2])
 	case "proxy-send": // QUOTED_BYTES
