@@ -320,7 +320,7 @@ agent "bob" {
 		}
 		sn := ctrdRaw.SnapshotService("overlayfs")
 		for _, name := range []string{"alice", "bob"} {
-			if _, err := sn.Stat(ctx(t), "runner-"+run+"-"+name); err == nil {
+			if _, err := sn.Stat(ctx(t), res.IDs[name]); err == nil {
 				t.Errorf("the snapshot of %s outlived destroy", name)
 			}
 		}
@@ -331,11 +331,17 @@ agent "bob" {
 // removed, never started.
 func TestContainerdFailsClosed(t *testing.T) {
 	te := containerdEngine(t)
-	for name, weaken := range map[string]func(*specs.Spec){
-		"capability":      func(sp *specs.Spec) { sp.Process.Capabilities.Bounding = []string{"CAP_SYS_ADMIN"} },
-		"host-userns":     func(sp *specs.Spec) { sp.Linux.UIDMappings[0].HostID = 0 },
-		"no-seccomp":      func(sp *specs.Spec) { sp.Linux.Seccomp = nil },
-		"writable-rootfs": func(sp *specs.Spec) { sp.Root.Readonly = false },
+	for name, c := range map[string]struct {
+		setting string
+		weaken  func(*specs.Spec)
+	}{
+		"capability":      {"CapAdd", func(sp *specs.Spec) { sp.Process.Capabilities.Bounding = []string{"CAP_SYS_ADMIN"} }},
+		"host-userns":     {"UsernsMode", func(sp *specs.Spec) { sp.Linux.UIDMappings[0].HostID = 0 }},
+		"no-seccomp":      {"SeccompProfile", func(sp *specs.Spec) { sp.Linux.Seccomp = nil }},
+		"writable-rootfs": {"ReadonlyRootfs", func(sp *specs.Spec) { sp.Root.Readonly = false }},
+		"extra-mount": {"Mounts[/host]", func(sp *specs.Spec) {
+			sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/host", Type: "bind", Source: "/", Options: []string{"rbind", "rw"}})
+		}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			run := runName(t, te, "fc")
@@ -349,10 +355,10 @@ agent "a" {
 }
 `, run, testImage))
 			destroyAtEnd(t, te, run)
-			wk := &weakening{Engine: te.eng, weaken: weaken, t: t}
+			wk := &weakening{Engine: te.eng, weaken: c.weaken, t: t}
 			_, err := (&runner.Runner{Engine: wk, Progress: testWriter{}, Program: program()}).Apply(ctx(t), cfg)
-			if err == nil || !strings.Contains(err.Error(), "refus") && !strings.Contains(err.Error(), "want") {
-				t.Fatalf("apply of a weakened container: %v", err)
+			if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), c.setting+":") {
+				t.Fatalf("apply of a weakened container: %v (want a refusal naming %s)", err, c.setting)
 			}
 			left, _ := te.eng.List(ctx(t), run)
 			if len(left) != 0 {

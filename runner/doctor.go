@@ -47,7 +47,12 @@ func Doctor(info engine.Info) DoctorReport {
 	var r DoctorReport
 	add := func(c Check) { r.Checks = append(r.Checks, c) }
 	add(Check{Name: "engine", OK: true, Detail: fmt.Sprintf("%s %s at %s", info.Name, info.Version, info.Endpoint)})
+	if info.Snapshotter != "" {
+		add(Check{Name: "snapshots", OK: true, Detail: fmt.Sprintf("%s; each run's root filesystems are a copy of the image with its owners shifted into the run's user namespace (made once per image and run)", info.Snapshotter)})
+	}
 	switch {
+	case info.Name == "containerd" && info.UserNS:
+		add(Check{Name: "rootless", OK: true, Detail: "a user namespace for every container (one per run): container uid 0 is not host uid 0, though the daemon runs as root"})
 	case info.Rootless:
 		add(Check{Name: "rootless", OK: true, Detail: "the daemon runs as an unprivileged user: container uid 0 is not host uid 0"})
 	case info.UserNS:

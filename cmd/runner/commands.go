@@ -114,6 +114,14 @@ func connect(ctx context.Context, cfg *config.Config) (engine.Engine, error) {
 	if cfg != nil {
 		name = cfg.Run.Engine
 	}
+	return connectNamed(ctx, name)
+}
+
+// engineFlagUsage is the --engine flag of commands that take no agents file.
+const engineFlagUsage = `engine to use: "docker" (also rootless Docker) or "containerd" (CONTAINERD_ADDRESS)`
+
+// connectNamed opens an engine by name.
+func connectNamed(ctx context.Context, name string) (engine.Engine, error) {
 	switch name {
 	case "docker", "":
 		return docker.New(ctx, "")
@@ -315,6 +323,7 @@ func warnRaw(stdout, stderr io.Writer, cmd string) {
 
 func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	fs := g.newFlags("doctor", stderr)
+	engName := fs.String("engine", "docker", engineFlagUsage)
 	pos, err := g.parseFlags(fs, "doctor", args, stderr)
 	if err != nil {
 		return err
@@ -324,7 +333,7 @@ func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io
 		return exitError{2}
 	}
 	g.setupLog(stderr)
-	eng, err := connect(ctx, nil)
+	eng, err := connectNamed(ctx, *engName)
 	if err != nil {
 		fmt.Fprintf(stdout, "✗ engine: %v\n", err)
 		return exitError{1}
@@ -352,6 +361,7 @@ func cmdImage(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	tag := fs.String("tag", config.DefaultImage, "image reference to build")
 	agentBin := fs.String("agent-bin", "", "static runner-agent binary to put in the image (default: runner-agent next to this runner)")
 	force := fs.Bool("force", false, "rebuild even if an identical image exists")
+	engName := fs.String("engine", "docker", engineFlagUsage+"; containerd's is built with Docker and imported")
 	pos, err := g.parseFlags(fs, "image", args, stderr)
 	if err != nil {
 		return err
@@ -372,7 +382,7 @@ func cmdImage(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("runner-agent binary %s: %w; build it with `make build` or pass --agent-bin PATH", bin, err)
 	}
-	eng, err := connect(ctx, nil)
+	eng, err := connectNamed(ctx, *engName)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ package containerd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	containers "github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -190,6 +193,9 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Held until the container recording the slot exists, not longer:
+	// the task's creation (runc) of one agent need not wait for another's.
+	unlock = sync.OnceFunc(unlock)
 	defer unlock()
 	sp, err := buildSpec(s, ImageConfig{Env: icfg.Config.Env}, ns, cgroupParent)
 	if err != nil {
@@ -200,30 +206,73 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		labels[k] = v
 	}
 	labels[labelUserNS] = formatSlot(ns)
+	labels[labelName] = s.Name
+	// Names are runner's and unique (as Docker's are); the ID is random,
+	// so a replaced container is a new one to everything keyed by ID (the
+	// relay's brief ids, transcripts), and a long name fits.
+	if taken, err := e.cli.Containers(ctx, fmt.Sprintf("labels.%q==%s", labelName, s.Name)); err != nil {
+		return "", e.wrap("create "+s.Name, err)
+	} else if len(taken) > 0 {
+		return "", fmt.Errorf("containerd create %s: a container of that name exists (%s; remove it with `runner destroy`, or `ctr -n %s containers rm %s`)", s.Name, taken[0].ID(), Namespace, taken[0].ID())
+	}
+	id := newID()
+	newContainer := func() (client.Container, error) {
+		return e.cli.NewContainer(ctx, id,
+			client.WithSnapshotter(snapshotter),
+			client.WithUserNSRemappedSnapshot(id, img, sp.Linux.UIDMappings, sp.Linux.GIDMappings),
+			client.WithSpec(sp),
+			client.WithContainerLabels(labels),
+			client.WithRuntime(runtimeName, nil),
+		)
+	}
 	e.remapMu.Lock()
-	c, err := e.cli.NewContainer(ctx, s.Name,
-		client.WithSnapshotter(snapshotter),
-		client.WithUserNSRemappedSnapshot(s.Name, img, sp.Linux.UIDMappings, sp.Linux.GIDMappings),
-		client.WithSpec(sp),
-		client.WithContainerLabels(labels),
-		client.WithRuntime(runtimeName, nil),
-	)
+	c, err := newContainer()
+	if errdefs.IsAlreadyExists(err) && e.removeStaleRemaps(ctx) {
+		// A shifted snapshot half made by a runner that died; the lock
+		// held means no other runner is making one now.
+		c, err = newContainer()
+	}
 	e.remapMu.Unlock()
+	unlock()
 	if err != nil {
-		if errdefs.IsAlreadyExists(err) {
-			return "", fmt.Errorf("containerd create %s: a container of that name exists (remove it with `runner destroy`, or `ctr -n %s containers rm %s`)", s.Name, Namespace, s.Name)
-		}
 		return "", e.wrap("create "+s.Name, err)
 	}
 	if err := os.MkdirAll(e.logDir, 0o700); err != nil {
-		e.Remove(ctx, s.Name)
+		e.Remove(ctx, id)
 		return "", err
 	}
-	if _, err := c.NewTask(ctx, cio.LogFile(e.logPath(s.Name))); err != nil {
-		e.Remove(ctx, s.Name)
+	if _, err := c.NewTask(ctx, cio.LogFile(e.logPath(id))); err != nil {
+		e.Remove(ctx, id)
 		return "", e.wrap("create the task of "+s.Name, err)
 	}
-	return s.Name, nil
+	return id, nil
+}
+
+// removeStaleRemaps removes snapshots being shifted ("…-remap", active)
+// and reports whether there were any.
+func (e *Engine) removeStaleRemaps(ctx context.Context) bool {
+	sn := e.cli.SnapshotService(snapshotter)
+	var stale []string
+	sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error {
+		if i.Kind == snapshots.KindActive && strings.HasSuffix(i.Name, "-remap") {
+			stale = append(stale, i.Name)
+		}
+		return nil
+	})
+	for _, k := range stale {
+		sn.Remove(ctx, k)
+	}
+	return len(stale) > 0
+}
+
+// labelName is the container's name (runner-RUN-AGENT).
+const labelName = "runner.name"
+
+// newID is a container ID as Docker's look: 64 hex digits.
+func newID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (e *Engine) logPath(id string) string { return filepath.Join(e.logDir, id+".log") }
@@ -355,7 +404,7 @@ func (e *Engine) List(ctx context.Context, run string) ([]engine.Container, erro
 		}
 		o := observe(r)
 		out = append(out, engine.Container{
-			ID: info.ID, Name: info.ID, Run: info.Labels[engine.LabelRun], Agent: info.Labels[engine.LabelAgent],
+			ID: info.ID, Name: info.Labels[labelName], Run: info.Labels[engine.LabelRun], Agent: info.Labels[engine.LabelAgent],
 			ConfigHash: info.Labels[engine.LabelConfigHash], Image: info.Image, State: o.State,
 			Created: info.CreatedAt, Labels: info.Labels, Mounts: o.Mounts,
 		})

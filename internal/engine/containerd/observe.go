@@ -48,7 +48,7 @@ const labelStarted = "dev.runner.started-at"
 // extra mount type) make the container look privileged, so Check refuses
 // it.
 func observe(r record) engine.Observed {
-	o := engine.Observed{ID: r.ID, Name: r.ID, Image: r.Image, Labels: r.Labels}
+	o := engine.Observed{ID: r.ID, Name: r.Labels[labelName], Image: r.Image, Labels: r.Labels}
 	o.State = taskState(r.State)
 	o.ExitCode = r.ExitCode
 	o.StartedAt = r.Started

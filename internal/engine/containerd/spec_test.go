@@ -47,7 +47,7 @@ func roundTrip(t *testing.T, s engine.Spec, mutate func(*specs.Spec)) engine.Obs
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	return observe(record{ID: s.Name, Image: s.Image, Labels: s.Labels, Spec: &back, State: "created"})
+	return observe(record{ID: "0123abcd", Image: s.Image, Labels: withName(s), Spec: &back, State: "created"})
 }
 
 func TestSpecHardened(t *testing.T) {
@@ -214,7 +214,7 @@ func TestProcStateOverridesSpec(t *testing.T) {
 		}
 		ps.UIDMap, ps.GIDMap = c.uidMap, testNS.GID
 		sp, _ := buildSpec(s, ImageConfig{}, testNS, "/runner")
-		vs := profile.Check(s, observe(record{ID: s.Name, Image: s.Image, Labels: s.Labels, Spec: sp, Proc: ps}))
+		vs := profile.Check(s, observe(record{ID: "0123abcd", Image: s.Image, Labels: withName(s), Spec: sp, Proc: ps}))
 		switch {
 		case c.setting == "" && len(vs) != 0:
 			t.Errorf("%s: %v", name, vs)
@@ -245,4 +245,13 @@ func setOpts(sp *specs.Spec, dest string, opts ...string) {
 			sp.Mounts[i].Options = opts
 		}
 	}
+}
+
+// withName is the labels Create gives a container: the spec's and its name.
+func withName(s engine.Spec) map[string]string {
+	l := map[string]string{labelName: s.Name}
+	for k, v := range s.Labels {
+		l[k] = v
+	}
+	return l
 }
