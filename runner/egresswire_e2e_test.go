@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/runner-dev/runner/internal/audit"
 	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/runner"
 )
 
 func port(t *testing.T, u string) string {
@@ -108,7 +111,7 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "ewire")
 		destroyAtEnd(t, te, run)
-		cfg, _ := writeConfig(t, egressWireConfig(run, te, caDir, hp, sp, `"example.com:`+sp+`",`))
+		cfg, path := writeConfig(t, egressWireConfig(run, te, caDir, hp, sp, `"example.com:`+sp+`",`))
 		r := newRunner(te)
 		res, err := r.Apply(ctx(t), cfg)
 		if err != nil {
@@ -324,8 +327,10 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			cfg, _ := writeConfig(t, egressWireConfig(run, te, caDir, hp, sp, ""))
-			res2, err := r.Apply(ctx(t), cfg)
+			if err := os.WriteFile(path, []byte(egressWireConfig(run, te, caDir, hp, sp, "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res2, err := r.Apply(ctx(t), load(t, path))
 			if err != nil {
 				t.Fatalf("apply without example.com: %v", err)
 			}
@@ -381,6 +386,51 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 			}
 			if len(missing) > 0 {
 				t.Errorf("the audit log lacks %v", missing)
+			}
+		})
+		// runner egress lists each refusal with the line to paste, and
+		// egress check agrees with what the proxy did (under the rules now).
+		t.Run("report-and-check-agree", func(t *testing.T) {
+			out, errOut, err := cli(te, "egress", path, "eng")
+			if err != nil {
+				t.Fatalf("runner egress: %v\n%s", err, errOut)
+			}
+			line := `allow = ["allowed.test:` + hp + `", "denied.test:` + hp + `", "127.0.0.1:` + hp + `", "127.0.0.1:` + sp + `", "pub.test:` + hp + `", "lo.test:9", "meta.test", "priv.test", "other.test:` + hp + `"]`
+			for _, want := range []string{"eng: 9 rules, ", "denied other.test:" + hp + ":", line, `deny entry "denied.test" decides`} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("runner egress lacks %q:\n%s", want, out)
+				}
+			}
+			js, errOut, err := cli(te, "egress", path, "-o", "json")
+			if err != nil {
+				t.Fatalf("runner egress -o json: %v\n%s", err, errOut)
+			}
+			var rep runner.EgressReport
+			if err := json.Unmarshal(js, &rep); err != nil {
+				t.Fatal(err)
+			}
+			checked := 0
+			for _, a := range rep.Agents {
+				for _, d := range a.Destinations {
+					// Decided by name alone, under the rules in force now.
+					// (A Host-header refusal of an allowed name is not one.)
+					if d.Host == "example.com" || d.Host == "lo.test" || d.Host == "meta.test" || d.Host == "priv.test" || d.Allowed > 0 && d.Denied > 0 {
+						continue
+					}
+					_, _, err := cli(te, "egress", "check", path, a.Agent, fmt.Sprintf("%s:%d", d.Host, d.Port))
+					var ee *exec.ExitError
+					code := 0
+					if errors.As(err, &ee) {
+						code = ee.ExitCode()
+					}
+					if want := map[bool]int{true: 0, false: 1}[d.Denied == 0]; code != want {
+						t.Errorf("%s %s:%d: the proxy allowed %d, denied %d; egress check exits %d", a.Agent, d.Host, d.Port, d.Allowed, d.Denied, code)
+					}
+					checked++
+				}
+			}
+			if checked < 5 {
+				t.Errorf("only %d destinations checked: %+v", checked, rep)
 			}
 		})
 	})

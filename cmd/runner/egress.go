@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/egress/rules"
@@ -24,8 +25,127 @@ func cmdEgress(ctx context.Context, g *globals, args []string, stdout, stderr io
 	if len(args) == 0 && g.probe || len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		return cmdEgressCheck(ctx, g, []string{"--help"}, stdout, stderr)
 	}
-	fmt.Fprintln(stderr, "Usage: runner egress check FILE AGENT HOST[:PORT]|URL [-o json]")
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return cmdEgressReport(ctx, g, args, stdout, stderr)
+	}
+	fmt.Fprintln(stderr, egressUsage)
 	return exitError{2}
+}
+
+const egressUsage = "Usage: runner egress FILE [AGENT] [-o json]\n       runner egress check FILE AGENT HOST[:PORT]|URL [-o json]"
+
+// cmdEgressReport prints, per agent, what it reached and was refused
+// (from the run's audit log), and for each refusal the line to paste.
+func cmdEgressReport(_ context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var output string
+	fs := g.newFlags("egress", stderr)
+	fs.StringVar(&output, "o", "text", "output format: text or json")
+	pos, err := g.parseFlags(fs, "egress", args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fmt.Fprintln(stderr, egressUsage)
+		return exitError{2}
+	}
+	if output != "text" && output != "json" {
+		return fmt.Errorf("-o %q: use text or json", output)
+	}
+	g.setupLog(stderr)
+	cfg, files, err := loadConfig(g, pos[0], stderr)
+	g.files = files
+	if err != nil {
+		return err
+	}
+	agent := ""
+	if len(pos) == 2 {
+		if err := runner.CheckAgent(cfg, pos[1]); err != nil {
+			return err
+		}
+		agent = pos[1]
+	}
+	rep, err := (&runner.Runner{}).EgressReport(cfg, agent)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	writeEgressReport(stdout, rep)
+	return nil
+}
+
+func writeEgressReport(w io.Writer, rep runner.EgressReport) {
+	for i, a := range rep.Agents {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		switch a.Source {
+		case "none":
+			fmt.Fprintf(w, "%s: no egress (no egress block, no egress_default)\n", a.Agent)
+		case "bridge":
+			fmt.Fprintf(w, "%s: network = \"bridge\": no proxy, nothing recorded\n", a.Agent)
+		default:
+			fmt.Fprintf(w, "%s: %s, %s up, %s down", a.Agent, a.Line(), byteCount(a.BytesUp), byteCount(a.BytesDown))
+			if a.Errors > 0 {
+				fmt.Fprintf(w, ", %d malformed or over a limit", a.Errors)
+			}
+			fmt.Fprintln(w)
+		}
+		if len(a.Destinations) == 0 {
+			if a.Source != "none" && a.Source != "bridge" {
+				fmt.Fprintln(w, "  no connections recorded")
+			}
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  DESTINATION\tALLOWED\tDENIED\tUP\tDOWN")
+		for _, d := range a.Destinations {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\n", hostPort(d.Host, d.Port), d.Allowed, d.Denied, byteCount(d.BytesUp), byteCount(d.BytesDown))
+		}
+		tw.Flush()
+		for _, d := range a.Destinations {
+			if d.Denied == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "  denied %s:", hostPort(d.Host, d.Port))
+			if d.Reason != "" {
+				fmt.Fprintf(w, " %s", d.Reason)
+			}
+			fmt.Fprintln(w)
+			if d.Line != "" {
+				fmt.Fprintf(w, "    to allow it, in %s:\n      %s\n", d.Where, d.Line)
+			}
+			if d.Note != "" {
+				fmt.Fprintf(w, "    note: %s\n", d.Note)
+			}
+		}
+	}
+}
+
+func hostPort(host string, port int) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// byteCount is n in B, KiB, MiB or GiB.
+func byteCount(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, u := float64(n)/unit, "KiB"
+	for _, next := range []string{"MiB", "GiB", "TiB"} {
+		if f < unit {
+			break
+		}
+		f, u = f/unit, next
+	}
+	return fmt.Sprintf("%.1f %s", f, u)
 }
 
 // Exit status of `runner egress check`, as grep's: 0 the destination is
@@ -140,10 +260,7 @@ func checkEgress(a config.Agent, host string, port int) egressCheck {
 }
 
 func writeEgressCheck(w io.Writer, r egressCheck) {
-	dest := r.Host + ":" + strconv.Itoa(r.Port)
-	if strings.Contains(r.Host, ":") {
-		dest = "[" + r.Host + "]:" + strconv.Itoa(r.Port)
-	}
+	dest := hostPort(r.Host, r.Port)
 	from := map[string]string{"egress": "its egress block", "egress_default": "the run's egress_default"}[r.Source]
 	switch {
 	case r.Source == "bridge":

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/runner-dev/runner/runner"
 )
 
 const egressAgents = `run "team" {
@@ -133,7 +135,55 @@ agent "a" {
 		}
 	}
 	var stdout, stderr strings.Builder
-	if err := run(context.Background(), []string{"egress"}, &stdout, &stderr); !errors.As(err, new(exitError)) || !strings.Contains(stderr.String(), "Usage: runner egress check") {
+	if err := run(context.Background(), []string{"egress"}, &stdout, &stderr); !errors.As(err, new(exitError)) || !strings.Contains(stderr.String(), "Usage: runner egress FILE [AGENT]") || !strings.Contains(stderr.String(), "runner egress check FILE") {
 		t.Errorf("bare egress: %v %q", err, stderr.String())
+	}
+}
+
+func TestWriteEgressReport(t *testing.T) {
+	rep := runner.EgressReport{Run: "team", Agents: []runner.EgressAgent{
+		{Agent: "eng", Source: "egress", Rules: 3, Allowed: 12, Denied: 2, BytesUp: 2048, BytesDown: 3 << 20, Destinations: []runner.EgressDest{
+			{Host: "github.com", Port: 443, Allowed: 12, BytesUp: 2048, BytesDown: 3 << 20},
+			{Host: "pypi.org", Port: 443, Denied: 2, Reason: "runner egress: CONNECT pypi.org:443 refused", Entry: "pypi.org",
+				Where: `agent "eng"'s egress block`, Line: `allow = ["github.com", "pypi.org"]`},
+		}},
+		{Agent: "ops", Source: "none"},
+	}}
+	var b strings.Builder
+	writeEgressReport(&b, rep)
+	for _, want := range []string{
+		"eng: 3 rules, 12 allowed, 2 denied, 2.0 KiB up, 3.0 MiB down\n",
+		"github.com:443", "pypi.org:443",
+		"  denied pypi.org:443: runner egress: CONNECT pypi.org:443 refused\n    to allow it, in agent \"eng\"'s egress block:\n      allow = [\"github.com\", \"pypi.org\"]\n",
+		"ops: no egress",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// Without an audit log (never applied here), the report says so per
+// agent; an unknown agent is named like every command names it.
+func TestEgressReportCommand(t *testing.T) {
+	t.Setenv("RUNNER_STATE_DIR", t.TempDir())
+	file := filepath.Join(t.TempDir(), "agents.hcl")
+	if err := os.WriteFile(file, []byte(egressAgents), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	if err := run(context.Background(), []string{"egress", file, "eng"}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "eng: ") || !strings.Contains(stdout.String(), "0 allowed, 0 denied") || !strings.Contains(stdout.String(), "no connections recorded") {
+		t.Errorf("report: %q", stdout.String())
+	}
+	stdout.Reset()
+	if err := run(context.Background(), []string{"egress", file, "-o", "json"}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), `"agent": "rev"`) {
+		t.Errorf("json: %v %q", err, stdout.String())
+	}
+	stderr.Reset()
+	if err := run(context.Background(), []string{"egress", file, "nobody"}, &stdout, &stderr); err == nil {
+		t.Error("an unknown agent was accepted")
 	}
 }

@@ -155,7 +155,7 @@ func init() {
 		{name: "send", args: "FILE AGENT MESSAGE", summary: "send a message to an agent as the operator (\"-\" reads stdin)", example: "runner send agents.hcl alice 'rebase on main'", run: cmdSend},
 		{name: "inbox", args: "FILE", summary: "print the agents' messages to the operator, and remove them", example: "runner inbox agents.hcl --keep", run: cmdInbox},
 		{name: "egress", args: "check FILE AGENT HOST[:PORT]|URL", summary: "would an agent's egress rules allow a destination, and which entry decides (nothing is dialled)",
-			detail: "Exit status: 0 allowed, 1 denied, 2 the question could not be answered.", example: "runner egress check agents.hcl alice github.com:443", run: cmdEgress},
+			detail: "Exit status: 0 allowed, 1 denied, 2 the question could not be answered. Without check, `runner egress FILE [AGENT] [-o json]` reports from the run's audit log what each agent reached and was refused (counts, bytes), and for each refusal the line to paste into the agents file.", example: "runner egress check agents.hcl alice github.com:443", run: cmdEgress},
 		{name: "audit", args: "FILE", summary: "print the run's audit log, or check its hash chain", example: "runner audit agents.hcl --verify", run: cmdAudit},
 		{name: "run", args: "FILE", summary: "CI job: apply, wait, print output, destroy",
 			detail: "Results go to stdout, progress to stderr; no terminal is needed. Exit status: 0 every agent exited 0; else the first failing agent's (by name; 1 if a signal killed it); 124 timeout; 125 the job could not run or be cleaned up; 130 SIGINT, 143 SIGTERM (after cleaning up); 2 usage.", example: "runner run ci.hcl --timeout 20m -o junit", run: cmdRun},

@@ -164,34 +164,50 @@ func (f *EgressForwarder) forward(client net.Conn) {
 
 // pipe copies a→b and b→a until both directions end. An EOF in one
 // direction is passed on as a half-close (CloseWrite), so a client that
-// sends its request and then shuts down writing still gets its answer; an
-// error in either direction closes both connections at once.
+// sends its request and then shuts down writing still gets its answer. A
+// read error in either direction closes both connections at once. A
+// failed write (the other side stopped reading: the proxy refused an
+// oversized request and closed) ends only that direction: what comes
+// back still reaches the sender, and its further bytes are read and
+// dropped for at most lingerTime, so that closing with them unread does
+// not reset the connection and lose that answer.
 func pipe(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	one := func(dst, src net.Conn) {
 		defer func() { done <- struct{}{} }()
 		buf := make([]byte, egressBuf)
-		// The wrappers hide ReaderFrom/WriterTo, so CopyBuffer uses buf
-		// and nothing else.
-		_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
-		if err != nil {
-			a.Close()
-			b.Close()
-			return
-		}
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			if cw.CloseWrite() == nil {
+		for {
+			n, rerr := src.Read(buf)
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					now := time.Now()
+					src.SetReadDeadline(now.Add(lingerTime))
+					dst.SetReadDeadline(now.Add(lingerTime)) // the answer, if any, is on its way
+					io.CopyBuffer(io.Discard, struct{ io.Reader }{src}, buf)
+					return
+				}
+			}
+			if rerr == io.EOF {
+				if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+					return
+				}
+			}
+			if rerr != nil {
+				a.Close()
+				b.Close()
 				return
 			}
 		}
-		a.Close()
-		b.Close()
 	}
 	go one(b, a)
 	go one(a, b)
 	<-done
 	<-done
 }
+
+// lingerTime bounds how long pipe keeps reading from a side it can no
+// longer write for.
+const lingerTime = 2 * time.Second
 
 // warn logs at most once a second, so a client retrying against a dead
 // proxy does not flood the container's log.

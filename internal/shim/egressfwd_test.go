@@ -143,6 +143,30 @@ func TestEgressForwarderProxyClosesFirst(t *testing.T) {
 	}
 }
 
+// A refusal the proxy sends while the client is still writing (an
+// oversized head: the proxy reads 8 KiB, answers 431 and closes) reaches
+// the client, though the rest of what it writes has nowhere to go.
+func TestEgressForwarderRefusalWhileClientStillWrites(t *testing.T) {
+	p := newFakeProxy(t)
+	f, _ := startForwarder(t, p.socket(), 4)
+	for i := range 20 { // the race it guards against is in the timing
+		c := dialFwd(t, f)
+		s := p.next(t)
+		deadline(c)
+		deadline(s)
+		go c.Write(make([]byte, 4<<20))
+		io.ReadFull(s, make([]byte, 8<<10))
+		refusal := "HTTP/1.1 431 Request Header Fields Too Large\r\n\r\ntoo long\n"
+		s.Write([]byte(refusal))
+		s.Close()
+		got, _ := io.ReadAll(c)
+		if string(got) != refusal {
+			t.Fatalf("try %d: the client got %q, want the refusal %q", i, got, refusal)
+		}
+		c.Close()
+	}
+}
+
 // Connections beyond the cap wait, without being forwarded, until one
 // ends; none is lost.
 func TestEgressForwarderCap(t *testing.T) {

@@ -56,3 +56,8 @@ func restricted(a netip.Addr) string {
 	}
 	return ""
 }
+
+// Restricted says why the proxy refuses to dial a unless an IP or CIDR
+// entry names it ("a loopback address", ...), or "" for a public address:
+// for reports that explain a refusal after the fact (`runner egress`).
+func Restricted(a netip.Addr) string { return restricted(a) }
