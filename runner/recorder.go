@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,17 @@ type recorderService struct {
 
 	mu  sync.Mutex
 	cfg servicesFile
+	// secrets are the run's secret values (value -> name), redacted from
+	// every pane before it is recorded; gen counts their changes.
+	secrets map[string]string
+	gen     int
+}
+
+// secretValues is what the recorder's redactors read.
+func (s *recorderService) secretValues() (map[string]string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.secrets, s.gen
 }
 
 func newRecorderService(st state.Run, connect func(context.Context, string) (engine.Engine, error), log hclog.Logger) *recorderService {
@@ -56,6 +68,9 @@ func (s *recorderService) Name() string { return "recorder" }
 func (s *recorderService) Reload(_ context.Context, hc hostConfig) error {
 	s.mu.Lock()
 	s.cfg = hc.Services
+	if v := hc.Secrets.Values(); !maps.Equal(v, s.secrets) {
+		s.secrets, s.gen = v, s.gen+1
+	}
 	s.mu.Unlock()
 	select {
 	case s.nudge <- struct{}{}:
@@ -81,7 +96,7 @@ func (s *recorderService) Run(ctx context.Context) error {
 	}
 	defer eng.Close()
 	rec := &recorder{
-		eng: eng, st: s.st, max: max, log: s.log,
+		eng: eng, st: s.st, max: max, log: s.log, secrets: s.secretValues,
 		writers: map[string]*transcript.Writer{}, active: map[string]bool{}, retry: map[string]retry{},
 	}
 	s.log.Info("recording", "run", s.st.Name, "engine", eng.Describe(), "dir", s.st.Transcripts(), "cap", max)
@@ -106,6 +121,8 @@ type recorder struct {
 	max int64
 	log hclog.Logger
 	wg  sync.WaitGroup
+	// secrets are the values to redact, and their generation.
+	secrets func() (map[string]string, int)
 
 	mu      sync.Mutex
 	writers map[string]*transcript.Writer // by agent
@@ -212,12 +229,24 @@ func (rc *recorder) follow(ctx context.Context, c engine.Container, w *transcrip
 			return fmt.Errorf("writing the transcript: %w", err)
 		}
 		buf := make([]byte, transcript.MaxChunk)
+		// A secret value the agent prints (a file secret it cats) is
+		// recorded as [secret NAME], also when split across reads.
+		vals, gen := rc.secrets()
+		red := transcript.NewRedactor(vals)
 		var rerr error
 		for rerr == nil {
 			var n int
 			n, rerr = s.Read(buf)
-			if n > 0 {
-				if err := w.Write(time.Now(), buf[:n]); err != nil {
+			if v, g := rc.secrets(); g != gen {
+				red.Set(v)
+				gen = g
+			}
+			out := red.Push(buf[:n])
+			if rerr != nil {
+				out = append(out, red.Flush()...)
+			}
+			if len(out) > 0 {
+				if err := w.Write(time.Now(), out); err != nil {
 					s.Close()
 					return fmt.Errorf("writing the transcript: %w", err)
 				}

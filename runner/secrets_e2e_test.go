@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -16,9 +17,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/runner-dev/runner/internal/egress/inject"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/runner"
 )
 
 // headerLog records the x-api-key each test server received, by server.
@@ -109,7 +112,9 @@ run %[1]q {
 }
 agent "eng" {
   image   = %[3]q
-  command = ["sleep", "infinity"]
+  # The agent prints its file secret into its pane in two writes a second
+  # apart: the recorder gets the value split across chunks.
+  command = ["sh", "-c", "head -c 12 /run/secrets/deploy; sleep 1; tail -c +13 /run/secrets/deploy; echo; echo printed-done; exec sleep infinity"]
   memory  = "64MiB"
   mount {
     source = %[4]q
@@ -311,6 +316,20 @@ agent "rev" {
 						t.Errorf("runner %s prints the %s", args[0], what)
 					}
 				}
+			}
+		})
+		t.Run("transcript-redacted", func(t *testing.T) {
+			logs := ""
+			for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs, "printed-done") && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				var b bytes.Buffer
+				r.Logs(ctx(t), cfg, "eng", runner.LogsOptions{Out: &b})
+				logs = b.String()
+			}
+			if !strings.Contains(logs, "printed-done") {
+				t.Fatalf("the pane's output never reached the transcript:\n%s", logs)
+			}
+			if strings.Contains(logs, deploy) || strings.Contains(logs, deploy[12:]) || !strings.Contains(logs, "[secret DEPLOY_KEY]") {
+				t.Errorf("the transcript does not show the printed file secret as [secret DEPLOY_KEY]:\n%s", redact(logs, deploy))
 			}
 		})
 		t.Run("audited", func(t *testing.T) {
