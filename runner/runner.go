@@ -71,6 +71,8 @@ type desiredAgent struct {
 	// view is the agent's settings as plan shows them (also the
 	// runner.agent-config label of spec).
 	view plan.View
+	// workspace is the agent's clone, or nil.
+	workspace *wantWorkspace
 }
 
 // Desired builds the spec of every agent and checks every image is present,
@@ -84,6 +86,10 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 	}
 	srcs := config.CheckSources(cfg, writers...)
 	if err := srcs.Err(); err != nil {
+		return nil, err
+	}
+	bases, err := workspaceBases(ctx, cfg, srcs)
+	if err != nil {
 		return nil, err
 	}
 	images := map[string]engine.Image{}
@@ -119,13 +125,14 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 		resolved := withSources(withUser(a, users), reals)
 		spec := buildSpec(st, cfg.Run.Name, resolved)
 		addSecretMounts(&spec, st, a)
-		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID + secretBindings(a)))
+		ws, wsKey := workspaceMount(&spec, st, cfg.Run.Name, a, srcs.WorkspaceRepo(a.Name), bases[a.Name])
+		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID + secretBindings(a) + wsKey))
 		addStandIns(&spec, a, store)
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
 		spec.Labels[engine.LabelMountSources] = plan.EncodeSources(sourceMap(resolved))
 		view := viewOf(resolved, images[a.Image].ID)
 		spec.Labels[engine.LabelAgentConfig] = plan.EncodeView(view)
-		out = append(out, desiredAgent{agent: a, spec: spec, sources: sourceMap(resolved), view: view})
+		out = append(out, desiredAgent{agent: a, spec: spec, sources: sourceMap(resolved), view: view, workspace: ws})
 	}
 	return out, nil
 }
@@ -322,6 +329,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	r.ownCredentials(ctx, st, info, ds)
 	if err := r.writeFileSecrets(ctx, st, info, ds); err != nil {
 		return ApplyResult{}, err
+	}
+	if err := r.prepareWorkspaces(ctx, cfg, st, info, ds, p); err != nil {
+		return ApplyResult{}, fmt.Errorf("preparing run %q's workspaces: %w", cfg.Run.Name, err)
 	}
 	r.warnUnwritableMounts(ctx, info, ds)
 	if err := r.ensureServices(ctx, st, changed || svcChanged || egressChanged || secretsChanged); err != nil {
@@ -551,14 +561,25 @@ func (r *Runner) waitReady(ctx context.Context, id string) error {
 // Destroy removes every container of the run, stops its host services
 // (relay, recorder) and waits for them, and removes
 // its state (credentials, queue), keeping the audit log in the archive.
-// Running it twice is fine.
+// Running it twice is fine. An agent's workspace is fetched into its
+// repository first, or kept aside (see DestroyWith).
 func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
+	return r.DestroyWith(ctx, run, DestroyOptions{})
+}
+
+// DestroyWith is Destroy; unless opts.DiscardWork, no commit of an agent's
+// workspace is thrown away: it is fetched first, or its clone is moved to
+// STATE/kept/ and progress says where.
+func (r *Runner) DestroyWith(ctx context.Context, run string, opts DestroyOptions) (int, error) {
 	list, err := r.Engine.List(ctx, run)
 	if err != nil {
 		return 0, err
 	}
 	st, err := r.runState(run)
 	if err != nil {
+		return 0, err
+	}
+	if err := r.saveAllWork(ctx, st, list, opts); err != nil {
 		return 0, err
 	}
 	var (

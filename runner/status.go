@@ -81,6 +81,8 @@ type AgentStatus struct {
 	Violations []string `json:"violations,omitempty"`
 	Limits     string   `json:"limits,omitempty"`
 	InConfig   bool     `json:"in_config"`
+	// Workspace is the agent's clone, when it has one.
+	Workspace *WorkspaceStatus `json:"workspace,omitempty"`
 	// User is the container's "uid:gid" as the engine reports it; IDs
 	// says what that is inside and on the host.
 	User string    `json:"user,omitempty"`
@@ -156,6 +158,11 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 		}
 	}
 	rep.Relay, rep.OperatorInbox = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
+	if ws := r.workspaceStatus(ctx, cfg.Run.Name, list); ws != nil {
+		for i := range rep.Agents {
+			rep.Agents[i].Workspace = ws[rep.Agents[i].Agent]
+		}
+	}
 	plainReport(&rep)
 	return rep, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/runner-dev/runner/internal/engine/containerd"
 	"github.com/runner-dev/runner/internal/engine/docker"
 	"github.com/runner-dev/runner/internal/termsafe"
+	"github.com/runner-dev/runner/internal/workspace"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -67,7 +68,14 @@ var mountsSources = map[string]bool{"plan": true, "apply": true}
 // printed and fails on errors. Plan and Apply check again when they use the
 // sources; the other commands need only the run, so they never check.
 func checkSources(g *globals, cfg *config.Config, stderr io.Writer) error {
-	diags := config.CheckSources(cfg).Diagnostics()
+	srcs := config.CheckSources(cfg)
+	diags := srcs.Diagnostics()
+	if !diags.HasErrors() {
+		// A workspace's repository and ref, read in the operator's
+		// repository only.
+		_, wd := workspace.Check(context.Background(), cfg, srcs)
+		diags = append(diags, wd...)
+	}
 	g.writeDiags(stderr, diags)
 	if diags.HasErrors() {
 		return exitError{1}
@@ -241,6 +249,7 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 			fmt.Fprintf(w, "  %s: %s\n", a.Agent, v)
 		}
 	}
+	writeWorkspaces(w, rep, now)
 }
 
 // ago is "12s ago", or "-" for no time.

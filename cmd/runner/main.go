@@ -160,7 +160,10 @@ func init() {
 		{name: "run", args: "FILE", summary: "CI job: apply, wait, print output, destroy",
 			detail: "Results go to stdout, progress to stderr; no terminal is needed. Exit status: 0 every agent exited 0; else the first failing agent's (by name; 1 if a signal killed it); 124 timeout; 125 the job could not run or be cleaned up; 130 SIGINT, 143 SIGTERM (after cleaning up); 2 usage.", example: "runner run ci.hcl --timeout 20m -o junit", run: cmdRun},
 		{name: "destroy", args: "FILE", summary: "remove the run's containers, relay and state (idempotent)",
-			detail: "On a terminal it asks first (only \"yes\" goes on); -auto-approve skips the question, and without a terminal (CI) nothing asks. The audit log is kept in the state directory's archive.", example: "runner destroy --run demo -auto-approve", run: cmdDestroy},
+			detail: "On a terminal it asks first (only \"yes\" goes on); -auto-approve skips the question, and without a terminal (CI) nothing asks. The audit log is kept in the state directory's archive. An agent's workspace is fetched into its repository first (refs/runner/RUN/AGENT/*); if that fails, or it has uncommitted changes, its clone is kept under $RUNNER_STATE_DIR/kept/ and destroy says where; --discard-work throws the clones away.", example: "runner destroy --run demo -auto-approve", run: cmdDestroy},
+		{name: "fetch", args: "FILE [AGENT...]", summary: "bring agents' workspace commits into their repository as refs/runner/RUN/AGENT/*",
+			detail: "git upload-pack runs inside the agent's container; the host's git fetch receives a checked pack (transfer.fsckObjects), at most RUNNER_FETCH_MAX bytes (default 512MiB). Nothing else in the repository changes: not HEAD, the index, the working tree, branches or config.", example: "runner fetch agents.hcl eng-1", run: cmdFetch},
+		{name: "diff", args: "FILE AGENT", summary: "what an agent changed in its workspace, from the fetched refs", example: "runner diff agents.hcl eng-1 --stat", run: cmdDiff},
 		{name: "fmt", args: "[FILE...]", summary: "rewrite config files in the canonical format",
 			detail: "With no FILE, the *.hcl files of the current directory; a directory means its *.hcl files; \"-\" reads stdin and writes stdout. Files are rewritten in place (atomically, mode kept); one that does not parse is reported and left alone. Exit status: 0 done (or, with -check, nothing to do), 1 a file could not be read or parsed, 3 -check found files to format.", example: "runner fmt -check agents.hcl", run: cmdFmt},
 		{name: "doctor", summary: "check the engine: reachable, rootless, seccomp, cgroups, limits", example: "runner doctor", run: cmdDoctor},
@@ -169,6 +172,7 @@ func init() {
 		{name: "version", summary: "print the version, commit and Go version", example: "runner version", run: cmdVersion},
 		{name: "help", args: "[COMMAND]", summary: "show help for runner or one command", example: "runner help exec", run: cmdHelp},
 		{name: "services", hidden: true, run: cmdServices},
+		{name: "__fetch-pack-proxy", hidden: true, run: cmdFetchProxy},
 		{name: "__complete", hidden: true, run: cmdComplete},
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/plan"
+	"github.com/runner-dev/runner/runner"
 )
 
 // validate, plan, apply and destroy: Terraform's workflow and flags
@@ -304,9 +305,10 @@ func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.
 }
 
 func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	var auto bool
+	var auto, discard bool
 	t, err := runTarget(ctx, g, "destroy", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&auto, "auto-approve", false, "do not ask before destroying (a terminal asks; CI never does)")
+		fs.BoolVar(&discard, "discard-work", false, "throw away the agents' workspaces without fetching their commits")
 	}, 0)
 	if err != nil {
 		return err
@@ -325,7 +327,7 @@ func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr i
 			return exitError{1}
 		}
 	}
-	n, err := newRunner(g, t.eng, stdout).Destroy(ctx, run)
+	n, err := newRunner(g, t.eng, stdout).DestroyWith(ctx, run, runner.DestroyOptions{DiscardWork: discard})
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "restart"},
 		{Name: "max_restarts"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}, {Type: "egress"}, {Type: "secret", LabelNames: []string{"name"}}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}, {Type: "egress"}, {Type: "secret", LabelNames: []string{"name"}}, {Type: "workspace"}},
 }
 
 var mountSchema = &hcl.BodySchema{
@@ -144,6 +144,8 @@ type agentBlock struct {
 	checkins []checkinBlock
 	egress   []egressBlock // at most one
 	secrets  []secretBlock
+	// workspace is at most one block too.
+	workspace []workspaceBlock
 }
 
 func (d *decoder) agents(blocks []*hcl.Block) []Agent {
@@ -186,6 +188,8 @@ func (d *decoder) agents(blocks []*hcl.Block) []Agent {
 				d.readEgressBlock(blk, &ab)
 			case "secret":
 				d.readSecretBlock(blk, &ab)
+			case "workspace":
+				d.readWorkspaceBlock(blk, &ab)
 			}
 		}
 
@@ -372,6 +376,7 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 	a.Egress = d.egress(s, ab, a.Network, attrs["network"])
 	a.Mounts = d.mounts(s, ab)
 	a.Secrets = d.secrets(s, ab, &a)
+	a.Workspace = d.workspace(s, ab, a.Mounts)
 	a.SendTo = d.sendTo(s, attrs["send_to"])
 	a.Checkins = d.checkins(s, ab)
 	if v, ok := d.str(s, attrs["brief"], false); ok {

@@ -23,6 +23,7 @@ import (
 // only need the run (status, capture, logs, audit, destroy) never do.
 type Sources struct {
 	real  map[string][]string // agent -> resolved source per mount, when every one passed
+	repos map[string]string   // agent -> its workspace repository, resolved
 	diags map[string]hcl.Diagnostics
 	all   hcl.Diagnostics
 }
@@ -59,6 +60,17 @@ func CheckSources(cfg *Config, writers ...Writer) *Sources {
 			srcs = append(srcs, mountsrc.Source{Agent: a.Name, Path: m.Source, Writable: !m.ReadOnly})
 		}
 	}
+	// A workspace's repository is read by git on the host (the clone at
+	// apply, fetch, diff), so it gets a mount source's rules: a path an
+	// agent could write on the way, or inside, would hand that git
+	// agent-written config and hooks.
+	nMounts := len(refs)
+	for _, a := range cfg.Agents {
+		if w := a.Workspace; w != nil {
+			refs = append(refs, ref{a.Name, Mount{Source: w.Repo, ReadOnly: true, SourceRange: w.RepoRange, raw: w.raw}})
+			srcs = append(srcs, mountsrc.Source{Agent: a.Name, Path: w.Repo})
+		}
+	}
 	c := sourceChecker{forbidden: forbiddenSources(), sensitive: sensitiveSources(), whose: map[mountsrc.Source]string{}}
 	for i, r := range refs {
 		if srcs[i].Writable {
@@ -73,16 +85,26 @@ func CheckSources(cfg *Config, writers ...Writer) *Sources {
 		}
 	}
 	results := mountsrc.Resolve(srcs, trust())
-	s := &Sources{real: map[string][]string{}, diags: map[string]hcl.Diagnostics{}}
+	s := &Sources{real: map[string][]string{}, repos: map[string]string{}, diags: map[string]hcl.Diagnostics{}}
 	for _, a := range cfg.Agents {
 		s.real[a.Name] = []string{}
 	}
 	for i, r := range refs {
 		diags := c.check(r.agent, r.m, results[i])
-		if diags.HasErrors() {
+		if i >= nMounts {
+			for _, d := range diags {
+				d.Summary = strings.Replace(strings.Replace(d.Summary, "Mount source", "Workspace repo", 1), "mount source", "workspace repo", 1)
+			}
+		}
+		switch {
+		case diags.HasErrors():
 			delete(s.real, r.agent)
-		} else if reals, ok := s.real[r.agent]; ok {
-			s.real[r.agent] = append(reals, results[i].Real)
+		case i >= nMounts:
+			s.repos[r.agent] = results[i].Real
+		default:
+			if reals, ok := s.real[r.agent]; ok {
+				s.real[r.agent] = append(reals, results[i].Real)
+			}
 		}
 		s.diags[r.agent] = append(s.diags[r.agent], diags...)
 		s.all = append(s.all, diags...)
@@ -102,6 +124,10 @@ func (s *Sources) Agent(name string) ([]string, error) {
 	}
 	return nil, &SourceError{Diags: errorsOnly(s.diags[name])}
 }
+
+// WorkspaceRepo is what the agent's workspace repository resolves to, or ""
+// when it has none or it was refused (Agent then returns the errors).
+func (s *Sources) WorkspaceRepo(agent string) string { return s.repos[agent] }
 
 // Err is nil when every source may be mounted, or a *SourceError.
 func (s *Sources) Err() error {

@@ -81,6 +81,9 @@ type Agent struct {
 	// Secrets are the agent's secret blocks, sorted by name (secrets.go).
 	Secrets []Secret
 
+	// Workspace is the agent's private clone of a host repository, or nil.
+	Workspace *Workspace
+
 	DeclRange hcl.Range // where the block was declared, for errors found later
 }
 
