@@ -31,10 +31,13 @@ import (
 // appliedFile is private/applied.json.
 type appliedFile struct {
 	// File is the config file last applied (absolute), for `runner ls`.
-	File      string    `json:"file"`
-	Engine    string    `json:"engine"`
-	AppliedAt time.Time `json:"applied_at"`
-	Run       plan.RunView
+	File   string `json:"file"`
+	Engine string `json:"engine"`
+	// EngineKind is the run block's engine ("docker", "containerd"):
+	// --run NAME connects to it.
+	EngineKind string    `json:"engine_kind,omitempty"`
+	AppliedAt  time.Time `json:"applied_at"`
+	Run        plan.RunView
 	// Briefs maps each agent to the sha256 of the brief it was last given
 	// ("" none).
 	Briefs map[string]string `json:"briefs"`
@@ -173,4 +176,17 @@ func (r *Runner) sendBriefUpdate(ctx context.Context, st state.Run, agent, conta
 	defer c.Close()
 	_, err = c.SendMessage(relay.Message{To: agent, Body: brief, Kind: "brief", ClientID: "brief-" + shortID(containerID) + "-" + sha[:12]})
 	return err
+}
+
+// EngineOf is the engine kind the run was last applied on from this host
+// ("docker" when unknown), so a command given --run NAME talks to it.
+func EngineOf(run string) string {
+	st, err := state.ForRun(run)
+	if err != nil {
+		return "docker"
+	}
+	if ap, ok := readApplied(st); ok && ap.EngineKind != "" {
+		return ap.EngineKind
+	}
+	return "docker"
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/runner-dev/runner/internal/config"
@@ -229,4 +231,31 @@ func (r *Runner) otherRunsOfFile(ctx context.Context, cfg *config.Config, st sta
 			other.Name, containersN(n), cfg.Run.Name, other.Name))
 	}
 	return out
+}
+
+// ArchivedAuditLogs are the audit logs destroy archived for runs of this
+// name, oldest first (their names end in the UTC time of the destroy).
+func ArchivedAuditLogs(run string) ([]string, error) {
+	if err := names.Check("run", run); err != nil {
+		return nil, err
+	}
+	root, err := state.Root()
+	if err != nil {
+		return nil, err
+	}
+	paths, err := filepath.Glob(filepath.Join(root, "archive", run+"-*.audit.log"))
+	if err != nil {
+		return nil, err
+	}
+	// A run named "a" must not pick up run "a-b"'s archives: after the
+	// name and its dash comes the time, 20060102T150405Z.
+	var out []string
+	for _, p := range paths {
+		ts := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), run+"-"), ".audit.log")
+		if _, err := time.Parse("20060102T150405Z", ts); err == nil {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

@@ -17,10 +17,20 @@ import (
 // to them in effect. Only mode bits are judged; a directory with an ACL is
 // left alone (the ACL may grant it).
 func (r *Runner) warnUnwritableMounts(ctx context.Context, info engine.Info, ds []desiredAgent) {
+	for _, msg := range r.unwritableMounts(ctx, info, ds) {
+		r.progress("%s", msg)
+	}
+}
+
+// unwritableMounts are the warnings for writable mounts an agent's uid
+// cannot write; plan shows them, apply says them again when nobody was
+// shown the plan (the Go API without Approve).
+func (r *Runner) unwritableMounts(ctx context.Context, info engine.Info, ds []desiredAgent) []string {
+	var out []string
 	for _, d := range ds {
 		ih, err := engineIDs(ctx, r.Engine, info, d.spec.Labels[engine.LabelRun])
 		if err != nil {
-			return
+			return out
 		}
 		uid, _, hu, hg, ok := ih.hostIDs(d.spec.User)
 		if !ok {
@@ -31,12 +41,12 @@ func (r *Runner) warnUnwritableMounts(ctx context.Context, info engine.Info, ds 
 				continue
 			}
 			if why := unwritable(m.Source, hu, hg); why != "" {
-				msg := fmt.Sprintf("%s: warning: it runs as uid %d (host uid %d), which cannot write %s (%s): give it access (setfacl -m u:%d:rwx %s), or set user = \"UID:GID\" on the agent", d.agent.Name, uid, hu, m.Source, why, hu, m.Source)
-				r.progress("%s", msg)
+				out = append(out, fmt.Sprintf("%s: warning: it runs as uid %d (host uid %d), which cannot write %s (%s): give it access (setfacl -m u:%d:rwx %s), or set user = \"UID:GID\" on the agent", d.agent.Name, uid, hu, m.Source, why, hu, m.Source))
 				r.log().Warn("writable mount the agent cannot write", "agent", d.agent.Name, "source", m.Source, "host_uid", hu)
 			}
 		}
 	}
+	return out
 }
 
 // unwritable says why host uid:gid cannot write path by its mode bits, or

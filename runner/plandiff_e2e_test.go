@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -191,6 +192,9 @@ func TestCLIRunByName(t *testing.T) {
 			t.Errorf("status --run: %+v", rep.Agents)
 		}
 		cli(1, "capture", "--run", run, "nope")
+		if out := cli(0, "send", "--run", run, "a*", "hello by glob"); !regexp.MustCompile(`^Message \d+ to a accepted by the relay.\n$`).MatchString(out) {
+			t.Errorf("send to a glob:\n%s", out)
+		}
 		out = cli(0, "destroy", "--run", run)
 		if !strings.Contains(out, fmt.Sprintf("Destroy complete: run %q, 1 container removed.", run)) {
 			t.Errorf("destroy --run:\n%s", out)
@@ -199,5 +203,13 @@ func TestCLIRunByName(t *testing.T) {
 			t.Errorf("containers left after destroy --run: %v", ids)
 		}
 		cli(1, "status", "--run", run)
+		// The destroyed run's audit log, from the archive, filtered.
+		out = cli(0, "audit", "--run", run, "--event", "send", "--agent", "a")
+		if !strings.Contains(out, "archived audit log") || !strings.Contains(out, " send ") || strings.Contains(out, " destroy ") {
+			t.Errorf("audit --run of a destroyed run, --event send --agent a:\n%s", out)
+		}
+		if out := cli(0, "audit", "--run", run, "--event", "destroy"); strings.Count(out, " destroy ") != 1 {
+			t.Errorf("audit --event destroy:\n%s", out)
+		}
 	})
 }

@@ -233,6 +233,7 @@ func (r *Runner) plan(ctx context.Context, cfg *config.Config) (plan.Plan, []des
 		p.RunChanges = plan.DiffRun(ap.Run, runView(cfg))
 	}
 	p.Warnings = append(p.Warnings, r.otherRunsOfFile(ctx, cfg, st)...)
+	p.Warnings = append(p.Warnings, r.unwritableMounts(ctx, info, ds)...)
 	return p, ds, nil
 }
 
@@ -333,7 +334,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err := r.prepareWorkspaces(ctx, cfg, st, info, ds, p); err != nil {
 		return ApplyResult{}, fmt.Errorf("preparing run %q's workspaces: %w", cfg.Run.Name, err)
 	}
-	r.warnUnwritableMounts(ctx, info, ds)
+	if r.Approve == nil {
+		r.warnUnwritableMounts(ctx, info, ds) // else the plan shown said it
+	}
 	if err := r.ensureServices(ctx, st, changed || svcChanged || egressChanged || secretsChanged); err != nil {
 		return ApplyResult{}, err
 	}
@@ -425,7 +428,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 		}(a)
 	}
 	wg.Wait()
-	if err := writeApplied(st, appliedFile{File: cfg.File, Engine: r.Engine.Describe(), AppliedAt: time.Now().UTC(), Run: runView(cfg), Briefs: briefs}); err != nil {
+	if err := writeApplied(st, appliedFile{File: cfg.File, Engine: r.Engine.Describe(), EngineKind: cfg.Run.Engine, AppliedAt: time.Now().UTC(), Run: runView(cfg), Briefs: briefs}); err != nil {
 		errs = append(errs, fmt.Errorf("recording what was applied in %s: %w (the next plan may show changes that were made)", appliedPath(st), err))
 	}
 	if len(errs) > 0 {

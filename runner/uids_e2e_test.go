@@ -75,6 +75,9 @@ agent "c" {
 		if !strings.Contains(progress.String(), "b: warning: it runs as uid") || !strings.Contains(progress.String(), "setfacl -m u:") {
 			t.Errorf("apply did not warn that b cannot write %s:\n%s", ws, progress.String())
 		}
+		if !strings.Contains(res.Plan.String(), "! b: warning: it runs as uid") {
+			t.Errorf("plan does not warn that b cannot write %s:\n%s", ws, res.Plan)
+		}
 
 		type agent struct {
 			uid, hostUID uint32

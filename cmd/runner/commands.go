@@ -51,7 +51,7 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 	}
 	// A command whose table row says FILE AGENT gets a known agent, or the
 	// nearest name, before anything reaches the engine.
-	if c, _ := lookup(name); strings.HasPrefix(c.args, "FILE AGENT") {
+	if c, _ := lookup(name); strings.HasPrefix(c.args, "FILE AGENT") && !agentGlob(name, pos[1]) {
 		if err := runner.CheckAgent(cfg, pos[1]); err != nil {
 			return nil, nil, err
 		}

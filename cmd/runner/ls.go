@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -17,6 +18,7 @@ import (
 func cmdLs(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	fs := g.newFlags("ls", stderr)
 	output := fs.String("o", "table", "output format: table or json")
+	engineName := fs.String("engine", "docker", "the engine to list: docker or containerd")
 	pos, err := g.parseFlags(fs, "ls", args, stderr)
 	if err != nil {
 		return err
@@ -29,7 +31,7 @@ func cmdLs(ctx context.Context, g *globals, args []string, stdout, stderr io.Wri
 		return fmt.Errorf("-o %q: use table or json", *output)
 	}
 	g.setupLog(stderr)
-	eng, err := connect(ctx, nil)
+	eng, err := connect(ctx, &config.Config{Run: config.Run{Engine: *engineName}})
 	if err != nil {
 		return err
 	}

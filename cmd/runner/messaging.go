@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 
-	"github.com/runner-dev/runner/internal/audit"
-	"github.com/runner-dev/runner/internal/termsafe"
-	"github.com/runner-dev/runner/runner"
+	"github.com/runner-dev/runner/internal/config"
 )
 
 func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
@@ -30,60 +26,56 @@ func cmdSend(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		}
 		body = string(b)
 	}
-	id, err := newRunner(g, eng, nil).Send(ctx, cfg, rest[0], body)
+	if !agentGlob("send", rest[0]) {
+		id, err := newRunner(g, eng, nil).Send(ctx, cfg, rest[0], body)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Message %d to %s accepted by the relay.\n", id, rest[0])
+		return nil
+	}
+	// A glob the operator typed: every agent of the run it matches gets
+	// its own message (each send is audited by the relay).
+	to, err := matchAgents(cfg, rest[0])
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Message %d to %s accepted by the relay.\n", id, rest[0])
+	r := newRunner(g, eng, nil)
+	var failed []string
+	for _, agent := range to {
+		id, err := r.Send(ctx, cfg, agent, body)
+		if err != nil {
+			fmt.Fprintf(stderr, "Error: message to %s: %v\n", agent, err)
+			failed = append(failed, agent)
+			continue
+		}
+		fmt.Fprintf(stdout, "Message %d to %s accepted by the relay.\n", id, agent)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %s not sent (%s)", len(failed), plural(len(to), "message"), strings.Join(failed, ", "))
+	}
 	return nil
 }
 
-func cmdAudit(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	var verify, raw bool
-	t, err := runTarget(ctx, g, "audit", args, stderr, func(fs *flag.FlagSet) {
-		fs.BoolVar(&verify, "verify", false, "check the log's hash chain and report the first broken line")
-		fs.BoolVar(&raw, "json", false, "print the log's JSON lines as they are")
-	}, 0, false)
-	if err != nil {
-		return err
+// agentGlob reports whether send's AGENT is a glob (eng-*, eng-[12]).
+func agentGlob(cmd, agent string) bool {
+	return cmd == "send" && strings.ContainsAny(agent, "*?[")
+}
+
+// matchAgents are the agents of cfg a glob matches, by path.Match.
+func matchAgents(cfg *config.Config, glob string) ([]string, error) {
+	if _, err := path.Match(glob, ""); err != nil {
+		return nil, fmt.Errorf("%q is not a valid glob: %v", glob, err)
 	}
-	defer t.close()
-	path, err := (&runner.Runner{}).AuditLog(t.cfg.Run.Name)
-	if err != nil {
-		return err
-	}
-	if verify {
-		n, err := audit.Verify(path)
-		if err != nil {
-			fmt.Fprintf(stdout, "✗ %s: %v (%d good lines before it)\n", path, err, n)
-			return exitError{1}
+	var out, all []string
+	for _, a := range cfg.Agents {
+		all = append(all, a.Name)
+		if ok, _ := path.Match(glob, a.Name); ok {
+			out = append(out, a.Name)
 		}
-		fmt.Fprintf(stdout, "✓ %s: %d entries, hash chain intact\n", path, n)
-		return nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%q matches no agent of run %q; its agents are: %s", glob, cfg.Run.Name, strings.Join(all, ", "))
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if raw {
-			fmt.Fprintln(stdout, sc.Text())
-			continue
-		}
-		var e struct {
-			Seq                                int
-			Time, Event, Actor, Target, Detail string
-		}
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			fmt.Fprintln(stdout, sc.Text())
-			continue
-		}
-		// One line per entry, whatever a field holds.
-		l := termsafe.Line
-		fmt.Fprintf(stdout, "%5d %s %-13s %-10s %-10s %s\n", e.Seq, l(e.Time), l(e.Event), l(dash(e.Actor)), l(dash(e.Target)), strings.TrimSpace(l(e.Detail)))
-	}
-	return sc.Err()
+	return out, nil
 }

@@ -79,7 +79,8 @@ func runTarget(ctx context.Context, g *globals, name string, args []string, stde
 	}
 	g.setupLog(stderr)
 	t := target{rest: pos, byName: byName}
-	eng, cerr := connect(ctx, nil)
+	// The engine the run was applied on from this host (its applied.json).
+	eng, cerr := connect(ctx, &config.Config{Run: config.Run{Engine: runner.EngineOf(byName)}})
 	if cerr != nil && engineNeeded {
 		return target{}, cerr
 	}
@@ -91,7 +92,7 @@ func runTarget(ctx context.Context, g *globals, name string, args []string, stde
 		t.close()
 		return target{}, err
 	}
-	if c, _ := lookup(name); strings.HasPrefix(c.args, "FILE AGENT") {
+	if c, _ := lookup(name); strings.HasPrefix(c.args, "FILE AGENT") && !agentGlob(name, pos[0]) {
 		if err := runner.CheckAgent(t.cfg, pos[0]); err != nil {
 			t.close()
 			return target{}, err
