@@ -84,7 +84,8 @@ func runView(cfg *config.Config) plan.RunView {
 // viewOf is the plan view of an agent whose user and mount sources are
 // resolved, with the defaults the container gets.
 //
-// HOOK (secrets): an environment value that comes from a secret or a
+// Secrets appear by binding only (their stand-ins are added to the spec
+// after this view). HOOK: an environment value that comes from a
 // sensitive variable must be replaced by plan.Sensitive here, so that it
 // reaches neither the container's label nor any plan output.
 func viewOf(a config.Agent, imageID string) plan.View {
@@ -102,6 +103,13 @@ func viewOf(a config.Agent, imageID string) plan.View {
 	}
 	for _, m := range a.Mounts {
 		v.Mounts = append(v.Mounts, plan.MountView{Target: m.Target, Source: m.Source, ReadOnly: m.ReadOnly})
+	}
+	// A secret by its binding only: its value (and stand-in) never.
+	for _, s := range a.Secrets {
+		if v.Secrets == nil {
+			v.Secrets = map[string]string{}
+		}
+		v.Secrets[s.Name] = strings.TrimPrefix(s.Binding(), "secret "+s.Name+" ")
 	}
 	return v
 }

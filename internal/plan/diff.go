@@ -104,6 +104,18 @@ func DiffView(agent string, was, now View) []Change {
 		add("max_restarts", "~", strconv.Itoa(was.MaxRestarts), strconv.Itoa(now.MaxRestarts), "")
 	}
 	cs = append(cs, diffMounts(agent, was.Mounts, now.Mounts)...)
+	for _, k := range slices.Sorted(maps.Keys(union(was.Secrets, now.Secrets))) {
+		a, inA := was.Secrets[k]
+		b, inB := now.Secrets[k]
+		switch {
+		case !inA:
+			add("secret."+k, "+", "", strconv.Quote(b), fmt.Sprintf("%s gains the credential %s", agent, k))
+		case !inB:
+			add("secret."+k, "-", strconv.Quote(a), "", "")
+		case a != b:
+			add("secret."+k, "~", strconv.Quote(a), strconv.Quote(b), "")
+		}
+	}
 	return cs
 }
 

@@ -219,3 +219,15 @@ func TestSensitiveValuesStaySensitive(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretBindings(t *testing.T) {
+	was, now := baseView(), baseView()
+	now.Secrets = map[string]string{"GH": `inject hosts=["api.github.com"] header=Authorization scheme="Bearer"`}
+	cs := DiffView("a", was, now)
+	if len(cs) != 1 || cs[0].Attr != "secret.GH" || cs[0].Op != "+" || !cs[0].Replace || !strings.Contains(cs[0].Weakens, "gains the credential GH") {
+		t.Errorf("secret added: %+v", cs)
+	}
+	if cs := DiffView("a", now, was); len(cs) != 1 || cs[0].Op != "-" || cs[0].Weakens != "" {
+		t.Errorf("secret removed: %+v", cs)
+	}
+}

@@ -28,6 +28,10 @@ type View struct {
 	Restart     string            `json:"restart"`
 	MaxRestarts int               `json:"max_restarts"`
 	Mounts      []MountView       `json:"mounts,omitempty"`
+	// Secrets maps each secret's name to its binding (config
+	// Secret.Binding: inject hosts and header, or file path), never its
+	// value.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // MountView is one bind mount: its target, the host path its source
