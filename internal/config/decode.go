@@ -36,6 +36,7 @@ var runSchema = &hcl.BodySchema{
 		{Name: "require_rootless"},
 		{Name: "accept_unenforced"},
 		{Name: "egress_default"},
+		{Name: "runtime"},
 	},
 }
 
@@ -57,6 +58,7 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "brief"},
 		{Name: "restart"},
 		{Name: "max_restarts"},
+		{Name: "runtime"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "mount"}, {Type: "checkin"}, {Type: "egress"}, {Type: "secret", LabelNames: []string{"name"}}, {Type: "workspace"}},
 }
@@ -132,6 +134,8 @@ func (d *decoder) run(blocks []*hcl.Block) Run {
 		slices.Sort(r.AcceptUnenforced)
 	}
 	r.EgressDefault = d.egressDefault(s, attrs["egress_default"])
+	r.Runtime = d.runtime(s, attrs["runtime"], "")
+	d.runRuntime = r.Runtime
 	return r
 }
 
@@ -373,6 +377,16 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 			a.MaxRestarts = int(v)
 		}
 	}
+	a.Runtime = d.runtime(s, attrs["runtime"], d.runRuntime)
+	if a.Runtime == RuntimeRunsc {
+		switch attr := attrs["pids"]; {
+		case attr == nil:
+			a.Pids = DefaultPidsRunsc
+		case a.Pids < MinPidsRunsc:
+			d.fail(s, attr.Expr, "pids too low for gVisor",
+				"On runtime \"runsc\" the pids limit counts gVisor's own host threads as well as the agent's (about 220 with nothing running) and reaching it stops the whole sandbox: use at least %d, or leave pids out for %d.", MinPidsRunsc, DefaultPidsRunsc)
+		}
+	}
 	a.Egress = d.egress(s, ab, a.Network, attrs["network"])
 	a.Mounts = d.mounts(s, ab)
 	a.Secrets = d.secrets(s, ab, &a)
@@ -464,4 +478,19 @@ func (d *decoder) size(s scope, attr *hcl.Attribute, lo int64, why string) (int6
 		return 0, false
 	}
 	return n, true
+}
+
+// runtime reads a runtime attribute: "runc" (the engine's default runtime,
+// the host kernel) or "runsc" (gVisor's user-space kernel); def when absent.
+func (d *decoder) runtime(s scope, attr *hcl.Attribute, def string) string {
+	v, ok := d.str(s, attr, false)
+	if !ok {
+		return def
+	}
+	if v != RuntimeRunc && v != RuntimeRunsc {
+		d.fail(s, attr.Expr, "Unsupported runtime",
+			`Runtime %q is not supported. Use "runsc" (gVisor: the agent's system calls go to a user-space kernel; the engine must offer it, see runner doctor) or "runc" (the engine's default runtime).`, v)
+		return def
+	}
+	return v
 }

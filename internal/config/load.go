@@ -114,6 +114,9 @@ type decoder struct {
 	agentNames   []string
 	namesUnknown bool
 	patterns     []sendToEntry
+	// runRuntime is the run's runtime, the default of every agent that
+	// sets none (the run block is decoded before the agents).
+	runRuntime string
 	// defaultEgress is the run's egress_default, for agents without an
 	// egress block (the run block is decoded before the agents).
 	defaultEgress *Egress

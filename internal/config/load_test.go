@@ -177,6 +177,9 @@ func dump(b *strings.Builder, cfg *Config, srcs *Sources) {
 	if r.EgressDefault != nil {
 		fmt.Fprintf(b, "  egress_default %q\n", r.EgressDefault)
 	}
+	if r.Runtime != "" {
+		fmt.Fprintf(b, "  runtime %s\n", r.Runtime)
+	}
 	for _, a := range cfg.Agents {
 		fmt.Fprintf(b, "agent %q at %s\n", a.Name, at(a.DeclRange))
 		fmt.Fprintf(b, "  image     %s\n", a.Image)
@@ -193,6 +196,9 @@ func dump(b *strings.Builder, cfg *Config, srcs *Sources) {
 		fmt.Fprintf(b, "  nano_cpus %d\n", a.NanoCPUs)
 		fmt.Fprintf(b, "  pids      %d\n", a.Pids)
 		fmt.Fprintf(b, "  network   %s\n", a.Network)
+		if a.Runtime != "" {
+			fmt.Fprintf(b, "  runtime   %s\n", a.Runtime)
+		}
 		fmt.Fprintf(b, "  workdir   %s\n", a.Workdir)
 		fmt.Fprintf(b, "  tmp_size  %d\n", a.TmpSize)
 		fmt.Fprintf(b, "  home_size %d\n", a.HomeSize)

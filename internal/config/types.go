@@ -30,8 +30,17 @@ type Run struct {
 	// EgressDefault is egress_default as written: the allow-list of every
 	// agent that has no egress block (and is not on network "bridge").
 	EgressDefault []string
-	DeclRange     hcl.Range
+	// Runtime is the run's default OCI runtime for its agents: "" (the
+	// engine's default), RuntimeRunc or RuntimeRunsc.
+	Runtime   string
+	DeclRange hcl.Range
 }
+
+// Runtimes an agent may ask for.
+const (
+	RuntimeRunc  = "runc"  // the host kernel, behind namespaces and seccomp
+	RuntimeRunsc = "runsc" // gVisor: a user-space kernel between agent and host
+)
 
 // Agent is one `agent "NAME" { ... }` block after count expansion.
 type Agent struct {
@@ -44,7 +53,10 @@ type Agent struct {
 	NanoCPUs int64             // cpus * 1e9; default 1 CPU
 	Pids     int64             // default 256
 	Network  string            // "none" (default) or "bridge"
-	Workdir  string            // default "/home/agent" (or the first mount's target if set? no: explicit only)
+	// Runtime is the OCI runtime: the agent's runtime attribute, else the
+	// run's; "" is the engine's default (runc).
+	Runtime  string
+	Workdir  string // default "/home/agent" (or the first mount's target if set? no: explicit only)
 	Mounts   []Mount
 	TmpSize  int64 // bytes for the /tmp tmpfs; default 64 MiB
 	HomeSize int64 // bytes for the /home/agent tmpfs; default 64 MiB
@@ -120,14 +132,21 @@ type Mount struct {
 const (
 	DefaultImage = "localhost/runner-agent:latest"
 	// ExampleUser is the user error messages suggest.
-	ExampleUser    = "40000:40000"
-	DefaultMemory  = 512 << 20
-	DefaultCPUs    = 1.0
-	DefaultPids    = 256
-	DefaultNetwork = "none"
-	DefaultWorkdir = "/home/agent"
-	DefaultTmpSize = 64 << 20
-	HomeDir        = "/home/agent"
+	ExampleUser   = "40000:40000"
+	DefaultMemory = 512 << 20
+	DefaultCPUs   = 1.0
+	DefaultPids   = 256
+	// On gVisor the engine's pids limit counts the sandbox's host tasks
+	// (its kernel's threads, the file proxy, one ptrace stub per agent
+	// thread: ~220 for tmux and a shell here), and reaching it kills the
+	// whole sandbox. runsc agents get more by default and may not go
+	// below the minimum.
+	DefaultPidsRunsc = 2048
+	MinPidsRunsc     = 1024
+	DefaultNetwork   = "none"
+	DefaultWorkdir   = "/home/agent"
+	DefaultTmpSize   = 64 << 20
+	HomeDir          = "/home/agent"
 
 	// Operator is the identity of the person running the run. No agent may
 	// be named so; agents list it in send_to to message the operator.
