@@ -55,7 +55,7 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 	var idb [16]byte
 	rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
-	argv := []string{agentBin, "attach", "--id", id}
+	argv := []string{agentBin(ctx, r.Engine, c.ID), "attach", "--id", id}
 	if o.Write {
 		argv = append(argv, "--write")
 	}
@@ -140,7 +140,7 @@ func (r *Runner) Attach(ctx context.Context, cfg *config.Config, agent string, o
 func (r *Runner) endAttach(ctx context.Context, container, id string) {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	res, err := r.Engine.Exec(ectx, container, "", []string{agentBin, "attach", "--end", id})
+	res, err := r.Engine.Exec(ectx, container, "", []string{agentBin(ectx, r.Engine, container), "attach", "--end", id})
 	if err != nil || res.ExitCode != 0 {
 		r.log().Warn("could not end the attach's tmux client in the container", "error", err, "exit", res.ExitCode, "stderr", stderrLine(res))
 	}

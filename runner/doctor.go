@@ -2,7 +2,9 @@ package runner
 
 import (
 	"fmt"
+	"slices"
 
+	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
 )
 
@@ -61,6 +63,7 @@ func Doctor(info engine.Info) DoctorReport {
 		add(Check{Name: "rootless", Detail: "the daemon runs as root without user namespaces: agents run as a non-root uid, but an escape would be host root; set require_rootless = true to refuse this engine"})
 	}
 	add(Check{Name: "seccomp", OK: info.Seccomp, Unsafe: true, Detail: map[bool]string{true: "supported; runner applies policies/seccomp.json", false: "not supported by this engine: runner refuses to start agents"}[info.Seccomp]})
+	add(Check{Name: "runtimes", OK: true, Detail: runtimesDetail(info)})
 	add(Check{Name: "cgroups", OK: true, Detail: fmt.Sprintf("version %s, driver %q", info.CgroupVersion, info.CgroupDriver)})
 	for _, l := range []struct {
 		name string
@@ -73,4 +76,17 @@ func Doctor(info engine.Info) DoctorReport {
 		add(Check{Name: l.name, OK: l.ok, Detail: d})
 	}
 	return r
+}
+
+// runtimesDetail lists the engine's runtimes and says whether gVisor is
+// among them (runtime = "runsc").
+func runtimesDetail(info engine.Info) string {
+	d := offered(info.Runtimes)
+	if info.DefaultRuntime != "" {
+		d += fmt.Sprintf(" (default %q)", info.DefaultRuntime)
+	}
+	if slices.Contains(info.Runtimes, config.RuntimeRunsc) {
+		return d + `; runtime = "runsc" runs agents on gVisor`
+	}
+	return d + `; gVisor (runtime = "runsc") is not offered: see scripts/gvisor-docker.sh`
 }

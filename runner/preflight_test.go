@@ -67,3 +67,30 @@ func TestDoctor(t *testing.T) {
 		t.Error("an engine without seccomp must be unsafe")
 	}
 }
+
+// TestPreflightRuntime: apply stops before creating anything when an agent
+// asks for a runtime the engine does not offer, naming the agent, the
+// runtime, what the engine offers and how to add gVisor.
+func TestPreflightRuntime(t *testing.T) {
+	info := engine.Info{Name: "docker", Endpoint: "unix:///x", Seccomp: true, MemoryLimit: true, PidsLimit: true, CPULimit: true,
+		Runtimes: []string{"io.containerd.runc.v2", "runc"}}
+	cfg := &config.Config{Run: config.Run{Name: "r"}, Agents: []config.Agent{
+		{Name: "plain"}, {Name: "host", Runtime: "runc"}, {Name: "sandboxed", Runtime: "runsc"}, {Name: "also", Runtime: "runsc"},
+	}}
+	err := Preflight(cfg, info)
+	if err == nil {
+		t.Fatal("runsc is not offered, but preflight passed")
+	}
+	for _, want := range []string{`agent "sandboxed" asks for runtime "runsc"`, `"io.containerd.runc.v2", "runc"`, "scripts/gvisor-docker.sh"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), `"also"`) {
+		t.Errorf("one line per missing runtime, not per agent: %v", err)
+	}
+	info.Runtimes = append(info.Runtimes, "runsc")
+	if err := Preflight(cfg, info); err != nil {
+		t.Errorf("runsc offered: %v", err)
+	}
+}

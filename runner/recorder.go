@@ -196,7 +196,7 @@ func (rc *recorder) follow(ctx context.Context, c engine.Container, w *transcrip
 	}
 	log := rc.log.With("agent", c.Agent, "container", shortID(c.ID))
 	err := func() error {
-		s, err := rc.eng.ExecStream(ctx, c.ID, []string{agentBin, "stream", "--header", "--history", history})
+		s, err := rc.eng.ExecStream(ctx, c.ID, []string{agentBin(ctx, rc.eng, c.ID), "stream", "--header", "--history", history})
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -180,6 +181,7 @@ func Preflight(cfg *config.Config, info engine.Info) error {
 			problems = append(problems, fmt.Sprintf("%s %s cannot enforce the %s limit (cgroup v%s, driver %q): use an engine that can, or accept it explicitly with accept_unenforced = [%q] in the run block", info.Name, info.Endpoint, l.name, info.CgroupVersion, info.CgroupDriver, l.name))
 		}
 	}
+	problems = append(problems, missingRuntimes(cfg, info)...)
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
@@ -635,3 +637,32 @@ func shortID(id string) string {
 }
 
 func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }
+
+// missingRuntimes names each runtime the agents ask for that the engine
+// does not offer, so apply stops before creating anything rather than
+// failing (or, worse, falling back) container by container.
+func missingRuntimes(cfg *config.Config, info engine.Info) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range cfg.Agents {
+		rt := a.Runtime
+		if rt == "" || seen[rt] || slices.Contains(info.Runtimes, rt) {
+			continue
+		}
+		seen[rt] = true
+		hint := "register it with the engine"
+		if rt == config.RuntimeRunsc {
+			hint = "install gVisor (Debian: apt-get install runsc) and register it in /etc/docker/daemon.json, e.g. with scripts/gvisor-docker.sh"
+		}
+		out = append(out, fmt.Sprintf("agent %q asks for runtime %q, which %s %s does not offer (it offers %s): %s, or remove runtime from the config",
+			a.Name, rt, info.Name, info.Endpoint, offered(info.Runtimes), hint))
+	}
+	return out
+}
+
+func offered(rts []string) string {
+	if len(rts) == 0 {
+		return "none it names"
+	}
+	return strings.Join(quote(rts), ", ")
+}

@@ -18,8 +18,17 @@ import (
 	"github.com/runner-dev/runner/internal/termsafe"
 )
 
-// agentBin is where the in-container program lives in every agent image.
-const agentBin = "/usr/local/bin/runner-agent"
+// agentBin is where runner-agent is in container id: the copy its runtime
+// can run (profile.AgentBin), by the engine's record of that runtime. When
+// the container cannot be inspected, the runc path: the exec then fails
+// and says why.
+func agentBin(ctx context.Context, eng engine.Engine, id string) string {
+	obs, err := eng.Inspect(ctx, id)
+	if err != nil {
+		return profile.AgentBin("")
+	}
+	return profile.AgentBin(obs.Runtime)
+}
 
 // PaneState is what `runner-agent status` reports from inside a container;
 // the shim owns the format.
@@ -28,7 +37,7 @@ type PaneState = shim.Status
 // paneState asks an agent's runner-agent about its pane; no tmux answering
 // is an error.
 func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
-	res, err := r.Engine.Exec(ctx, id, "", []string{agentBin, "status"})
+	res, err := r.Engine.Exec(ctx, id, "", []string{agentBin(ctx, r.Engine, id), "status"})
 	if err != nil {
 		return PaneState{}, err
 	}
@@ -327,7 +336,7 @@ func defaultLines(lines int) int {
 // captureText runs `runner-agent capture --framed` and checks what it
 // printed; lines is its --lines (0: the whole scrollback, -1: its default).
 func (r *Runner) captureText(ctx context.Context, id string, lines int, raw bool) (string, error) {
-	argv := []string{agentBin, "capture", "--framed"}
+	argv := []string{agentBin(ctx, r.Engine, id), "capture", "--framed"}
 	if lines >= 0 {
 		argv = append(argv, "--lines", strconv.Itoa(lines))
 	}

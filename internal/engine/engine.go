@@ -104,6 +104,11 @@ type Info struct {
 	MemoryLimit bool
 	PidsLimit   bool
 	CPULimit    bool
+	// Runtimes are the OCI runtimes the engine offers (e.g. "runc",
+	// "runsc"), sorted; DefaultRuntime is the one it uses when a
+	// container names none.
+	Runtimes       []string
+	DefaultRuntime string
 }
 
 // Image is a local image.
@@ -152,9 +157,13 @@ type Spec struct {
 	NanoCPUs        int64
 	PidsLimit       int64
 	Network         string // "none" or "bridge"
-	Mounts          []Mount
-	Init            bool // never use the engine's init: runner-agent is PID 1
-	Health          *Health
+	// Runtime is the OCI runtime ("runsc" for gVisor); "" is the engine's
+	// default. omitempty keeps the config hash of containers made before
+	// the field existed.
+	Runtime string `json:",omitempty"`
+	Mounts  []Mount
+	Init    bool // never use the engine's init: runner-agent is PID 1
+	Health  *Health
 	// MaskedPaths are hidden in the container (/dev/null over a file, an
 	// empty read-only tmpfs over a directory); ReadonlyPaths are mounted
 	// read-only. Both replace the engine's defaults, so they include them.
@@ -200,6 +209,7 @@ type Observed struct {
 	NanoCPUs        int64
 	PidsLimit       int64
 	NetworkMode     string
+	Runtime         string // the OCI runtime the engine will run it with
 	Privileged      bool
 	PidMode         string
 	IpcMode         string

@@ -33,11 +33,15 @@ import (
 
 // Paths and ids inside the image.
 const (
-	AgentPath   = "/usr/local/bin/runner-agent"
-	DigestLabel = "runner.image-digest"
-	AgentUID    = 1000
-	AgentGID    = 1000
-	AgentHome   = "/home/agent"
+	AgentPath = "/usr/local/bin/runner-agent"
+	// AgentPathReadable is a second copy, readable (0755), for gVisor:
+	// its loader needs to read what it executes, so it cannot start the
+	// execute-only AgentPath. runc agents never use it (see agent()).
+	AgentPathReadable = "/usr/local/lib/runner/runner-agent"
+	DigestLabel       = "runner.image-digest"
+	AgentUID          = 1000
+	AgentGID          = 1000
+	AgentHome         = "/home/agent"
 )
 
 // epoch is every entry's modification time, so the tar is reproducible.
@@ -486,7 +490,16 @@ func (b *builder) agent(agentBin string) error {
 	// from a file its user cannot read is not dumpable, so the agent cannot
 	// open the pipes of the helpers the operator's commands run
 	// (/proc/PID/fd) nor read their memory, and cannot forge their output.
-	return b.put(&entry{name: name, typ: tar.TypeReg, mode: 0o711, src: agentBin, size: fi.Size(), sum: sum})
+	if err := b.put(&entry{name: name, typ: tar.TypeReg, mode: 0o711, src: agentBin, size: fi.Size(), sum: sum}); err != nil {
+		return err
+	}
+	// The copy gVisor runs: a readable binary is dumpable when exec'd, so
+	// runner-agent makes itself non-dumpable first thing (internal/shim).
+	// An agent can exec it itself, but gains nothing it could not do with
+	// a program of its own; runner starts it only in runsc containers.
+	readable := rel(AgentPathReadable)
+	b.parents(readable)
+	return b.put(&entry{name: readable, typ: tar.TypeReg, mode: 0o755, src: agentBin, size: fi.Size(), sum: sum})
 }
 
 // rangeEntries is one line per uid runner allocates to agents

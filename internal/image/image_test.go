@@ -204,8 +204,11 @@ func TestContext(t *testing.T) {
 		resolve(t, m, "/usr/lib/git-core/git-upload-pack")
 		resolve(t, m, "/usr/share/git-core/templates/description")
 	}
-	if e := resolve(t, m, AgentPath); e.hdr.Mode != 0o711 || e.hdr.Size == 0 {
+	if e := resolve(t, m, AgentPath); e.hdr.Mode != 0o711 || e.hdr.Size == 0 || e.hdr.Uid != 0 {
 		t.Errorf("runner-agent: %+v", e.hdr)
+	}
+	if e := resolve(t, m, AgentPathReadable); e.hdr.Mode != 0o755 || e.hdr.Size != resolve(t, m, AgentPath).hdr.Size || e.hdr.Uid != 0 {
+		t.Errorf("gVisor's runner-agent: %+v", e.hdr)
 	}
 	resolve(t, m, "/lib/terminfo/t/tmux-256color")
 	resolve(t, m, "/usr/lib/locale/C.utf8/LC_CTYPE")

@@ -144,6 +144,12 @@ func Check(want engine.Spec, got engine.Observed) []Violation {
 	limit("NanoCPUs", "cpus", want.NanoCPUs, got.NanoCPUs)
 	limit("PidsLimit", "pids", want.PidsLimit, got.PidsLimit)
 
+	// The runtime asked for, exactly: an agent meant for gVisor must never
+	// run on the host kernel because the engine fell back to its default.
+	if want.Runtime != "" && got.Runtime != want.Runtime {
+		add("Runtime", q(want.Runtime), q(got.Runtime))
+	}
+
 	// Namespaces: none shared with the host or another container.
 	if got.NetworkMode != want.Network {
 		add("NetworkMode", q(want.Network), q(got.NetworkMode))

@@ -20,9 +20,9 @@ var HealthTimings = engine.Health{
 }
 
 // healthCheck is the check Build puts in every Spec.
-func healthCheck() *engine.Health {
+func healthCheck(agentBin string) *engine.Health {
 	h := HealthTimings
-	h.Test = []string{shimPath, "health"}
+	h.Test = []string{agentBin, "health"}
 	return &h
 }
 

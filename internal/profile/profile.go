@@ -12,19 +12,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/image"
 	"github.com/runner-dev/runner/internal/uids"
 	"github.com/runner-dev/runner/policies"
 )
 
 // Fixed parts of every agent container.
 const (
-	// Entrypoint: the shim is PID 1 and starts the agent's argv itself; no
-	// shell ever sees the command (invariant 3).
-	shimPath = "/usr/local/bin/runner-agent"
 	// NamePrefix starts every container name: runner-<run>-<agent>.
 	NamePrefix = "runner-"
 )
@@ -69,7 +68,7 @@ func Build(runName string, a config.Agent) engine.Spec {
 	s := engine.Spec{
 		Name:       NamePrefix + runName + "-" + a.Name,
 		Image:      a.Image,
-		Entrypoint: []string{shimPath, "init", "--"},
+		Entrypoint: []string{AgentBin(a.Runtime), "init", "--"},
 		Cmd:        slices.Clone(a.Command),
 		Env:        buildEnv(runName, a),
 		User:       a.User,
@@ -93,9 +92,10 @@ func Build(runName string, a config.Agent) engine.Spec {
 		NanoCPUs:  a.NanoCPUs,
 		PidsLimit: a.Pids,
 		Network:   a.Network,
+		Runtime:   a.Runtime,
 		Mounts:    mounts,
 		Init:      false, // runner-agent is PID 1
-		Health:    healthCheck(),
+		Health:    healthCheck(AgentBin(a.Runtime)),
 
 		MaskedPaths:   slices.Clone(MaskedPaths),
 		ReadonlyPaths: slices.Clone(ReadonlyPaths),
@@ -107,6 +107,20 @@ func Build(runName string, a config.Agent) engine.Spec {
 // WithDefaults is a with the defaults Build gives its zero values (plan
 // shows an agent's settings this way).
 func WithDefaults(a config.Agent) config.Agent { return withDefaults(a) }
+
+// AgentBin is where runner-agent is in the image for a container of this
+// runtime. The shim is PID 1 and starts the agent's argv itself; no shell
+// ever sees the command (invariant 3). runc runs the execute-only copy;
+// gVisor cannot load a file it may not read, so it runs the readable one.
+func AgentBin(runtime string) string {
+	if runtime == config.RuntimeRunsc {
+		return image.AgentPathReadable
+	}
+	return image.AgentPath
+}
+
+// defaultPath is the default image's PATH (internal/image's Dockerfile).
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 func withDefaults(a config.Agent) config.Agent {
 	if a.Image == "" {
@@ -160,6 +174,15 @@ func buildEnv(runName string, a config.Agent) []string {
 	env["RUNNER_AGENT"] = a.Name
 	env[EnvRestart] = fmt.Sprintf("%s:%d", a.Restart, a.MaxRestarts)
 	addEgressEnv(env, a)
+	if a.Runtime == config.RuntimeRunsc {
+		// The agent's own `runner-agent send` must find the copy gVisor
+		// can run before the execute-only one.
+		p := a.Env["PATH"]
+		if p == "" {
+			p = defaultPath
+		}
+		env["PATH"] = path.Dir(image.AgentPathReadable) + ":" + p
+	}
 
 	out := make([]string, 0, len(env))
 	for _, k := range slices.Sorted(maps.Keys(env)) {

@@ -191,6 +191,7 @@ func TestHash(t *testing.T) {
 		"tmp size": func(a *config.Agent) { a.TmpSize++ },
 		"restart":  func(a *config.Agent) { a.Restart = "on-failure" },
 		"max":      func(a *config.Agent) { a.MaxRestarts = 0 },
+		"runtime":  func(a *config.Agent) { a.Runtime = config.RuntimeRunsc },
 	} {
 		m := sampleAgent()
 		mutate(&m)
@@ -200,6 +201,39 @@ func TestHash(t *testing.T) {
 	}
 	if Hash(Build("other", a)) == h {
 		t.Error("run name does not change the hash")
+	}
+	// No runtime is not in the hash at all: containers made before
+	// runtime existed keep their hash, and a re-apply leaves them alone.
+	if b, _ := json.Marshal(Build("demo", a)); bytes.Contains(b, []byte(`"Runtime"`)) {
+		t.Error(`a spec without a runtime encodes "Runtime"; that changes every existing container's hash`)
+	}
+}
+
+// TestCheckRuntime: an agent that asked for gVisor is refused unless the
+// engine reports exactly that runtime; one that asked for none takes the
+// engine's default.
+func TestCheckRuntime(t *testing.T) {
+	a := sampleAgent()
+	a.Runtime = config.RuntimeRunsc
+	s := Build("demo", a)
+	for _, got := range []string{"", "runc", "io.containerd.runc.v2", "runsc-debug"} {
+		o := observed(s)
+		o.Runtime = got
+		vs := Check(s, o)
+		if len(vs) != 1 || vs[0].Setting != "Runtime" || vs[0].Limit != "" || vs[0].Got != q(got) {
+			t.Errorf("runtime %q for a runsc agent: violations %v, want exactly one Runtime", got, vs)
+		}
+	}
+	o := observed(s)
+	o.Runtime = "runsc"
+	if vs := Check(s, o); len(vs) != 0 {
+		t.Errorf("runsc as asked: %v", vs)
+	}
+	plain := Build("demo", sampleAgent())
+	o = observed(plain)
+	o.Runtime = "runc"
+	if vs := Check(plain, o); len(vs) != 0 {
+		t.Errorf("no runtime asked, engine default runc: %v", vs)
 	}
 }
 
@@ -399,4 +433,29 @@ func reversed(ss []string) []string {
 	out := slices.Clone(ss)
 	slices.Reverse(out)
 	return out
+}
+
+// TestBuildRuntime: a gVisor agent runs the readable runner-agent (gVisor
+// cannot load the execute-only one), as PID 1 and as its health check; a
+// runc agent the execute-only one.
+func TestBuildRuntime(t *testing.T) {
+	a := sampleAgent()
+	a.Runtime = config.RuntimeRunsc
+	s := Build("demo", a)
+	if s.Runtime != "runsc" || s.Entrypoint[0] != "/usr/local/lib/runner/runner-agent" || s.Health.Test[0] != s.Entrypoint[0] {
+		t.Errorf("runsc agent: runtime %q, entrypoint %v, health %v", s.Runtime, s.Entrypoint, s.Health.Test)
+	}
+	if !slices.Contains(s.Env, "PATH=/usr/local/lib/runner:/usr/local/bin:/usr/bin:/bin") {
+		t.Errorf("runsc agent's PATH must find the readable runner-agent first: %v", s.Env)
+	}
+	for _, rt := range []string{"", config.RuntimeRunc} {
+		a.Runtime = rt
+		s = Build("demo", a)
+		if s.Runtime != rt || s.Entrypoint[0] != "/usr/local/bin/runner-agent" || s.Health.Test[0] != s.Entrypoint[0] {
+			t.Errorf("runtime %q: entrypoint %v, health %v", rt, s.Entrypoint, s.Health.Test)
+		}
+		if slices.ContainsFunc(s.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+			t.Errorf("runtime %q: PATH set (the image's is kept): %v", rt, s.Env)
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const usage = `usage:
@@ -220,4 +222,11 @@ func status(stdout, stderr io.Writer, socket string) int {
 }
 
 // Run is main for cmd/runner-agent.
-func Run() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
+func Run() {
+	// Not dumpable, so the agent (same uid) cannot open this process's
+	// /proc/PID/fd or trace it. Where runner-agent is execute-only (runc)
+	// the kernel already made it so at exec; gVisor runs the readable copy
+	// (image.AgentPathReadable), and this is its protection.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}

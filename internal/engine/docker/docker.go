@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -103,6 +105,10 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 		MemoryLimit:   in.MemoryLimit,
 		PidsLimit:     in.PidsLimit,
 		CPULimit:      in.CPUCfsQuota && in.CPUCfsPeriod,
+		// "runc" and also its legacy containerd names
+		// (io.containerd.runc.v2): what a container may ask for by name.
+		Runtimes:       slices.Sorted(maps.Keys(in.Runtimes)),
+		DefaultRuntime: in.DefaultRuntime,
 	}
 	if out.CgroupVersion == "" {
 		out.CgroupVersion = "1"
@@ -214,6 +220,7 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 	pids := s.PidsLimit
 	host := &container.HostConfig{
 		NetworkMode:    container.NetworkMode(s.Network),
+		Runtime:        s.Runtime, // "" is the daemon's default
 		CapDrop:        s.CapDrop,
 		SecurityOpt:    sec,
 		ReadonlyRootfs: s.ReadonlyRootfs,
@@ -303,6 +310,7 @@ func observe(c container.InspectResponse) engine.Observed {
 			o.PidsLimit = *h.PidsLimit
 		}
 		o.NetworkMode = string(h.NetworkMode)
+		o.Runtime = h.Runtime
 		o.Privileged = h.Privileged
 		o.PidMode = string(h.PidMode)
 		o.IpcMode = string(h.IpcMode)

@@ -20,7 +20,7 @@ func TestObserve(t *testing.T) {
 				SecurityOpt:    []string{"no-new-privileges:true", `seccomp={"defaultAction":"SCMP_ACT_ERRNO"}`},
 				ReadonlyRootfs: true, Tmpfs: map[string]string{"/tmp": "size=1m"},
 				Privileged: true, PidMode: "host", IpcMode: "private", UTSMode: "host",
-				UsernsMode: "host", CgroupnsMode: "private", NetworkMode: "none",
+				UsernsMode: "host", CgroupnsMode: "private", NetworkMode: "none", Runtime: "runsc",
 				Binds:       []string{"/var/run/docker.sock:/sock"},
 				MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"},
 				Resources: container.Resources{Memory: 1 << 20, MemorySwap: 2 << 20, NanoCPUs: 5e8, PidsLimit: &pids, Devices: []container.DeviceMapping{{PathOnHost: "/dev/kvm"}}},
@@ -46,6 +46,9 @@ func TestObserve(t *testing.T) {
 	}
 	if len(o.MaskedPaths) != 1 || o.MaskedPaths[0] != "/proc/kcore" || len(o.ReadonlyPaths) != 1 || o.ReadonlyPaths[0] != "/proc/sys" {
 		t.Errorf("masked %v, read-only %v", o.MaskedPaths, o.ReadonlyPaths)
+	}
+	if o.Runtime != "runsc" {
+		t.Errorf("Runtime = %q, want the HostConfig's runsc", o.Runtime)
 	}
 	if o.Memory != 1<<20 || o.MemorySwap != 2<<20 || o.NanoCPUs != 5e8 || o.PidsLimit != 64 {
 		t.Errorf("limits: %+v", o)
