@@ -55,7 +55,7 @@ func (h *hostTmux) waitHost(target, want string) string {
 }
 
 func TestAttach(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, te *testEngine) {
+	forEveryBackend(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "att")
 		destroyAtEnd(t, te, run)
 		cfg, path := writeConfig(t, fmt.Sprintf(`

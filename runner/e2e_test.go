@@ -1,9 +1,12 @@
 package runner_test
 
-// The Docker suite: every test here runs against the real Docker Engine on
+// The engine suite: every test here runs against the real Docker Engine on
 // the machine, and a second time against a rootless dockerd when
-// RUNNER_TEST_ROOTLESS_DOCKER_HOST points at one (.ci/run starts it). In CI
-// (CI=true) both engines are required: a missing one fails, never skips.
+// RUNNER_TEST_ROOTLESS_DOCKER_HOST points at one (.ci/run starts it). The
+// conformance tests (forEveryBackend, conformance_e2e_test.go) also run on
+// every other backend that is configured: the machine's Docker with gVisor
+// when RUNNER_TEST_GVISOR_RUNTIME names its runtime (runsc). In CI
+// (CI=true) every backend is required: a missing one fails, never skips.
 
 import (
 	"context"
@@ -12,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,14 +119,23 @@ func buildBinaries(dir string) error {
 	return nil
 }
 
-// testEngine is one daemon the suite runs against.
+// testEngine is one backend the suite runs against: an engine, and how
+// runs on it are configured.
 type testEngine struct {
-	name   string // "docker" or "rootless"
-	host   string // DOCKER_HOST value; "" = the environment's
-	eng    engine.Engine
-	raw    *client.Client // the plain Docker client, for checks from outside
-	info   engine.Info
-	accept string // accept_unenforced line for run blocks
+	name string // "docker", "rootless", "gvisor"
+	host string // DOCKER_HOST value; "" = the environment's
+	eng  engine.Engine
+	raw  *client.Client // the plain Docker client, for checks from outside
+	info engine.Info
+	// accept is the text every test puts in its run blocks: the
+	// accept_unenforced line for limits the engine cannot enforce, and
+	// the backend's runtime line (runtime = "runsc" on gVisor).
+	accept string
+	// runtime is the OCI runtime the backend's runs ask for ("" = the
+	// engine's default); conformanceOnly backends run only the
+	// conformance tests (forEveryBackend), to keep CI's time bounded.
+	runtime         string
+	conformanceOnly bool
 }
 
 var (
@@ -134,12 +147,22 @@ var (
 )
 
 func setupEngines() {
-	type target struct{ name, host string }
-	targets := []target{{"docker", ""}}
+	type target struct {
+		name, host, runtime string
+		conformanceOnly     bool
+	}
+	targets := []target{{name: "docker"}}
+	ci := os.Getenv("CI") == "true"
 	if h := os.Getenv("RUNNER_TEST_ROOTLESS_DOCKER_HOST"); h != "" {
-		targets = append(targets, target{"rootless", h})
-	} else if os.Getenv("CI") == "true" {
+		targets = append(targets, target{name: "rootless", host: h})
+	} else if ci {
 		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_ROOTLESS_DOCKER_HOST is not set: .ci/run must start the rootless dockerd (scripts/rootless-docker.sh)")
+		return
+	}
+	if rt := os.Getenv("RUNNER_TEST_GVISOR_RUNTIME"); rt != "" {
+		targets = append(targets, target{name: "gvisor", runtime: rt, conformanceOnly: true})
+	} else if ci {
+		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_GVISOR_RUNTIME is not set: .ci/run must register gVisor with the machine's dockerd (scripts/gvisor-docker.sh) and set it to runsc")
 		return
 	}
 	ctx := context.Background()
@@ -163,7 +186,11 @@ func setupEngines() {
 			enginesErr = err
 			return
 		}
-		te := &testEngine{name: tg.name, host: tg.host, eng: eng, raw: raw, info: info}
+		te := &testEngine{name: tg.name, host: tg.host, eng: eng, raw: raw, info: info, runtime: tg.runtime, conformanceOnly: tg.conformanceOnly}
+		if te.runtime != "" && !slices.Contains(info.Runtimes, te.runtime) {
+			enginesErr = fmt.Errorf("engine %s: the daemon offers runtimes %v, not %q: register it (scripts/gvisor-docker.sh)", tg.name, info.Runtimes, te.runtime)
+			return
+		}
 		var acc []string
 		for _, l := range []struct {
 			name string
@@ -176,12 +203,28 @@ func setupEngines() {
 		if len(acc) > 0 {
 			te.accept = "accept_unenforced = [" + strings.Join(acc, ", ") + "]"
 		}
+		if te.runtime != "" {
+			te.accept += fmt.Sprintf("\n  runtime = %q", te.runtime)
+		}
 		engines = append(engines, te)
 	}
 }
 
-// forEachEngine runs f as a subtest per engine, with the test image built.
+// forEachEngine runs f as a subtest per engine of the full suite (rootful
+// and rootless Docker), with the test image built.
 func forEachEngine(t *testing.T, f func(t *testing.T, te *testEngine)) {
+	t.Helper()
+	runOn(t, false, f)
+}
+
+// forEveryBackend runs a conformance test: on every backend, the full
+// suite's engines and the conformance-only ones (gVisor).
+func forEveryBackend(t *testing.T, f func(t *testing.T, te *testEngine)) {
+	t.Helper()
+	runOn(t, true, f)
+}
+
+func runOn(t *testing.T, conformance bool, f func(t *testing.T, te *testEngine)) {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -191,6 +234,9 @@ func forEachEngine(t *testing.T, f func(t *testing.T, te *testEngine)) {
 		t.Fatalf("the Docker suite needs a running engine: %v", enginesErr)
 	}
 	for _, te := range engines {
+		if te.conformanceOnly && !conformance {
+			continue
+		}
 		t.Run(te.name, func(t *testing.T) {
 			ensureImage(t, te)
 			f(t, te)
@@ -295,8 +341,9 @@ func execJSON(t *testing.T, te *testEngine, id string, out any, argv ...string) 
 }
 
 func TestHardenedContainer(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, te *testEngine) {
+	forEveryBackend(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "hard")
+		pids := hardenedPids(te)
 		cfg, _ := writeConfig(t, fmt.Sprintf(`
 run %q {
   %s
@@ -308,7 +355,7 @@ agent "alice" {
   user    = "1000:1000"
   memory  = "256MiB"
   cpus    = 0.5
-  pids    = 64
+  pids    = %d
   network = "none"
   mount {
     source    = %q
@@ -316,7 +363,7 @@ agent "alice" {
     read_only = true
   }
 }
-`, run, te.accept, testImage, bins))
+`, run, te.accept, testImage, pids, bins))
 		destroyAtEnd(t, te, run)
 		res, err := newRunner(te).Apply(ctx(t), cfg)
 		if err != nil {
@@ -332,7 +379,7 @@ agent "alice" {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkInspect(t, c, te)
+			checkInspect(t, c, te, pids)
 		})
 
 		t.Run("inside", func(t *testing.T) {
@@ -354,17 +401,32 @@ agent "alice" {
 			if len(ps) < 3 {
 				t.Fatalf("expected init, tmux and the agent's processes, saw %d: %v", len(ps), ps)
 			}
+			if n := len(slices.DeleteFunc(slices.Clone(ps), func(p map[string]any) bool { return !underInit(ps, p) })); n < 3 {
+				t.Errorf("expected init, tmux and the agent's shell under PID 1, saw %d of %v", n, ps)
+			}
+			// gVisor's /proc/PID/status has no CapAmb and no NoNewPrivs
+			// line (its own kernel, not Linux's); there they are asked of
+			// the kernel by system call below, for the probe's process.
+			gvisor := te.runtime == "runsc"
 			for _, p := range ps {
 				name := fmt.Sprint(p["name"], "/", p["pid"])
 				for _, k := range []string{"cap_eff", "cap_prm", "cap_bnd", "cap_amb", "cap_inh"} {
+					if gvisor && k == "cap_amb" && p[k] == "" {
+						continue
+					}
 					if p[k] != "0000000000000000" {
 						t.Errorf("%s: %s = %v, want 0", name, k, p[k])
 					}
 				}
-				if p["no_new_privs"] != "1" {
+				if p["no_new_privs"] != "1" && !(gvisor && p["no_new_privs"] == "") {
 					t.Errorf("%s: NoNewPrivs = %v, want 1", name, p["no_new_privs"])
 				}
-				if p["seccomp"] != "2" {
+				// runsc installs the OCI profile in the container's own
+				// processes (init and all it starts: tmux, the agent),
+				// not in processes the engine execs (docker exec: this
+				// probe, runner-agent's helpers), which gVisor's kernel
+				// alone confines. SECURITY.md says so.
+				if p["seccomp"] != "2" && !(gvisor && !underInit(ps, p)) {
 					t.Errorf("%s: Seccomp = %v, want 2 (filter)", name, p["seccomp"])
 				}
 				for _, uid := range strings.Fields(fmt.Sprint(p["uid"])) {
@@ -373,10 +435,35 @@ agent "alice" {
 					}
 				}
 			}
+			// The same asked by system call (prctl, capget), which every
+			// runtime answers, gVisor included.
+			var self map[string]string
+			execJSON(t, te, id, &self, "/probe/testprobe", "self")
+			for k, want := range map[string]string{"no_new_privs": "1", "seccomp": "2", "cap_eff": "0000000000000000", "cap_prm": "0000000000000000",
+				"cap_inh": "0000000000000000", "cap_bnd": "0000000000000000", "cap_amb": "0000000000000000"} {
+				if gvisor && k == "seccomp" {
+					continue // an exec'd process: no filter on runsc (above)
+				}
+				if self[k] != want {
+					t.Errorf("probe's own %s = %q, want %q", k, self[k], want)
+				}
+			}
 			var touch string
 			execJSON(t, te, id, &touch, "/probe/testprobe", "touch", "/x")
-			if !strings.Contains(touch, "read-only file system") {
+			// gVisor checks the directory's permissions before the
+			// mount's read-only flag (Linux the other way round) and its
+			// statfs does not report the flag: there the agent's uid can
+			// only see "permission denied"; read-only is checked from
+			// outside (ReadonlyRootfs).
+			if !strings.Contains(touch, "read-only file system") && !(gvisor && strings.Contains(touch, "permission denied")) {
 				t.Errorf("touch /x on the root filesystem: %q, want read-only file system", touch)
+			}
+			if !gvisor {
+				var ro bool
+				execJSON(t, te, id, &ro, "/probe/testprobe", "readonly", "/")
+				if !ro {
+					t.Error("statfs(/): the root filesystem is not mounted read-only")
+				}
 			}
 			execJSON(t, te, id, &touch, "/probe/testprobe", "touch", "/tmp/x")
 			if touch != "ok" {
@@ -390,7 +477,11 @@ agent "alice" {
 			var uns map[string]string
 			execJSON(t, te, id, &uns, "/probe/testprobe", "unshare")
 			for kind, r := range uns {
-				if r == "ok" {
+				// gVisor's kernel lets an unprivileged process make a
+				// mount namespace of its own (Linux needs CAP_SYS_ADMIN);
+				// it is the sandbox's, and mounting in it still fails
+				// (the mount probe above).
+				if r == "ok" && !(gvisor && kind == "mount") {
 					t.Errorf("unshare(%s) succeeded inside the container", kind)
 				}
 			}
@@ -399,7 +490,11 @@ agent "alice" {
 			if len(ifs) != 1 || ifs[0] != "lo" {
 				t.Errorf("network none: interfaces %v, want only lo", ifs)
 			}
-			if te.info.PidsLimit {
+			// On gVisor the limit counts the sandbox's host tasks, and
+			// reaching it ends the whole sandbox (exit 2): the fork
+			// probe would kill the container the later subtests use.
+			// There the limit is checked from outside only.
+			if te.info.PidsLimit && te.runtime != "runsc" {
 				var fork struct {
 					Started int
 					Error   string
@@ -445,7 +540,7 @@ agent "alice" {
 }
 
 // checkInspect checks the engine's own record of the container.
-func checkInspect(t *testing.T, c container.InspectResponse, te *testEngine) {
+func checkInspect(t *testing.T, c container.InspectResponse, te *testEngine, pids int64) {
 	t.Helper()
 	h := c.HostConfig
 	if len(h.CapDrop) != 1 || strings.ToUpper(h.CapDrop[0]) != "ALL" {
@@ -477,8 +572,11 @@ func checkInspect(t *testing.T, c container.InspectResponse, te *testEngine) {
 	if te.info.CPULimit && h.NanoCPUs != 500_000_000 {
 		t.Errorf("NanoCpus = %d, want 5e8", h.NanoCPUs)
 	}
-	if te.info.PidsLimit && (h.PidsLimit == nil || *h.PidsLimit != 64) {
-		t.Errorf("PidsLimit = %v, want 64", h.PidsLimit)
+	if te.info.PidsLimit && (h.PidsLimit == nil || *h.PidsLimit != pids) {
+		t.Errorf("PidsLimit = %v, want %d", h.PidsLimit, pids)
+	}
+	if h.Runtime != te.runtime && !(te.runtime == "" && h.Runtime == te.info.DefaultRuntime) {
+		t.Errorf("Runtime = %q, want %q (default %q)", h.Runtime, te.runtime, te.info.DefaultRuntime)
 	}
 	if h.NetworkMode != "none" {
 		t.Errorf("NetworkMode = %q, want none", h.NetworkMode)
@@ -537,4 +635,35 @@ agent "a" {
 		t.Fatalf("apply: %v", err)
 	}
 	return res.IDs["a"]
+}
+
+// hardenedPids is TestHardenedContainer's pids limit: small enough that the
+// fork probe hits it, except on gVisor, where it counts the sandbox's own
+// host tasks too and may not go below config.MinPidsRunsc.
+func hardenedPids(te *testEngine) int64 {
+	if te.runtime == config.RuntimeRunsc {
+		return config.MinPidsRunsc
+	}
+	return 64
+}
+
+// underInit reports whether process p (from testprobe procs) is the
+// container's PID 1 or descends from it, rather than from an exec.
+func underInit(ps []map[string]any, p map[string]any) bool {
+	parent := map[string]string{}
+	for _, q := range ps {
+		parent[fmt.Sprint(q["pid"])] = fmt.Sprint(q["ppid"])
+	}
+	pid := fmt.Sprint(p["pid"])
+	for i := 0; i < len(ps)+1; i++ {
+		if pid == "1" {
+			return true
+		}
+		next, ok := parent[pid]
+		if !ok {
+			return false
+		}
+		pid = next
+	}
+	return false
 }

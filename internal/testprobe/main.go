@@ -25,6 +25,7 @@ import (
 // Proc is the security-relevant part of /proc/PID/status.
 type Proc struct {
 	PID        int    `json:"pid"`
+	PPID       int    `json:"ppid"`
 	Name       string `json:"name"`
 	Uid        string `json:"uid"`
 	CapEff     string `json:"cap_eff"`
@@ -45,6 +46,26 @@ func main() {
 	switch os.Args[1] {
 	case "procs":
 		out = procs()
+	case "self":
+		out = self()
+	case "ls": // DIR: the names in it (getdents; gVisor's statx trips ls)
+		ents, err := os.ReadDir(os.Args[2])
+		if err != nil {
+			out = err.Error()
+			break
+		}
+		names := []string{}
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		out = names
+	case "readonly": // PATH: is its filesystem mounted read-only (statfs)?
+		var st unix.Statfs_t
+		if err := unix.Statfs(os.Args[2], &st); err != nil {
+			out = err.Error()
+			break
+		}
+		out = st.Flags&unix.ST_RDONLY != 0
 	case "touch":
 		f, err := os.OpenFile(os.Args[2], os.O_CREATE|os.O_WRONLY, 0o644)
 		if err == nil {
@@ -271,6 +292,8 @@ func procs() []Proc {
 			switch k {
 			case "Name":
 				p.Name = v
+			case "PPid":
+				p.PPID, _ = strconv.Atoi(v)
 			case "Uid":
 				p.Uid = v
 			case "CapEff":
