@@ -432,6 +432,26 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 			if checked < 5 {
 				t.Errorf("only %d destinations checked: %+v", checked, rep)
 			}
+			// status shows the same figures per agent.
+			sr, err := r.Status(ctx(t), load(t, path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range sr.Agents {
+				var want runner.EgressAgent
+				for _, ea := range rep.Agents {
+					if ea.Agent == a.Agent {
+						want = ea
+					}
+				}
+				if a.Egress == nil || a.Egress.Rules != want.Rules || a.Egress.Allowed < want.Allowed || a.Egress.Denied < want.Denied || a.Egress.Denied == 0 && a.Agent == "eng" {
+					t.Errorf("status of %s: egress %+v, runner egress says %+v", a.Agent, a.Egress, want)
+				}
+			}
+			out, _, err = cli(te, "status", path)
+			if err != nil || !strings.Contains(string(out), "  eng: egress: 9 rules, ") || !strings.Contains(string(out), "  rev: egress: 2 rules, ") {
+				t.Errorf("runner status: %v\n%s", err, out)
+			}
 		})
 	})
 }

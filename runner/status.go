@@ -96,6 +96,19 @@ type AgentStatus struct {
 	// says what that is inside and on the host.
 	User string    `json:"user,omitempty"`
 	IDs  *AgentIDs `json:"ids,omitempty"`
+	// Egress is the agent's egress rules and what the proxy did with
+	// them (from the audit log); nil when it has no egress.
+	Egress *EgressStatus `json:"egress,omitempty"`
+}
+
+// EgressStatus is the egress part of an agent's status: `egress: 3
+// rules, 12 allowed, 2 denied`.
+type EgressStatus struct {
+	Source  string `json:"source"` // egress, egress_default or bridge
+	Rules   int    `json:"rules"`
+	Allowed int64  `json:"allowed"`
+	Denied  int64  `json:"denied"`
+	Line    string `json:"line"`
 }
 
 // StatusReport is the run's status plus the engine facts that matter.
@@ -172,8 +185,29 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 			rep.Agents[i].Workspace = ws[rep.Agents[i].Agent]
 		}
 	}
+	r.addEgressStats(cfg, rep.Agents)
 	plainReport(&rep)
 	return rep, nil
+}
+
+// addEgressStats fills the agents' egress fields from the audit log. A log
+// that cannot be read leaves the counts at zero: the rules still show.
+func (r *Runner) addEgressStats(cfg *config.Config, agents []AgentStatus) {
+	er, err := r.EgressReport(cfg, "")
+	if err != nil {
+		r.log().Warn("egress figures unavailable", "error", err)
+	}
+	by := map[string]EgressAgent{}
+	for _, a := range er.Agents {
+		by[a.Agent] = a
+	}
+	for i := range agents {
+		ea, ok := by[agents[i].Agent]
+		if !ok || ea.Source == "none" {
+			continue
+		}
+		agents[i].Egress = &EgressStatus{Source: ea.Source, Rules: ea.Rules, Allowed: ea.Allowed, Denied: ea.Denied, Line: ea.Line()}
+	}
 }
 
 // addRelayStats fills the agents' relay fields from the relay's stats and

@@ -245,6 +245,11 @@ func writeStatus(w io.Writer, rep runner.StatusReport, wide bool, now time.Time)
 	}
 	tw.Flush()
 	for _, a := range rep.Agents {
+		if a.Egress != nil {
+			fmt.Fprintf(w, "  %s: egress: %s\n", a.Agent, a.Egress.Line)
+		}
+	}
+	for _, a := range rep.Agents {
 		for _, v := range a.Violations {
 			fmt.Fprintf(w, "  %s: %s\n", a.Agent, v)
 		}
@@ -355,6 +360,7 @@ func cmdDoctor(ctx context.Context, g *globals, args []string, stdout, stderr io
 	}
 	rep := runner.Doctor(info)
 	rep.Checks = append(rep.Checks, runner.DoctorIDs(ctx, eng, info)...)
+	rep.Checks = append(rep.Checks, runner.DoctorEgress(ctx))
 	for _, c := range rep.Checks {
 		fmt.Fprintf(stdout, "%s %-10s %s\n", c.Mark(), c.Name, c.Detail)
 	}

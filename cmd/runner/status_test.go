@@ -56,3 +56,15 @@ qa     -          -                               absent               -        
 		}
 	}
 }
+
+func TestWriteStatusEgressLine(t *testing.T) {
+	rep := runner.StatusReport{Run: "team", Engine: "docker", Relay: "running", Agents: []runner.AgentStatus{
+		{Agent: "eng", State: "running", Security: "verified", Egress: &runner.EgressStatus{Source: "egress", Rules: 3, Allowed: 12, Denied: 2, Line: "3 rules, 12 allowed, 2 denied"}},
+		{Agent: "ops", State: "running", Security: "verified"},
+	}}
+	var b strings.Builder
+	writeStatus(&b, rep, false, time.Now())
+	if !strings.Contains(b.String(), "\n  eng: egress: 3 rules, 12 allowed, 2 denied\n") || strings.Contains(b.String(), "ops: egress") {
+		t.Errorf("status:\n%s", b.String())
+	}
+}
