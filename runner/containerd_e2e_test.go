@@ -9,6 +9,7 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -97,7 +98,9 @@ func ctrdSpec(t *testing.T, id string) *specs.Spec {
 func TestContainerdHardenedContainer(t *testing.T) {
 	te := containerdEngine(t)
 	run := runName(t, te, "hard")
-	cfg, _ := writeConfig(t, fmt.Sprintf(`
+	const deploy = "ctrd-deploy-secret-5f1c9a"
+	t.Setenv("RUNNER_E2E_CTRD_DEPLOY", deploy)
+	hcl := `
 run %q {
   engine = "containerd"
 }
@@ -113,12 +116,19 @@ agent "alice" {
     target    = "/probe"
     read_only = true
   }
+  secret "DEPLOY_KEY" {
+    from_env = "RUNNER_E2E_CTRD_DEPLOY"
+    file     = "/run/secrets/deploy"
+  }
 }
 agent "bob" {
   image   = %q
   command = ["cat"]
+  brief   = "brief for bob on containerd"
+  env     = { GENERATION = %q }
 }
-`, run, testImage, bins, testImage))
+`
+	cfg, file := writeConfig(t, fmt.Sprintf(hcl, run, testImage, bins, testImage, "1"))
 	destroyAtEnd(t, te, run)
 	r := newRunner(te)
 	t0 := time.Now()
@@ -159,6 +169,10 @@ agent "bob" {
 		user = fmt.Sprintf("%d", sp.Process.User.UID)
 		if sp.Process.User.UID == 0 {
 			t.Errorf("runs as uid 0")
+		}
+		raw, _ := json.Marshal(sp)
+		if strings.Contains(string(raw), deploy) {
+			t.Error("the secret's value is in containerd's spec")
 		}
 		// The cgroup the kernel enforces, read from the host.
 		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", sp.Linux.CgroupsPath, "pids.max"))
@@ -222,6 +236,18 @@ agent "bob" {
 		if fork.Started >= 64 || fork.Error == "ok" {
 			t.Errorf("fork loop started %d processes (%q); the pids limit of 64 should stop it", fork.Started, fork.Error)
 		}
+		var f struct {
+			Content  string `json:"content"`
+			Mode     uint32 `json:"mode"`
+			UID      uint32 `json:"uid"`
+			Tmpfs    bool   `json:"tmpfs"`
+			WriteErr string `json:"write_err"`
+			UIDSelf  uint32 `json:"uid_self"`
+		}
+		execJSON(t, te, id, &f, "/probe/testprobe", "secret-file", "/run/secrets/deploy")
+		if f.Content != deploy || f.Mode != 0o400 || f.UID != f.UIDSelf || !f.Tmpfs || f.WriteErr == "" {
+			t.Errorf("/run/secrets/deploy: readable=%t mode %o uid %d (agent %d) tmpfs %t write %q; want the value, 0400, the agent's (through the run's user namespace), tmpfs, not writable", f.Content == deploy, f.Mode, f.UID, f.UIDSelf, f.Tmpfs, f.WriteErr)
+		}
 		// The image's files belong to the run's namespace: root's are
 		// container root's, not nobody's.
 		res := agentExec(t, te, id, "stat", "-c", "%u", "/usr/local/bin/runner-agent")
@@ -244,7 +270,7 @@ agent "bob" {
 		}
 		for _, a := range rep.Agents {
 			if a.State != "running" || a.Security != "verified" {
-				t.Errorf("status %s: state %q security %q", a.Agent, a.State, a.Security)
+				t.Errorf("status %s: state %q security %q %v", a.Agent, a.State, a.Security, a.Violations)
 			}
 		}
 	})
@@ -310,6 +336,20 @@ agent "bob" {
 		if err != nil || res2.IDs["alice"] != id {
 			t.Errorf("re-apply: %v, alice %q (was %q)", err, res2.IDs["alice"], id)
 		}
+		// Replacing one agent gives it a new container (a new ID), which
+		// gets its brief again; the other is kept.
+		waitPane(t, r, cfg, "bob", "brief for bob on containerd")
+		os.WriteFile(file, []byte(fmt.Sprintf(hcl, run, testImage, bins, testImage, "2")), 0o644)
+		cfg2 := load(t, file)
+		res3, err := r.Apply(ctx(t), cfg2)
+		if err != nil {
+			t.Fatalf("apply with bob changed: %v", err)
+		}
+		if res3.IDs["alice"] != id || res3.IDs["bob"] == res.IDs["bob"] || res3.IDs["bob"] == "" {
+			t.Errorf("replace bob: alice %q (was %q), bob %q (was %q)", res3.IDs["alice"], id, res3.IDs["bob"], res.IDs["bob"])
+		}
+		waitPane(t, r, cfg2, "bob", "brief for bob on containerd")
+		res.IDs["bob"] = res3.IDs["bob"]
 		n, err := r.Destroy(ctx(t), run)
 		if err != nil || n != 2 {
 			t.Fatalf("destroy: %d, %v", n, err)

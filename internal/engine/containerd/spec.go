@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -156,13 +157,18 @@ func buildSpec(s engine.Spec, img ImageConfig, ns uids.Mapping, cgroupParent str
 	}
 	sp.Annotations[annoTmpfs] = string(tb)
 
-	sp.Mounts = baseMounts()
+	var own []specs.Mount
 	for _, p := range sortedKeys(s.Tmpfs) {
-		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: p, Type: "tmpfs", Source: "tmpfs", Options: tmpfsOptions(s.Tmpfs[p])})
+		own = append(own, specs.Mount{Destination: p, Type: "tmpfs", Source: "tmpfs", Options: tmpfsOptions(s.Tmpfs[p])})
 	}
 	for _, m := range s.Mounts {
-		sp.Mounts = append(sp.Mounts, bindMount(m))
+		own = append(own, bindMount(m))
 	}
+	// Parents before children, as Docker orders them: a directory mounted
+	// after a file inside it (/run/secrets after the relay credential at
+	// /run/secrets/runner-credential) would hide the file.
+	sort.SliceStable(own, func(i, j int) bool { return depth(own[i].Destination) < depth(own[j].Destination) })
+	sp.Mounts = append(baseMounts(), own...)
 
 	// The profile is translated as Docker does (moby/profiles): with no
 	// capabilities in the spec, no capability-gated rule is included.
@@ -244,6 +250,9 @@ func mergeEnv(image, spec []string) []string {
 	}
 	return out
 }
+
+// depth is how many components a mount destination has.
+func depth(p string) int { return strings.Count(filepath.Clean(p), "/") }
 
 func sortedKeys(m map[string]string) []string {
 	ks := make([]string, 0, len(m))

@@ -115,6 +115,20 @@ func TestSpecHardened(t *testing.T) {
 			t.Errorf("/tmp options %v", m.Options)
 		}
 	}
+	// A file mounted inside a mounted directory comes after it.
+	s2 := testSpec()
+	s2.Mounts = append([]engine.Mount{{Source: "/srv/cred", Target: "/run/secrets/cred", ReadOnly: true}}, s2.Mounts...)
+	s2.Mounts = append(s2.Mounts, engine.Mount{Source: "/srv/secrets", Target: "/run/secrets", ReadOnly: true})
+	sp2, err := buildSpec(s2, ImageConfig{}, testNS, "/runner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(dest string) int {
+		return slices.IndexFunc(sp2.Mounts, func(m specs.Mount) bool { return m.Destination == dest })
+	}
+	if at("/run/secrets") > at("/run/secrets/cred") {
+		t.Errorf("/run/secrets is mounted after /run/secrets/cred, hiding it: %v", sp2.Mounts)
+	}
 	if sp.Hooks != nil || len(sp.Linux.Sysctl) > 0 {
 		t.Errorf("hooks %v, sysctl %v", sp.Hooks, sp.Linux.Sysctl)
 	}
