@@ -50,6 +50,11 @@ func TestTeamExample(t *testing.T) {
 		if a.Brief == "" {
 			t.Errorf("%s has no brief", a.Name)
 		}
+		// Its model API through the egress proxy, and nothing else.
+		if a.Network != "none" || a.Egress == nil || !a.Egress.Rules.CheckName("api.anthropic.com", 443).Allowed ||
+			a.Egress.Rules.CheckName("example.com", 443).Allowed {
+			t.Errorf("%s: network %q, egress %+v; want network none and only the model API allowed", a.Name, a.Network, a.Egress)
+		}
 	}
 	if strings.Join(names, ",") != "eng-1,eng-2,orchestrator,pm" {
 		t.Errorf("agents: %v", names)

@@ -10,6 +10,13 @@
 # For real, with an image that has Claude Code (or codex, aider, ...):
 #   runner apply examples/team/agents.hcl \
 #     -var image=localhost/my-agent:latest -var 'agent_command=["claude"]'
+#
+# The containers stay on network "none": the only way out is the run's
+# egress proxy, and egress_default lets every agent reach its model API and
+# nothing else. Another tool's API goes in the list too (codex:
+# "api.openai.com"). See what an agent tried and was refused, with the line
+# to paste for each, with:
+#   runner egress examples/team/agents.hcl
 
 variable "agent_command" {
   type    = list(string)
@@ -20,7 +27,9 @@ variable "image" {
   default = "localhost/runner-agent:latest"
 }
 
-run "team" {}
+run "team" {
+  egress_default = ["api.anthropic.com"]
+}
 
 agent "orchestrator" {
   image   = var.image
