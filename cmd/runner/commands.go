@@ -76,6 +76,7 @@ func checkSources(g *globals, cfg *config.Config, stderr io.Writer) error {
 		_, wd := workspace.Check(context.Background(), cfg, srcs)
 		diags = append(diags, wd...)
 	}
+	diags = append(diags, secretDiagnostics(cfg)...)
 	g.writeDiags(stderr, diags)
 	if diags.HasErrors() {
 		return exitError{1}
