@@ -213,3 +213,32 @@ func TestCLIRunByName(t *testing.T) {
 		}
 	})
 }
+
+// An agent whose command cannot start fails the apply, naming the agent
+// and the exit status, and leaves no container for it (so the next apply
+// tries again instead of reporting no changes); the other agent runs.
+func TestApplyFailsForACommandThatCannotStart(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, te *testEngine) {
+		run := runName(t, te, "nocmd")
+		destroyAtEnd(t, te, run)
+		cfg, _ := writeConfig(t, teamConfig(run, te, map[string]string{
+			"good": `["sleep", "3600"]`,
+			"bad":  `["no-such-command-xyz"]`,
+		}))
+		_, err := newRunner(te).Apply(ctx(t), cfg)
+		var ae *runner.ApplyError
+		if !errors.As(err, &ae) || len(ae.Failed) != 1 {
+			t.Fatalf("want an apply error for one agent, got %v", err)
+		}
+		msg := ae.Failed[0].Error()
+		for _, want := range []string{"bad: ", `"no-such-command-xyz"`, "exit status 127", "not found"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("apply error lacks %q:\n%s", want, msg)
+			}
+		}
+		ids := containerIDs(t, te, run)
+		if ids["bad"] != "" || ids["good"] == "" {
+			t.Errorf("containers after the failed apply: %v; want good only", ids)
+		}
+	})
+}

@@ -482,6 +482,10 @@ func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action,
 		r.cleanup(id)
 		return "", err
 	}
+	if err := r.checkStarted(ctx, id, d.agent); err != nil {
+		r.cleanup(id) // the next apply tries again, not "no changes"
+		return "", err
+	}
 	r.progress("%s: running [id=%s] after %s", a.Agent, shortID(id), since(start))
 	return id, nil
 }

@@ -1,0 +1,84 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/runner-dev/runner/internal/config"
+	"github.com/runner-dev/runner/internal/profile"
+	"github.com/runner-dev/runner/internal/termsafe"
+)
+
+// startGrace is how long apply watches a new agent's command after its
+// tmux came up: a command that cannot start (runner-agent's exit 127, not
+// found, or 126, not executable) fails the apply for that agent, instead
+// of "Apply complete" and a restart loop. Any other early exit is left to
+// the restart policy: its time cannot be told from the pane's state
+// exactly enough to call "within its first second" without flaking on a
+// command that legitimately exits after one (see TestHealth's crash).
+const startGrace = time.Second
+
+// checkStarted watches agent a's command in container id for startGrace.
+// Agents with restart = "never" (and `runner run` jobs) are not watched:
+// their command's exit is their result.
+func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent) error {
+	a = profile.WithDefaults(a)
+	if a.Restart == config.RestartNever {
+		return nil
+	}
+	deadline := time.Now().Add(startGrace)
+	for {
+		ps, err := r.paneState(ctx, id)
+		if err == nil {
+			if why := notStarted(ps); why != "" {
+				return fmt.Errorf("its command %s %s; its pane's last lines:\n%s", argvText(a.Command), why, r.lastPaneLines(ctx, id))
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+// notStarted says why a pane shows a command that did not start or did not
+// stay up, or "" if it is running.
+func notStarted(ps PaneState) string {
+	switch {
+	case ps.PaneDead && ps.ExitStatus != nil && *ps.ExitStatus == 127:
+		return "cannot start: exit status 127 (not found: check the command and the image's PATH)"
+	case ps.PaneDead && ps.ExitStatus != nil && *ps.ExitStatus == 126:
+		return "cannot start: exit status 126 (found but not executable: check its mode and interpreter)"
+	}
+	return ""
+}
+
+func argvText(argv []string) string { return strings.Join(quote(argv), " ") }
+
+// lastPaneLines are the last few non-empty lines of the pane, as plain
+// text (what a container prints is untrusted).
+func (r *Runner) lastPaneLines(ctx context.Context, id string) string {
+	text, err := r.captureText(ctx, id, -1, false)
+	if err != nil {
+		return "    (the pane could not be read: " + termsafe.Line(err.Error()) + ")"
+	}
+	var lines []string
+	for _, l := range strings.Split(termsafe.Text(text), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, "    "+strings.TrimRight(termsafe.Line(l), " "))
+		}
+	}
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	if len(lines) == 0 {
+		return "    (empty)"
+	}
+	return strings.Join(lines, "\n")
+}

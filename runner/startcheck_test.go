@@ -1,0 +1,26 @@
+package runner
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNotStarted(t *testing.T) {
+	n := func(i int) *int { return &i }
+	for _, tc := range []struct {
+		ps   PaneState
+		want string
+	}{
+		{PaneState{Tmux: true}, ""},
+		{PaneState{Tmux: true, PaneDead: true, ExitStatus: n(127)}, "exit status 127 (not found"},
+		{PaneState{Tmux: true, PaneDead: true, ExitStatus: n(126), Restarting: true}, "exit status 126 (found but not executable"},
+		{PaneState{Tmux: true, PaneDead: true, ExitStatus: n(3), Restarting: true, Restarts: 1}, ""}, // left to the restart policy
+		{PaneState{Tmux: true, Restarts: 2}, ""},
+		{PaneState{Tmux: true, PaneDead: true, ExitStatus: n(0)}, ""}, // exited 0 and stays exited: on-failure does not restart it
+	} {
+		got := notStarted(tc.ps)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: %q, want %q", tc.ps, got, tc.want)
+		}
+	}
+}
