@@ -318,7 +318,7 @@ func (r *Runner) fetchFrom(ctx context.Context, st state.Run, agent string, rec 
 	if err != nil {
 		return workspace.FetchResult{}, err
 	}
-	proxy := append(slices.Clone(prog), "__fetch-pack-proxy", info.Endpoint, c.ID, obs.User, rec.Path, strconv.FormatInt(max, 10))
+	proxy := append(slices.Clone(prog), "__fetch-pack-proxy", info.Name, info.Endpoint, c.ID, obs.User, rec.Path, strconv.FormatInt(max, 10))
 	var env []string
 	for _, k := range []string{"DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_API_VERSION", "RUNNER_STATE_DIR"} {
 		if v, ok := os.LookupEnv(k); ok {

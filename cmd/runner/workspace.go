@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/containerd"
 	"github.com/runner-dev/runner/internal/engine/docker"
 	"github.com/runner-dev/runner/internal/termsafe"
 	"github.com/runner-dev/runner/internal/workspace"
@@ -112,21 +114,31 @@ func cmdDiff(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 	return err
 }
 
-// cmdFetchProxy is the hidden `runner __fetch-pack-proxy ENDPOINT
+// cmdFetchProxy is the hidden `runner __fetch-pack-proxy ENGINE ENDPOINT
 // CONTAINER USER PATH MAX SERVICE`: the host's git fetch starts it through
 // its ext:: transport; it runs git upload-pack in the agent's container
 // and copies the streams, capped.
 func cmdFetchProxy(ctx context.Context, _ *globals, args []string, _, stderr io.Writer) error {
-	if len(args) != 6 {
-		fmt.Fprintln(stderr, "runner: __fetch-pack-proxy is started by runner fetch, with ENDPOINT CONTAINER USER PATH MAX SERVICE")
+	if len(args) != 7 {
+		fmt.Fprintln(stderr, "runner: __fetch-pack-proxy is started by runner fetch, with ENGINE ENDPOINT CONTAINER USER PATH MAX SERVICE")
 		return exitError{2}
 	}
+	name := args[0]
+	args = args[1:]
 	max, err := strconv.ParseInt(args[4], 10, 64)
 	if err != nil || max <= 0 {
 		fmt.Fprintf(stderr, "runner: bad cap %q\n", args[4])
 		return exitError{2}
 	}
-	eng, err := docker.New(ctx, args[0])
+	var eng engine.Engine
+	switch name {
+	case "docker":
+		eng, err = docker.New(ctx, args[0])
+	case "containerd":
+		eng, err = containerd.New(ctx, args[0])
+	default:
+		err = fmt.Errorf("unknown engine %q", name)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "runner:", err)
 		return exitError{1}

@@ -6,6 +6,8 @@
 #   runner apply examples/team/agents.hcl
 #   runner send  examples/team/agents.hcl pm "kick-off: plan the login page"
 #   runner watch examples/team/agents.hcl
+#   runner fetch examples/team/agents.hcl          # the engineers' commits -> refs/runner/team/eng-N/*
+#   runner diff  examples/team/agents.hcl eng-1 --stat
 #
 # For real, with an image that has Claude Code (or codex, aider, ...):
 #   runner apply examples/team/agents.hcl \
@@ -61,9 +63,8 @@ agent "eng" {
   brief   = format(file("briefs/eng.md"), "eng-${count.index + 1}")
   memory  = "1GiB"
   cpus    = 1
-  mount {
-    source    = "../.."            # the repository, read-only: engineers propose, they do not push
-    target    = "/workspace"
-    read_only = true
+  workspace {
+    repo = "../.." # this repository: each engineer gets a private clone on branch runner/team/eng-N
+    path = "/workspace"
   }
 }
