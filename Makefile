@@ -38,6 +38,7 @@ bench: build
 	$(GO) test -run '^$$' -bench Apply10 -benchtime 3x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench SendToPane -benchtime 200x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench RelayMemory50 -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench ApplyWorkspace4 -benchtime 1x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench RelayThroughput -timeout 30m ./internal/relay/
 	$(GO) test -run '^$$' -bench Download256MiB -benchtime 8x -timeout 30m ./internal/egress/proxy/
 	$(GO) test -run '^$$' -bench ConnectSetup -benchtime 3000x -timeout 30m ./internal/egress/proxy/

@@ -299,6 +299,23 @@ agent "evil" {
 			}
 		})
 
+		t.Run("the CLI's fetch, diff and status", func(t *testing.T) {
+			out, errb, err := cli(te, "fetch", cfgPath, "eng-1")
+			if err != nil || !strings.Contains(string(out), "eng-1: 1 branch into "+repo+", 0 changed") || !strings.Contains(string(out), eng1[:12]+" refs/runner/"+run+"/eng-1/runner/"+run+"/eng-1") {
+				t.Errorf("runner fetch: %v\n%s%s", err, out, errb)
+			}
+			out, errb, err = cli(te, "diff", cfgPath, "eng-1", "--stat")
+			if err != nil || !strings.Contains(string(out), "one.txt | 1 +") {
+				t.Errorf("runner diff --stat: %v\n%s%s", err, out, errb)
+			}
+			out, errb, err = cli(te, "status", cfgPath)
+			if err != nil || !strings.Contains(string(out), "Workspaces:") || !strings.Contains(string(out), "eng-2: runner/"+run+"/eng-2, 1 ahead of "+mainSHA[:12]+", dirty, last fetched ") {
+				t.Errorf("runner status: %v\n%s%s", err, out, errb)
+			}
+			noCanary(t, "the CLI")
+			sameHashes(t, "the CLI", before, repoHashes(t, repo))
+		})
+
 		t.Run("re-apply and a replaced container keep the clone", func(t *testing.T) {
 			res, err := r.Apply(ctx(t), cfg)
 			if err != nil || res.Plan.Changes() {
@@ -374,7 +391,6 @@ agent "evil" {
 				t.Errorf("the run's workspaces outlived destroy")
 			}
 			sameHashes(t, "destroy", before, repoHashes(t, repo))
-			_ = cfgPath
 		})
 	})
 }

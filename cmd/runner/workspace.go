@@ -76,7 +76,11 @@ func cmdFetch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 			refs = append(refs, ref)
 		}
 		sort.Strings(refs)
-		fmt.Fprintf(w, "%s: %s into %s, %d changed\n", r.Agent, plural(len(refs), "branch"), r.Repo, len(r.Changed))
+		branches := "1 branch"
+		if len(refs) != 1 {
+			branches = fmt.Sprintf("%d branches", len(refs))
+		}
+		fmt.Fprintf(w, "%s: %s into %s, %d changed\n", r.Agent, branches, r.Repo, len(r.Changed))
 		changed := map[string]bool{}
 		for _, c := range r.Changed {
 			changed[c] = true
