@@ -123,6 +123,8 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 	out := engine.Info{
 		Name: "containerd", Version: v.Version, Endpoint: "unix://" + e.address,
 		UserNS: true, Seccomp: true, Snapshotter: snapshotter,
+		// runc only: gVisor (runsc) is offered on the Docker engine.
+		Runtimes: []string{"runc"}, DefaultRuntime: "runc",
 		CgroupVersion: "1", CgroupDriver: "cgroupfs",
 	}
 	has := func(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -304,7 +306,7 @@ func (e *Engine) record(ctx context.Context, id string, proc bool) (record, erro
 }
 
 func (e *Engine) recordOf(ctx context.Context, c client.Container, info containers.Container, proc bool) (record, error) {
-	r := record{ID: info.ID, Image: info.Image, Labels: info.Labels}
+	r := record{ID: info.ID, Image: info.Image, Labels: info.Labels, Runtime: info.Runtime.Name}
 	sp, err := c.Spec(ctx)
 	if err == nil {
 		r.Spec = sp

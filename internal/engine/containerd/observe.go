@@ -28,6 +28,8 @@ type record struct {
 	State    string
 	ExitCode int
 	Started  time.Time
+	// Runtime is containerd's runtime name (io.containerd.runc.v2).
+	Runtime string
 	// Proc is the task's init process as /proc shows it (nil without a
 	// task, or when the engine is not on this host).
 	Proc *procState
@@ -52,6 +54,10 @@ func observe(r record) engine.Observed {
 	o.State = taskState(r.State)
 	o.ExitCode = r.ExitCode
 	o.StartedAt = r.Started
+	o.Runtime = r.Runtime
+	if r.Runtime == runtimeName {
+		o.Runtime = "runc"
+	}
 	sp := r.Spec
 	if sp == nil || sp.Process == nil || sp.Linux == nil || sp.Root == nil {
 		o.Privileged = true // no spec to prove anything with

@@ -93,6 +93,9 @@ func buildSpec(s engine.Spec, img ImageConfig, ns uids.Mapping, cgroupParent str
 	if s.Network != "none" {
 		return nil, fmt.Errorf("containerd: network %q is not supported on engine \"containerd\" (runner sets up no CNI): use network = \"none\" (egress goes through the run's proxy socket), or engine = \"docker\" for a bridge network", s.Network)
 	}
+	if s.Runtime != "" && s.Runtime != "runc" {
+		return nil, fmt.Errorf("containerd: runtime %q is not offered on engine \"containerd\" (runner runs runc there): use engine = \"docker\" for gVisor", s.Runtime)
+	}
 	if len(ns.UID) == 0 || len(ns.GID) == 0 {
 		return nil, fmt.Errorf("containerd: no user namespace mapping for %s: every containerd container gets one", s.Name)
 	}

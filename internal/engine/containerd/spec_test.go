@@ -141,6 +141,7 @@ func TestSpecRefusals(t *testing.T) {
 		"no-nnp":  func(s *engine.Spec) { s.NoNewPrivileges = false },
 		"rw-root": func(s *engine.Spec) { s.ReadonlyRootfs = false },
 		"caps":    func(s *engine.Spec) { s.CapDrop = nil },
+		"runsc":   func(s *engine.Spec) { s.Runtime = "runsc" },
 	} {
 		s := testSpec()
 		mut(&s)
