@@ -144,6 +144,14 @@ func (r *Runner) prepareSecrets(ctx context.Context, cfg *config.Config, st stat
 	if err := st.Create(); err != nil {
 		return false, err
 	}
+	unlock, err := secrets.Lock(st) // the host services' refresher writes it too
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if old, err = secrets.Load(st); err != nil {
+		return false, err
+	}
 	key, err := secrets.Key(st)
 	if err != nil {
 		return false, err

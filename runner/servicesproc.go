@@ -152,11 +152,20 @@ func ServeServices(ctx context.Context, root, run string, o ServicesOptions) err
 	if err != nil {
 		return fmt.Errorf("host services: %w (apply the run to write it)", err)
 	}
+	refresh := newRefreshService(st, log.Named("secrets"))
 	sup := services.New(o.Policy, func(ev services.Event) { serviceFailed(st, log, ev) },
 		newRelayService(log.Named("relay")),
 		newRecorderService(st, o.Engine, log.Named("record")),
 		newEgressService(st),
+		refresh,
 	)
+	refresh.reload = func(ctx context.Context) error {
+		cfg, err := loadHostConfig(st)
+		if err != nil {
+			return err
+		}
+		return sup.Reload(ctx, cfg)
+	}
 	if h := testEgressHosts(); h != "" {
 		log.Warn("TEST-ONLY egress resolver", "detail", h)
 	}

@@ -215,3 +215,13 @@ func (r Resolver) All(ctx context.Context, cfg *config.Config) (Values, []*Sourc
 	}
 	return out, errs
 }
+
+// Reread reads an entry's source again (a refresh): from_command and
+// from_file only; the value is checked as Value checks it.
+func (r Resolver) Reread(ctx context.Context, agent, name string, e Entry) (string, error) {
+	sec := config.Secret{Name: name, Source: config.SecretSource{Kind: e.Source.Kind, Env: e.Source.Env, File: e.Source.File, Command: e.Source.Command, Timeout: e.Source.Timeout}}
+	if e.Kind == KindInject {
+		sec.Inject = &config.Inject{Header: e.Header}
+	}
+	return r.Value(ctx, agent, sec)
+}

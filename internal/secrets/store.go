@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/runner-dev/runner/internal/config"
@@ -189,4 +190,22 @@ func (s Store) Values() map[string]string {
 		}
 	}
 	return out
+}
+
+// Lock serialises writers of the store (apply, the host services'
+// refresher) with a flock on a file beside it; call the returned func to
+// unlock.
+func Lock(st state.Run) (func(), error) {
+	if err := ensureDir(st); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(Dir(st), "store.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
