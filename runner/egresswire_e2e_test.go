@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -92,7 +93,13 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from "+r.Host) })
 	plain := httptest.NewServer(hello)
 	defer plain.Close()
-	tlsSrv := httptest.NewTLSServer(hello) // its certificate names example.com
+	// The TLS server also serves a git repository over smart HTTP
+	// (git http-backend as CGI), for git through CONNECT.
+	repos := gitRepoForTest(t)
+	mux := http.NewServeMux()
+	mux.Handle("/git/", &cgi.Handler{Path: gitHTTPBackend, Root: "/git", Env: []string{"GIT_PROJECT_ROOT=" + repos, "GIT_HTTP_EXPORT_ALL=1"}})
+	mux.Handle("/", hello)
+	tlsSrv := httptest.NewTLSServer(mux) // its certificate names example.com
 	defer tlsSrv.Close()
 	hp, sp := port(t, plain.URL), port(t, tlsSrv.URL)
 
@@ -176,6 +183,17 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 			u := "https://example.com:" + sp + "/"
 			if code, body := get(eng, u, "/ca/ca.pem"); code != 200 || body != "hello from example.com:"+sp {
 				t.Errorf("GET %s: %d %q", u, code, body)
+			}
+		})
+		t.Run("git-clone-over-https", func(t *testing.T) {
+			// git finds the proxy in HTTPS_PROXY like every client.
+			res := agentExec(t, te, eng, "git", "-c", "http.sslCAInfo=/ca/ca.pem", "clone", "-q",
+				"https://example.com:"+sp+"/git/repo.git", "/tmp/clone")
+			if res.ExitCode != 0 {
+				t.Fatalf("git clone through the proxy: exit %d: %s %s", res.ExitCode, res.Stdout, res.Stderr)
+			}
+			if got := agentExec(t, te, eng, "cat", "/tmp/clone/README").Stdout; got != "through the proxy\n" {
+				t.Errorf("the clone's README: %q", got)
 			}
 		})
 		t.Run("refused", func(t *testing.T) {
@@ -454,6 +472,34 @@ func TestEgressFromInsideAContainer(t *testing.T) {
 			}
 		})
 	})
+}
+
+// gitHTTPBackend is git's smart-HTTP server, a CGI program.
+const gitHTTPBackend = "/usr/lib/git-core/git-http-backend"
+
+// gitRepoForTest makes a bare repository repo.git holding one commit, in
+// a directory the CGI serves, and returns that directory.
+func gitRepoForTest(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(gitHTTPBackend); err != nil {
+		t.Fatalf("git over HTTPS needs %s on the host (Debian/Ubuntu: apt-get install git): %v", gitHTTPBackend, err)
+	}
+	dir := t.TempDir()
+	work := filepath.Join(dir, "work")
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main", work)
+	os.WriteFile(filepath.Join(work, "README"), []byte("through the proxy\n"), 0o644)
+	git("-C", work, "add", "README")
+	git("-C", work, "commit", "-q", "-m", "first")
+	git("clone", "-q", "--bare", work, filepath.Join(dir, "repo.git"))
+	return dir
 }
 
 // hostAddr is one of the host's non-loopback IPv4 addresses, or a
