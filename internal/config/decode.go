@@ -378,6 +378,18 @@ func (d *decoder) agent(s scope, ab agentBlock, name string) (Agent, bool) {
 		}
 	}
 	a.Runtime = d.runtime(s, attrs["runtime"], d.runRuntime)
+	if a.Runtime == RuntimeRunsc && a.Network == "bridge" {
+		// scripts/gvisor-docker.sh registers runsc with --network=none:
+		// gVisor's own network stack cannot take over the container's
+		// network namespace on these machines, so bridge would silently
+		// be no network.
+		rng := a.DeclRange
+		if attr := attrs["network"]; attr != nil {
+			rng = attr.Expr.Range()
+		}
+		d.errorf(rng, "network \"bridge\" not supported on gVisor",
+			`runtime "runsc" runs agents with loopback only (gVisor is registered with --network=none); use network = "none", where egress goes through the run's proxy, or runtime = "runc" for bridge.`)
+	}
 	if a.Runtime == RuntimeRunsc {
 		switch attr := attrs["pids"]; {
 		case attr == nil:

@@ -17,3 +17,9 @@ agent "c" {
   runtime = "runsc"
   pids    = 256
 }
+
+agent "d" {
+  command = ["true"]
+  runtime = "runsc"
+  network = "bridge"
+}
