@@ -81,7 +81,7 @@ func writeServicesConfig(st state.Run, info engine.Info, agentsFile string) (boo
 		sf.AgentsFile = b
 	}
 	switch info.Name {
-	case "docker":
+	case "docker", "podman":
 		sf.DockerHost = info.Endpoint
 	case "containerd":
 		sf.DockerHost = ContainerdEndpoint + info.Endpoint

@@ -127,7 +127,22 @@ func connect(ctx context.Context, cfg *config.Config) (engine.Engine, error) {
 }
 
 // engineFlagUsage is the --engine flag of commands that take no agents file.
-const engineFlagUsage = `engine to use: "docker" (also rootless Docker) or "containerd" (CONTAINERD_ADDRESS)`
+const engineFlagUsage = `engine to use: "docker" (also rootless Docker), "containerd" (CONTAINERD_ADDRESS) or "podman" (CONTAINER_HOST, else the user's rootless socket)`
+
+// connectPodman opens Podman's Docker-compatible API, and refuses an
+// endpoint that answers as Docker: the run asked for Podman's behaviour.
+func connectPodman(ctx context.Context) (engine.Engine, error) {
+	host := docker.PodmanHost()
+	eng, err := docker.New(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("%w (engine = \"podman\": start the service with `podman system service --time=0 &`, or set CONTAINER_HOST)", err)
+	}
+	if !eng.IsPodman() {
+		eng.Close()
+		return nil, fmt.Errorf("engine = \"podman\" but %s answers as Docker: point CONTAINER_HOST at Podman's socket, or use engine = \"docker\"", host)
+	}
+	return eng, nil
+}
 
 // connectNamed opens an engine by name.
 func connectNamed(ctx context.Context, name string) (engine.Engine, error) {
@@ -136,6 +151,8 @@ func connectNamed(ctx context.Context, name string) (engine.Engine, error) {
 		return docker.New(ctx, "")
 	case "containerd":
 		return containerd.New(ctx, "")
+	case "podman":
+		return connectPodman(ctx)
 	default:
 		return nil, fmt.Errorf("engine %q is not implemented yet; use engine = \"docker\"", name)
 	}

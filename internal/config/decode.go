@@ -110,9 +110,9 @@ func (d *decoder) run(blocks []*hcl.Block) Run {
 	attrs := content.Attributes
 
 	if v, ok := d.str(s, attrs["engine"], false); ok {
-		if v != "docker" && v != "containerd" {
+		if v != "docker" && v != "containerd" && v != "podman" {
 			d.fail(s, attrs["engine"].Expr, "Unsupported engine",
-				`Engine %q is not supported. Use "docker" (also rootless Docker and Podman's Docker API) or "containerd".`, v)
+				`Engine %q is not supported. Use "docker" (also rootless Docker), "podman" (rootless Podman's Docker-compatible API) or "containerd".`, v)
 		}
 		r.Engine = v
 	}

@@ -1,5 +1,5 @@
 run "engines" {
-  engine            = "podman"
+  engine            = "lxc"
   require_rootless  = "maybe"
   accept_unenforced = ["memory", "disk"]
 }

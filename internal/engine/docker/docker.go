@@ -33,7 +33,8 @@ import (
 
 // Engine talks to one Docker daemon.
 type Engine struct {
-	cli *client.Client
+	cli    *client.Client
+	flavor flavor // Docker, or Podman's compatible API (podman.go)
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -55,11 +56,22 @@ func New(ctx context.Context, host string) (*Engine, error) {
 		cli.Close()
 		return nil, e.wrap("connect", err)
 	}
+	v, err := cli.ServerVersion(ctx)
+	if err != nil {
+		cli.Close()
+		return nil, e.wrap("version", err)
+	}
+	e.flavor = detectFlavor(v)
 	return e, nil
 }
 
 // Describe names the daemon endpoint for messages.
-func (e *Engine) Describe() string { return "docker at " + e.cli.DaemonHost() }
+func (e *Engine) Describe() string {
+	if e.flavor == flavorPodman {
+		return "podman at " + e.cli.DaemonHost()
+	}
+	return "docker at " + e.cli.DaemonHost()
+}
 
 // Close releases the client's connections.
 func (e *Engine) Close() error { return e.cli.Close() }
@@ -133,6 +145,13 @@ func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
 	// kernel has the controllers, whatever MemoryLimit says.
 	if out.CgroupDriver == "none" {
 		out.MemoryLimit, out.PidsLimit, out.CPULimit = false, false, false
+	}
+	if e.flavor == flavorPodman {
+		pi, err := e.podmanInfo(ctx)
+		if err != nil {
+			return engine.Info{}, err
+		}
+		podmanFacts(&out, pi)
 	}
 	return out, nil
 }
@@ -213,7 +232,15 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		// No TTY: tmux owns the terminal inside; stdout is init's log.
 		Healthcheck: healthConfig(s.Health),
 	}
-	sec := []string{"no-new-privileges:true", "seccomp=" + s.SeccompJSON}
+	seccomp := s.SeccompJSON
+	if e.flavor == flavorPodman {
+		path, err := seccompFile(s.SeccompJSON)
+		if err != nil {
+			return "", fmt.Errorf("podman create %s: writing the seccomp profile for Podman to read: %w", s.Name, err)
+		}
+		seccomp = path
+	}
+	sec := []string{"no-new-privileges:true", "seccomp=" + seccomp}
 	if !s.NoNewPrivileges {
 		sec = sec[1:]
 	}
@@ -224,7 +251,7 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		CapDrop:        s.CapDrop,
 		SecurityOpt:    sec,
 		ReadonlyRootfs: s.ReadonlyRootfs,
-		Tmpfs:          s.Tmpfs,
+		Tmpfs:          e.tmpfsOptions(s.Tmpfs),
 		Privileged:     false,
 		IpcMode:        container.IPCModePrivate,
 		MaskedPaths:    s.MaskedPaths,
@@ -267,7 +294,12 @@ func (e *Engine) Inspect(ctx context.Context, id string) (engine.Observed, error
 	if err != nil {
 		return engine.Observed{}, e.wrap("inspect "+id, err)
 	}
-	return observe(c), nil
+	o := observe(c)
+	if e.flavor == flavorPodman {
+		o.SeccompProfile = readSeccompFile(o.SeccompProfile)
+		o.Tmpfs = podmanTmpfsObserved(o.Tmpfs, o.User)
+	}
+	return o, nil
 }
 
 // observe is separate from Inspect so the translation is unit-testable.
