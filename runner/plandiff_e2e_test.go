@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runner-dev/runner/internal/plan"
 	"github.com/runner-dev/runner/runner"
@@ -125,7 +126,7 @@ func TestCLIRunByName(t *testing.T) {
 		run := runName(t, te, "byname")
 		destroyAtEnd(t, te, run)
 		body := func(name, memory string) string {
-			return fmt.Sprintf("run %q {\n  %s\n}\nagent \"a\" {\n  image = %q\n  command = [\"sleep\", \"3600\"]\n  memory = %q\n  pids = 64\n}\n", name, te.accept, testImage, memory)
+			return fmt.Sprintf("run %q {\n  %s\n}\nagent \"a\" {\n  image = %q\n  command = [\"sh\", \"-c\", \"echo hello-from-a; exec sleep 3600\"]\n  memory = %q\n  pids = 64\n}\n", name, te.accept, testImage, memory)
 		}
 		_, path := writeConfig(t, body(run, "64MiB"))
 		cli := func(wantCode int, args ...string) string {
@@ -192,6 +193,15 @@ func TestCLIRunByName(t *testing.T) {
 			t.Errorf("status --run: %+v", rep.Agents)
 		}
 		cli(1, "capture", "--run", run, "nope")
+		// logs with no agent: every agent's lines, prefixed by its name.
+		var logs string
+		for i := 0; i < 50 && !strings.Contains(logs, "a | hello-from-a\n"); i++ {
+			time.Sleep(100 * time.Millisecond)
+			logs = cli(0, "logs", "--run", run)
+		}
+		if !strings.Contains(logs, "a | hello-from-a\n") {
+			t.Errorf("logs --run of all agents:\n%s", logs)
+		}
 		if out := cli(0, "send", "--run", run, "a*", "hello by glob"); !regexp.MustCompile(`^Message \d+ to a accepted by the relay.\n$`).MatchString(out) {
 			t.Errorf("send to a glob:\n%s", out)
 		}

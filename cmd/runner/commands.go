@@ -39,7 +39,7 @@ func fileCommand(g *globals, name string, args []string, stderr io.Writer, extra
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(pos) != 1+nargs {
+	if len(pos) != 1+nargs && !(g.lastOptional && len(pos) == nargs) {
 		usageLine(stderr, name)
 		return nil, nil, exitError{2}
 	}

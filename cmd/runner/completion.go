@@ -202,7 +202,7 @@ func complete(ctx context.Context, prev []string, cur string) []string {
 	switch {
 	case slot == "FILE" || slot == "[FILE...]":
 		return []string{completeFiles}
-	case slot == "AGENT":
+	case slot == "AGENT" || slot == "[AGENT]":
 		// The file is the positional argument in the FILE slot.
 		file := ""
 		for k, s := range slots {

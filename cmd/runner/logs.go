@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/runner-dev/runner/internal/config"
@@ -15,12 +16,13 @@ import (
 	"github.com/runner-dev/runner/runner"
 )
 
-// cmdLogs is `runner logs FILE AGENT [-f] [--since D] [--raw] [--verify]`.
+// cmdLogs is `runner logs FILE [AGENT] [-f] [--since D] [--raw] [--verify]`.
 func cmdLogs(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var (
 		follow, raw, verify bool
 		since               string
 	)
+	g.lastOptional = true
 	t, err := runTarget(ctx, g, "logs", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&follow, "f", false, "follow: go on printing what the agent prints (Ctrl-C stops)")
 		fs.StringVar(&since, "since", "", "only what was printed since then: a duration (10m, 1h30m) or a time (2025-06-01T12:00:00Z)")
@@ -32,6 +34,18 @@ func cmdLogs(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 	}
 	defer t.close()
 	cfg, rest := t.cfg, t.rest
+	if len(rest) == 0 {
+		if raw || verify {
+			return fmt.Errorf("--raw and --verify are for one agent: runner logs %s AGENT", strings.Join(t.fileArg(), " "))
+		}
+		o := runner.LogsOptions{Follow: follow, Out: termsafe.NewPlainWriter(stdout), Err: stderr}
+		if since != "" {
+			if o.Since, err = parseSince(since, time.Now()); err != nil {
+				return err
+			}
+		}
+		return newRunner(g, nil, nil).LogsAll(ctx, cfg, o)
+	}
 	if verify {
 		return verifyTranscript(g, cfg, rest[0], termsafe.NewPlainWriter(stdout))
 	}

@@ -60,6 +60,9 @@ type globals struct {
 	// JSON document instead of being printed.
 	json  bool
 	diags hcl.Diagnostics
+	// lastOptional lets a command's last positional argument be left out
+	// (logs FILE [AGENT]).
+	lastOptional bool
 	// prompt is where apply and destroy ask for a confirmation.
 	prompt prompter
 	// stdout is where help goes when a command's --help asks for it.
@@ -148,7 +151,8 @@ func init() {
 		{name: "capture", args: "FILE AGENT", summary: "print a snapshot of an agent's tmux pane (read-only)", example: "runner capture agents.hcl alice --lines 50", run: cmdCapture},
 		{name: "attach", args: "FILE AGENT", summary: "live view of an agent's pane; keys reach it only with --write (audited)", example: "runner attach agents.hcl alice", run: cmdAttach},
 		{name: "watch", args: "FILE", summary: "a local tmux session with one read-only pane per agent", example: "runner watch agents.hcl", run: cmdWatch},
-		{name: "logs", args: "FILE AGENT", summary: "print everything an agent's pane printed (recorded on this host)", example: "runner logs agents.hcl alice -f --since 10m", run: cmdLogs},
+		{name: "logs", args: "FILE [AGENT]", summary: "print everything an agent's pane printed (recorded on this host); with no AGENT, every agent's, each line prefixed by its name",
+			example: "runner logs agents.hcl -f", run: cmdLogs},
 		{name: "exec", args: "FILE AGENT -- ARGV...", summary: "run a command in an agent's container as the agent's user (audited)",
 			detail: "The command runs as the container's user (never uid 0), with a TTY when stdin is a terminal; stdin is passed through, and the exit status is the command's. The audit log records the program, the number of arguments and a sha256 of the argv, not the arguments. Its output is filtered like everything from a container.", example: "runner exec agents.hcl alice -- git status", run: cmdExec},
 		{name: "shell", args: "FILE AGENT", summary: "an interactive shell in an agent's container as the agent's user (audited)", example: "runner shell agents.hcl alice", run: cmdShell},

@@ -72,7 +72,7 @@ func runTarget(ctx context.Context, g *globals, name string, args []string, stde
 	if err != nil {
 		return target{}, err
 	}
-	if byName == "" || len(pos) != nargs {
+	if byName == "" || len(pos) != nargs && !(g.lastOptional && len(pos) == nargs-1) {
 		usageLine(stderr, name)
 		fmt.Fprintf(stderr, "With --run NAME, leave out FILE: runner %s --run NAME%s\n", name, argsAfterFile(name))
 		return target{}, exitError{2}
