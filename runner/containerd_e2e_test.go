@@ -126,9 +126,14 @@ agent "bob" {
   command = ["cat"]
   brief   = "brief for bob on containerd"
   env     = { GENERATION = %q }
+  workspace {
+    repo = %q
+    ref  = "main"
+  }
 }
 `
-	cfg, file := writeConfig(t, fmt.Sprintf(hcl, run, testImage, bins, testImage, "1"))
+	repo := hostRepo(t)
+	cfg, file := writeConfig(t, fmt.Sprintf(hcl, run, testImage, bins, testImage, "1", repo))
 	destroyAtEnd(t, te, run)
 	r := newRunner(te)
 	t0 := time.Now()
@@ -314,6 +319,27 @@ agent "bob" {
 		}
 	})
 
+	// The workspace is a bind mount the agent writes as its uid, through
+	// the run's user namespace; fetch runs git inside and brings the
+	// commit to the host.
+	t.Run("workspace", func(t *testing.T) {
+		bob := res.IDs["bob"]
+		sp := ctrdSpec(t, bob)
+		owner := strings.Fields(inContainer(t, te, bob, "stat", "-c", "%u", "/workspace"))
+		if len(owner) != 1 || owner[0] != fmt.Sprint(sp.Process.User.UID) {
+			t.Errorf("/workspace is owned by %v inside, want the agent's uid %d", owner, sp.Process.User.UID)
+		}
+		inContainer(t, te, bob, "sh", "-c", "cd /workspace && echo bob > bob.txt && git add bob.txt && git commit -qm 'bob on containerd'")
+		head := strings.TrimSpace(inContainer(t, te, bob, "git", "-C", "/workspace", "rev-parse", "HEAD"))
+		if _, err := r.Fetch(ctx(t), cfg, nil); err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		ref := fmt.Sprintf("refs/runner/%s/bob/runner/%s/bob", run, run)
+		if got := hostGitT(t, repo, "rev-parse", ref); got != head {
+			t.Errorf("%s = %s, want bob's commit %s", ref, got, head)
+		}
+	})
+
 	t.Run("logs", func(t *testing.T) {
 		logs, err := te.eng.Logs(ctx(t), id, 5)
 		if err != nil {
@@ -339,7 +365,7 @@ agent "bob" {
 		// Replacing one agent gives it a new container (a new ID), which
 		// gets its brief again; the other is kept.
 		waitPane(t, r, cfg, "bob", "brief for bob on containerd")
-		os.WriteFile(file, []byte(fmt.Sprintf(hcl, run, testImage, bins, testImage, "2")), 0o644)
+		os.WriteFile(file, []byte(fmt.Sprintf(hcl, run, testImage, bins, testImage, "2", repo)), 0o644)
 		cfg2 := load(t, file)
 		res3, err := r.Apply(ctx(t), cfg2)
 		if err != nil {
