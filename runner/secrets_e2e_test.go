@@ -356,6 +356,9 @@ agent "rev" {
 			if res2.IDs["eng"] != eng {
 				t.Errorf("rotation replaced eng's container: %s -> %s", eng[:12], res2.IDs["eng"][:12])
 			}
+			if p, err := r.Plan(ctx(t), load(t, path)); err != nil || p.Changes() {
+				t.Errorf("plan after the rotation is not a no-op (the hash must not cover the value): %v\n%s", err, p)
+			}
 			code, _ := send(apiURL, "ANTHROPIC_API_KEY")
 			if got, _ := hl.get("api"); code != 200 || got != rotated {
 				t.Errorf("after rotation the server received %q (%d); want the new value", redact(redact(got, real), rotated), code)
