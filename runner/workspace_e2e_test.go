@@ -407,3 +407,68 @@ func inContainerCode(t *testing.T, te *testEngine, id string, argv ...string) in
 	must(t, err)
 	return res.ExitCode
 }
+
+// TestWorkspaceRefChange: a workspace block whose ref changes gets a new
+// clone at the new ref, and the old clone's commits are fetched into the
+// repository first, and apply says so.
+func TestWorkspaceRefChange(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, te *testEngine) {
+		repo := hostRepo(t)
+		run := runName(t, te, "wsref")
+		body := func(ref string) string {
+			return fmt.Sprintf(`
+run %q { %s }
+agent "a" {
+  image   = %q
+  command = ["sleep", "infinity"]
+  workspace {
+    repo = %q
+    ref  = %q
+  }
+}
+`, run, te.accept, testImage, repo, ref)
+		}
+		cfg, _ := writeConfig(t, body("main"))
+		destroyAtEnd(t, te, run)
+		var out bytes.Buffer
+		r := &runner.Runner{Engine: te.eng, Progress: &out, Program: program()}
+		res, err := r.Apply(ctx(t), cfg)
+		if err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		inContainer(t, te, res.IDs["a"], "sh", "-c", "cd /workspace && echo x > x.txt && git add x.txt && git commit -qm x")
+		work := strings.TrimSpace(inContainer(t, te, res.IDs["a"], "git", "-C", "/workspace", "rev-parse", "HEAD"))
+
+		// feature gets a commit of its own on the host.
+		hostGitT(t, repo, "checkout", "-q", "feature")
+		must(t, os.WriteFile(filepath.Join(repo, "feature.txt"), []byte("f\n"), 0o644))
+		hostGitT(t, repo, "add", "feature.txt")
+		hostGitT(t, repo, "commit", "-qm", "feature")
+		feature := hostGitT(t, repo, "rev-parse", "feature")
+
+		out.Reset()
+		res, err = r.Apply(ctx(t), load(t, writeFile(t, body("feature"))))
+		if err != nil {
+			t.Fatalf("apply with ref feature: %v\n%s", err, out.String())
+		}
+		if !strings.Contains(out.String(), "its workspace changed: fetched its work into "+repo) {
+			t.Errorf("apply did not say it fetched the old clone first:\n%s", out.String())
+		}
+		if got := hostGitT(t, repo, "rev-parse", fmt.Sprintf("refs/runner/%s/a/runner/%s/a", run, run)); got != work {
+			t.Errorf("the old clone's commit is %s on the host, want %s", got, work)
+		}
+		if head := strings.TrimSpace(inContainer(t, te, res.IDs["a"], "git", "-C", "/workspace", "rev-parse", "HEAD")); head != feature {
+			t.Errorf("new clone at %s, want feature's %s", head, feature)
+		}
+	})
+}
+
+// writeFile writes an agents file into a fresh directory and returns its path.
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	p := filepath.Join(dir, "agents.hcl")
+	must(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
+}
