@@ -136,7 +136,7 @@ func cmdFetchProxy(ctx context.Context, _ *globals, args []string, _, stderr io.
 	}
 	var eng engine.Engine
 	switch name {
-	case "docker":
+	case "docker", "podman": // Podman through its Docker-compatible API
 		eng, err = docker.New(ctx, args[0])
 	case "containerd":
 		eng, err = containerd.New(ctx, args[0])
