@@ -375,6 +375,15 @@ agent "alice" {
 		}
 
 		t.Run("outside", func(t *testing.T) {
+			// Every backend: the engine's own record, through the engine.
+			obs, err := te.eng.Inspect(ctx(t), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkObserved(t, obs, te, pids)
+			if te.raw == nil {
+				return // no Docker API to ask directly
+			}
 			c, err := te.raw.ContainerInspect(ctx(t), id)
 			if err != nil {
 				t.Fatal(err)
@@ -666,4 +675,32 @@ func underInit(ps []map[string]any, p map[string]any) bool {
 		pid = next
 	}
 	return false
+}
+
+// checkObserved checks the engine's record of TestHardenedContainer's
+// container as the Engine reports it (engine.Observed), so a backend
+// without a Docker API (containerd) is checked from outside too.
+func checkObserved(t *testing.T, o engine.Observed, te *testEngine, pids int64) {
+	t.Helper()
+	if len(o.CapDrop) != 1 || strings.ToUpper(o.CapDrop[0]) != "ALL" || len(o.CapAdd) != 0 {
+		t.Errorf("CapDrop %v, CapAdd %v: want [ALL] and none", o.CapDrop, o.CapAdd)
+	}
+	if !o.NoNewPrivileges || !strings.Contains(o.SeccompProfile, "SCMP_ACT_ERRNO") {
+		t.Errorf("NoNewPrivileges %v, seccomp profile %.40q", o.NoNewPrivileges, o.SeccompProfile)
+	}
+	if !o.ReadonlyRootfs || o.Privileged || o.Devices != 0 {
+		t.Errorf("ReadonlyRootfs %v, Privileged %v, Devices %d", o.ReadonlyRootfs, o.Privileged, o.Devices)
+	}
+	if te.info.PidsLimit && o.PidsLimit != pids {
+		t.Errorf("PidsLimit %d, want %d", o.PidsLimit, pids)
+	}
+	if te.info.MemoryLimit && (o.Memory != 256<<20 || o.MemorySwap != o.Memory) {
+		t.Errorf("Memory %d, MemorySwap %d, want %d for both", o.Memory, o.MemorySwap, 256<<20)
+	}
+	if te.runtime != "" && o.Runtime != te.runtime {
+		t.Errorf("Runtime %q, want %q", o.Runtime, te.runtime)
+	}
+	if o.User != "1000:1000" || o.Labels[engine.LabelAgent] != "alice" {
+		t.Errorf("User %q, labels %v", o.User, o.Labels)
+	}
 }
