@@ -290,6 +290,9 @@ agent "evil" {
 			got := map[string]*runner.WorkspaceStatus{}
 			for _, a := range rep.Agents {
 				got[a.Agent] = a.Workspace
+				if a.Security != "verified" {
+					t.Errorf("%s: security %q (%v): the workspace mount must be part of what status checks", a.Agent, a.Security, a.Violations)
+				}
 			}
 			for a, dirty := range map[string]bool{"eng-1": false, "eng-2": true} {
 				ws := got[a]
