@@ -2,10 +2,15 @@ package runner
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"net"
 	"os"
+	"slices"
+	"time"
 
 	"github.com/runner-dev/runner/internal/config"
 	"github.com/runner-dev/runner/internal/egress/rules"
@@ -83,4 +88,40 @@ func writeEgress(cfg *config.Config, st state.Run) (bool, error) {
 		return false, fmt.Errorf("writing the run's egress rules %s: %w", st.Egress(), err)
 	}
 	return true, nil
+}
+
+// waitEgressServed waits until the run's proxy answers on the socket of
+// every agent with egress. A proxy that gains an agent is rebuilt by the
+// host services after apply's reload returns, and a container started
+// before its socket exists would find no proxy. The old proxy removes its
+// sockets before the new one binds any, so one pass in which every socket
+// answers means the new proxy serves them all. A dial that sends nothing is
+// not a request: the proxy neither answers nor audits it.
+func waitEgressServed(ctx context.Context, st state.Run, f rules.File) error {
+	deadline := time.Now().Add(servicesStartTimeout)
+	for {
+		waiting := ""
+		for _, name := range slices.Sorted(maps.Keys(f)) {
+			var d net.Dialer
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			c, err := d.DialContext(dctx, "unix", st.EgressSocket(name))
+			cancel()
+			if err != nil {
+				waiting = name
+				break
+			}
+			c.Close()
+		}
+		if waiting == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the run's egress proxy does not answer on agent %q's socket %s after %s: see the host services' log %s", waiting, st.EgressSocket(waiting), servicesStartTimeout, st.ServicesLog())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -342,6 +342,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	if err := r.ensureServices(ctx, st, changed || svcChanged || egressChanged || secretsChanged); err != nil {
 		return ApplyResult{}, err
 	}
+	if err := waitEgressServed(ctx, st, egressFile(cfg)); err != nil {
+		return ApplyResult{}, err
+	}
 	if p.Changes() {
 		r.audit(st, "apply", cfg.Run.Name, p.Summary())
 	}
