@@ -360,6 +360,11 @@ func observe(c container.InspectResponse) engine.Observed {
 			if len(parts) > 1 {
 				m.Target = parts[1]
 			}
+			// "/a:/b:ro,rprivate,rbind" (Podman lists every bind mount
+			// this way): read-only only when the options say ro.
+			if len(parts) > 2 {
+				m.ReadOnly = slices.Contains(strings.Split(parts[2], ","), "ro")
+			}
 			o.Mounts = append(o.Mounts, m)
 		}
 	}

@@ -62,6 +62,16 @@ func TestObserve(t *testing.T) {
 	if len(o.Mounts) != 3 || !targets["/sock"] || !targets["/work"] || !targets["/data"] {
 		t.Errorf("mounts: %+v", o.Mounts)
 	}
+	// Podman lists bind mounts as Binds with options.
+	c.HostConfig.Binds = []string{"/src:/ro:ro,rprivate,rbind", "/src:/rw:rw,rprivate,rbind", "/src:/roo:rootless"}
+	c.Mounts = nil
+	ro := map[string]bool{}
+	for _, m := range observe(c).Mounts {
+		ro[m.Target] = m.ReadOnly
+	}
+	if !ro["/ro"] || ro["/rw"] || ro["/roo"] {
+		t.Errorf("bind options read as read-only: %v", ro)
+	}
 }
 
 func TestObserveNoNewPrivilegesForms(t *testing.T) {
