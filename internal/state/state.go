@@ -12,6 +12,9 @@
 //	      AGENT/                0755  only for an agent with egress; mounted read-only at
 //	                                  /run/runner-egress in AGENT's container only
 //	        proxy.sock          0666  AGENT's egress proxy socket (the proxy's identity of AGENT)
+//	    workspaces/             0700  only for agents with a workspace block (internal/workspace)
+//	      AGENT/                      AGENT's private git clone, owned by its host uid; mounted
+//	                                  read-write at its workspace path in AGENT's container only
 //	    private/                0700
 //	      operator.sock         0600  the operator's relay socket, mounted nowhere
 //	      relay.json            0600  the relay's config, with every credential
@@ -25,8 +28,10 @@
 //	                                  owned by the agent's host uid (0444 when runner cannot chown)
 //	      creds/operator        0400
 //	      transcripts/          0700  what each agent's pane printed (AGENT.log, AGENT.log.1)
+//	      workspaces.json       0600  each clone's repository, ref, base commit, last fetch (host-written only)
 //	      egress.json           0600  each agent's egress allow/deny lists (internal/egress/rules.File), written by apply
 //	  archive/RUN-TIME.audit.log   audit logs of destroyed runs
+//	  kept/RUN-AGENT-TIME/         workspaces destroy could not fetch (agent-written: run no git there)
 package state
 
 import (
