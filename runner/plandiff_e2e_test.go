@@ -205,6 +205,9 @@ func TestCLIRunByName(t *testing.T) {
 		if out := cli(0, "send", "--run", run, "a*", "hello by glob"); !regexp.MustCompile(`^Message \d+ to a accepted by the relay.\n$`).MatchString(out) {
 			t.Errorf("send to a glob:\n%s", out)
 		}
+		if out := cli(0, "schedule", "--run", run, "a", "--in", "30m", "status?"); !strings.Contains(out, "for a scheduled by the relay, due ") {
+			t.Errorf("schedule:\n%s", out)
+		}
 		out = cli(0, "destroy", "--run", run)
 		if !strings.Contains(out, fmt.Sprintf("Destroy complete: run %q, 1 container removed.", run)) {
 			t.Errorf("destroy --run:\n%s", out)
@@ -217,6 +220,9 @@ func TestCLIRunByName(t *testing.T) {
 		out = cli(0, "audit", "--run", run, "--event", "send", "--agent", "a")
 		if !strings.Contains(out, "archived audit log") || !strings.Contains(out, " send ") || strings.Contains(out, " destroy ") {
 			t.Errorf("audit --run of a destroyed run, --event send --agent a:\n%s", out)
+		}
+		if out := cli(0, "audit", "--run", run, "--event", "schedule"); !regexp.MustCompile(` schedule +operator +a +id=\d+ due=`).MatchString(out) {
+			t.Errorf("the operator's schedule is not audited:\n%s", out)
 		}
 		if out := cli(0, "audit", "--run", run, "--event", "destroy"); strings.Count(out, " destroy ") != 1 {
 			t.Errorf("audit --event destroy:\n%s", out)

@@ -170,6 +170,19 @@ func (c *Client) Schedule(after time.Duration, body string) (uint64, time.Time, 
 	return ok.ID, *ok.Due, nil
 }
 
+// ScheduleFor is the operator's Schedule for agent to (`runner schedule`);
+// the relay refuses it from any other identity.
+func (c *Client) ScheduleFor(to string, after time.Duration, body string) (uint64, time.Time, error) {
+	ok, err := c.roundTrip(request{V: version, Type: "schedule", To: to, After: after.String(), Body: body})
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if ok.Due == nil {
+		return 0, time.Time{}, errors.New("relay accepted the check-in but did not say when it is due")
+	}
+	return ok.ID, *ok.Due, nil
+}
+
 // Idle reports that this identity's pane has printed nothing for secs
 // seconds; the relay fires the matching after_idle check-ins (see
 // PROTOCOL.md) and says how many it fired.

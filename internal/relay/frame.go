@@ -40,7 +40,7 @@ var fieldsByType = map[string]struct{ allowed, required []string }{
 	"send":      {[]string{"to", "body", "client_id", "kind"}, []string{"to", "body"}},
 	"peers":     {},
 	"inbox":     {[]string{"n"}, nil},
-	"schedule":  {[]string{"after", "body"}, []string{"after", "body"}},
+	"schedule":  {[]string{"after", "body", "to"}, []string{"after", "body"}}, // to: the operator's only
 	"subscribe": {},
 	"ack":       {[]string{"id"}, []string{"id"}},
 	"idle":      {[]string{"for"}, []string{"for"}},

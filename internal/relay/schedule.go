@@ -23,6 +23,20 @@ func (s *Server) schedule(id string, req request) any {
 	if err := checkBody(req.Body, s.cfg.MaxMessage); err != nil {
 		return s.invalid(id, id, "%v", err)
 	}
+	// An agent schedules for itself only; the operator may name an agent
+	// (`runner schedule`).
+	to := id
+	if req.To != "" && req.To != id {
+		if id != Operator {
+			s.auditNoisy("deny", id, req.To, "only the operator may schedule a check-in for another identity")
+			return errReply(CodeForbidden, "you may schedule check-ins for yourself only")
+		}
+		if req.To == Operator || !s.known(req.To) {
+			return s.invalid(id, req.To, "no agent %q in this run", req.To)
+		}
+		to = req.To
+	}
+	id, requester := to, id
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -44,7 +58,7 @@ func (s *Server) schedule(id string, req request) any {
 	s.nextID++
 	s.scheds[sc.ID] = sc
 	s.maybeCompact()
-	s.audit("schedule", id, id, fmt.Sprintf("id=%d due=%s %s", sc.ID, sc.Due.UTC().Format(time.RFC3339), digest(sc.Body)))
+	s.audit("schedule", requester, id, fmt.Sprintf("id=%d due=%s %s", sc.ID, sc.Due.UTC().Format(time.RFC3339), digest(sc.Body)))
 	select {
 	case s.schedWake <- struct{}{}:
 	default:
