@@ -190,7 +190,7 @@ func cmdWatch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		}
 	}
 	if detach {
-		fmt.Fprintf(stdout, "Watch session %s: one read-only pane per agent. Attach with: tmux attach -t %s\n", session, session)
+		fmt.Fprintf(stdout, "Watch session %s: one read-only pane per agent. Attach with: %s\n", session, watchAttachHint(os.Getenv("TMUX"), session))
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, tmux, "attach-session", "-t", session)
@@ -223,4 +223,14 @@ func followSize(out *os.File, defRows, defCols uint) (size func() (uint, uint), 
 		}
 	}()
 	return size, ch, func() { signal.Stop(winch); close(winch) }
+}
+
+// watchAttachHint is the command that attaches to the watch session. Inside
+// tmux the session is made on the server of $TMUX (tmux's own rule), which
+// may be a -L/-S socket of the operator's: the hint names it.
+func watchAttachHint(tmuxEnv, session string) string {
+	if sock, _, _ := strings.Cut(tmuxEnv, ","); sock != "" {
+		return fmt.Sprintf("tmux -S %s attach -t %s", sock, session)
+	}
+	return "tmux attach -t " + session
 }

@@ -54,3 +54,12 @@ func TestAttachRefusesWithoutATerminal(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchAttachHintNamesTheSocket(t *testing.T) {
+	if got := watchAttachHint("", "runner-watch-demo"); got != "tmux attach -t runner-watch-demo" {
+		t.Errorf("outside tmux: %q", got)
+	}
+	if got := watchAttachHint("/tmp/tmux-1000/work,4242,0", "runner-watch-demo"); got != "tmux -S /tmp/tmux-1000/work attach -t runner-watch-demo" {
+		t.Errorf("inside tmux -L work: %q", got)
+	}
+}
