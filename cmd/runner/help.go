@@ -145,7 +145,12 @@ func synopsis(c command) string {
 // flags with their defaults, and an example.
 func writeCommandHelp(w io.Writer, name string, fs *flag.FlagSet) {
 	c, _ := lookup(name)
-	fmt.Fprintf(w, "Usage: %s\n\n", synopsis(c))
+	fmt.Fprintf(w, "Usage: %s\n", synopsis(c))
+	if fs.Lookup("run") != nil && strings.HasPrefix(c.args, "FILE") {
+		// The commands that act on a run also find it by name (target.go).
+		fmt.Fprintf(w, "       %s\n", strings.Replace(synopsis(c), " FILE", " --run NAME", 1))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%s%s.\n", strings.ToUpper(c.summary[:1]), c.summary[1:])
 	if c.detail != "" {
 		fmt.Fprintf(w, "\n%s\n", wrap(strings.TrimSpace(c.detail), 76))

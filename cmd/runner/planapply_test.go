@@ -118,3 +118,15 @@ func TestValidateJSON(t *testing.T) {
 		t.Errorf("valid file: exit %d %v %+v\n%s", code, err, v, out)
 	}
 }
+
+func TestHelpShowsTheRunByNameForm(t *testing.T) {
+	for _, c := range []string{"status", "capture", "logs", "audit", "send", "attach", "watch", "destroy", "schedule"} {
+		out, _, code := runCLI(t, c, "--help")
+		if code != 0 || !strings.Contains(out, "       runner "+c+" --run NAME") {
+			t.Errorf("%s --help (exit %d) lacks the --run NAME form:\n%s", c, code, out)
+		}
+	}
+	if out, _, _ := runCLI(t, "plan", "--help"); strings.Contains(out, "--run NAME") {
+		t.Errorf("plan takes a file only, but its help offers --run:\n%s", out)
+	}
+}
