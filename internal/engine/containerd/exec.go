@@ -206,7 +206,7 @@ func (t *tty) Wait(ctx context.Context) (int, error) {
 func (e *Engine) ExecStream(ctx context.Context, id string, argv []string) (engine.Stream, error) {
 	outR, outW := io.Pipe()
 	inR, inW := io.Pipe()
-	st := &stream{out: outR, outW: outW, in: inW, stderr: &tailBuffer{max: 4 << 10}}
+	st := &stream{out: outR, outW: outW, in: inW, stderr: &engine.TailBuffer{Max: 4 << 10}}
 	s, err := e.startExec(ctx, id, "", argv, nil, false, 0, 0, cio.NewCreator(cio.WithStreams(inR, outW, st.stderr)))
 	if err != nil {
 		return nil, err
@@ -220,7 +220,7 @@ type stream struct {
 	out    *io.PipeReader
 	outW   *io.PipeWriter
 	in     *io.PipeWriter
-	stderr *tailBuffer
+	stderr *engine.TailBuffer
 	once   sync.Once
 }
 
@@ -239,29 +239,6 @@ func (s *stream) Wait(ctx context.Context) (int, string, error) {
 	code, err := s.s.wait(ctx)
 	s.outW.Close()
 	return code, s.stderr.String(), err
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
 
 // ExecAttached runs an operator's command as o.User with its streams

@@ -521,7 +521,7 @@ func (e *Engine) ExecStream(ctx context.Context, id string, argv []string) (engi
 		return nil, e.wrap("exec attach in "+id, err)
 	}
 	pr, pw := io.Pipe()
-	s := &stream{e: e, id: created.ID, att: att, out: pr, stderr: &tailBuffer{max: 4 << 10}}
+	s := &stream{e: e, id: created.ID, att: att, out: pr, stderr: &engine.TailBuffer{Max: 4 << 10}}
 	go func() {
 		// The daemon multiplexes stdout and stderr on one connection.
 		_, err := stdcopy.StdCopy(pw, s.stderr, att.Reader)
@@ -535,7 +535,7 @@ type stream struct {
 	id     string
 	att    types.HijackedResponse
 	out    *io.PipeReader
-	stderr *tailBuffer
+	stderr *engine.TailBuffer
 	once   sync.Once
 }
 
@@ -564,29 +564,6 @@ func (s *stream) Wait(ctx context.Context) (int, string, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
 
 // Logs returns the last lines the container's init printed.
