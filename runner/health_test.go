@@ -10,7 +10,8 @@ import (
 	"github.com/runner-dev/runner/runner"
 )
 
-// healthHCL: crash exits 3 after a second and may be restarted twice (the
+// healthHCL: crash exits 3 after three seconds (past apply's first-second
+// check, which would refuse it) and may be restarted twice (the
 // default policy, on-failure); quiet runs cat and gets a check-in after 2s
 // without output; talk runs cat and may message the operator.
 func healthHCL(run string, te *testEngine) string {
@@ -20,7 +21,7 @@ run %q {
 }
 agent "crash" {
   image        = %q
-  command      = ["sh", "-c", "echo crash-run; sleep 1; exit 3"]
+  command      = ["sh", "-c", "echo crash-run; sleep 3; exit 3"]
   max_restarts = 2
 }
 agent "quiet" {

@@ -238,22 +238,32 @@ func TestApplyFailsForACommandThatCannotStart(t *testing.T) {
 		run := runName(t, te, "nocmd")
 		destroyAtEnd(t, te, run)
 		cfg, _ := writeConfig(t, teamConfig(run, te, map[string]string{
-			"good": `["sleep", "3600"]`,
-			"bad":  `["no-such-command-xyz"]`,
+			"good":  `["sleep", "3600"]`,
+			"bad":   `["no-such-command-xyz"]`,
+			"early": `["sh", "-c", "echo early-out; exit 4"]`,
 		}))
 		_, err := newRunner(te).Apply(ctx(t), cfg)
 		var ae *runner.ApplyError
-		if !errors.As(err, &ae) || len(ae.Failed) != 1 {
-			t.Fatalf("want an apply error for one agent, got %v", err)
+		if !errors.As(err, &ae) || len(ae.Failed) != 2 {
+			t.Fatalf("want an apply error for two agents (bad, early), got %v", err)
 		}
-		msg := ae.Failed[0].Error()
-		for _, want := range []string{"bad: ", `"no-such-command-xyz"`, "exit status 127", "not found"} {
-			if !strings.Contains(msg, want) {
-				t.Errorf("apply error lacks %q:\n%s", want, msg)
+		msgs := map[string]string{}
+		for _, f := range ae.Failed {
+			name, _, _ := strings.Cut(f.Error(), ": ")
+			msgs[name] = f.Error()
+		}
+		for agent, wants := range map[string][]string{
+			"bad":   {`"no-such-command-xyz"`, "exit status 127", "not found"},
+			"early": {"exited within its first second (exit status 4)", "early-out"},
+		} {
+			for _, want := range wants {
+				if !strings.Contains(msgs[agent], want) {
+					t.Errorf("apply error for %s lacks %q:\n%s", agent, want, msgs[agent])
+				}
 			}
 		}
 		ids := containerIDs(t, te, run)
-		if ids["bad"] != "" || ids["good"] == "" {
+		if ids["bad"] != "" || ids["early"] != "" || ids["good"] == "" {
 			t.Errorf("containers after the failed apply: %v; want good only", ids)
 		}
 	})

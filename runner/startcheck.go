@@ -12,12 +12,12 @@ import (
 )
 
 // startGrace is how long apply watches a new agent's command after its
-// tmux came up: a command that cannot start (runner-agent's exit 127, not
-// found, or 126, not executable) fails the apply for that agent, instead
-// of "Apply complete" and a restart loop. Any other early exit is left to
-// the restart policy: its time cannot be told from the pane's state
-// exactly enough to call "within its first second" without flaking on a
-// command that legitimately exits after one (see TestHealth's crash).
+// tmux came up. A command that cannot start (runner-agent's exit 127, not
+// found, or 126, not executable) or that fails within this first second
+// (a non-zero status, a signal, or a restart already) fails the apply for
+// that agent, instead of "Apply complete" and a restart loop. A command
+// that ends with status 0 is a one-shot that did its job; one that fails
+// later is the restart policy's.
 const startGrace = time.Second
 
 // checkStarted watches agent a's command in container id for startGrace.
@@ -48,13 +48,19 @@ func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent) er
 }
 
 // notStarted says why a pane shows a command that did not start or did not
-// stay up, or "" if it is running.
+// stay up, or "" if it is running (or ended with status 0).
 func notStarted(ps PaneState) string {
 	switch {
 	case ps.PaneDead && ps.ExitStatus != nil && *ps.ExitStatus == 127:
 		return "cannot start: exit status 127 (not found: check the command and the image's PATH)"
 	case ps.PaneDead && ps.ExitStatus != nil && *ps.ExitStatus == 126:
 		return "cannot start: exit status 126 (found but not executable: check its mode and interpreter)"
+	case ps.PaneDead && ps.ExitStatus != nil && *ps.ExitStatus != 0:
+		return fmt.Sprintf("exited within its first second (exit status %d)", *ps.ExitStatus)
+	case ps.PaneDead && ps.ExitSignal != nil:
+		return fmt.Sprintf("was killed by signal %d within its first second", *ps.ExitSignal)
+	case ps.Restarts > 0:
+		return fmt.Sprintf("failed within its first second and was restarted %d time(s)", ps.Restarts)
 	}
 	return ""
 }
