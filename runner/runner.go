@@ -24,6 +24,7 @@ import (
 	"github.com/runner-dev/runner/internal/secrets"
 	"github.com/runner-dev/runner/internal/state"
 	"github.com/runner-dev/runner/internal/termsafe"
+	"github.com/runner-dev/runner/internal/workspace"
 )
 
 // Runner carries what every operation needs.
@@ -125,8 +126,7 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 		}
 		resolved := withSources(withUser(a, users), reals)
 		spec := buildSpec(st, cfg.Run.Name, resolved)
-		addSecretMounts(&spec, st, a)
-		ws, wsKey := workspaceMount(&spec, st, cfg.Run.Name, a, srcs.WorkspaceRepo(a.Name), bases[a.Name])
+		ws, wsKey := wantWorkspaceOf(st, cfg.Run.Name, a, srcs.WorkspaceRepo(a.Name), bases[a.Name])
 		sum := sha256.Sum256([]byte(profile.Hash(spec) + "\x00" + images[a.Image].ID + secretBindings(a) + wsKey))
 		addStandIns(&spec, a, store)
 		spec.Labels[engine.LabelConfigHash] = hex.EncodeToString(sum[:16])
@@ -138,14 +138,20 @@ func (r *Runner) desired(ctx context.Context, cfg *config.Config, st state.Run, 
 	return out, nil
 }
 
-// buildSpec is the hardened spec of one agent plus the relay's mounts and,
-// with egress, its proxy socket's; a's mount sources must already be
-// resolved (withSources).
+// buildSpec is the hardened spec of one agent plus every mount runner adds
+// to it: the relay's, with egress its proxy socket's, what its secrets need
+// (never their values) and its workspace clone. a's mount sources must
+// already be resolved (withSources). Apply, plan and status all build the
+// spec here, so status compares a container with what apply made.
 func buildSpec(st state.Run, run string, a config.Agent) engine.Spec {
 	spec := profile.Build(run, a)
 	spec.Mounts = append(spec.Mounts, relayMounts(st, a.Name)...)
 	if a.Egress != nil {
 		spec.Mounts = append(spec.Mounts, profile.EgressMount(st.EgressAgentDir(a.Name)))
+	}
+	addSecretMounts(&spec, st, a)
+	if w := a.Workspace; w != nil {
+		spec.Mounts = append(spec.Mounts, engine.Mount{Source: workspace.CloneDir(st, a.Name), Target: w.Path, ReadOnly: false})
 	}
 	return spec
 }

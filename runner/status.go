@@ -266,11 +266,6 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 			sr = state.Run{}
 		}
 		want := buildSpec(sr, run, recordedSources(a, c))
-		// The same mounts apply adds for secrets and the workspace, or
-		// an agent with a file secret or a workspace shows it as a
-		// difference.
-		addSecretMounts(&want, sr, recordedSources(a, c))
-		workspaceMount(&want, sr, run, a, "", "") // only its mount matters here
 		want.Labels[engine.LabelConfigHash] = c.ConfigHash
 		for _, v := range profile.Check(want, obs) {
 			st.Violations = append(st.Violations, v.String())

@@ -27,11 +27,11 @@ type wantWorkspace struct {
 	dir string           // the clone on the host
 }
 
-// workspaceMount adds the agent's clone to its spec and returns what the
-// container's hash must cover: the repository and ref (another of either
-// needs another clone, which only a new container mounts). Nothing is
-// created here: plan calls it too.
-func workspaceMount(spec *engine.Spec, st state.Run, run string, a config.Agent, repo, base string) (*wantWorkspace, string) {
+// wantWorkspaceOf is the clone the agent's workspace block asks for (its
+// mount is in buildSpec), and what the container's hash must cover: the
+// repository and ref (another of either needs another clone, which only a
+// new container mounts). Nothing is created here: plan calls it too.
+func wantWorkspaceOf(st state.Run, run string, a config.Agent, repo, base string) (*wantWorkspace, string) {
 	w := a.Workspace
 	if w == nil {
 		return nil, ""
@@ -40,7 +40,6 @@ func workspaceMount(spec *engine.Spec, st state.Run, run string, a config.Agent,
 		rec: workspace.Record{Repo: repo, Ref: w.Ref, Base: base, Path: w.Path, Branch: workspace.Branch(run, a.Name)},
 		dir: workspace.CloneDir(st, a.Name),
 	}
-	spec.Mounts = append(spec.Mounts, engine.Mount{Source: ws.dir, Target: w.Path, ReadOnly: false})
 	return ws, "\x00workspace\x00" + ws.rec.Key()
 }
 
