@@ -248,3 +248,49 @@ func TestReadGivesBackEveryEventAndRefusesAnEditedLine(t *testing.T) {
 		t.Errorf("Read of an edited line: %v, want an error naming line 2", err)
 	}
 }
+
+// The relay's group commit records a whole batch of decisions with one
+// AppendBatch: the lines are consecutive, in order, and extend the chain a
+// second process is also extending.
+func TestAppendBatchWritesConsecutiveChainedLines(t *testing.T) {
+	path := writeLog(t, 2)
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendBatch(nil); err != nil {
+		t.Fatalf("empty batch: %v", err)
+	}
+	if got := len(lines(t, path)); got != 2 {
+		t.Fatalf("empty batch wrote lines: %d, want 2", got)
+	}
+	batch := []Event{{Event: "send", Actor: "a"}, {Event: "deliver", Actor: "b"}, {Event: "send", Actor: "c"}}
+	if err := l.AppendBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Append(Event{Event: "deny", Actor: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendBatch(batch[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendBatch([]Event{{Event: "send"}, {Event: "Bad-Name"}}); err == nil {
+		t.Error("AppendBatch accepted a batch with an invalid event name")
+	}
+	l.Close()
+	other.Close()
+	if n, err := Verify(path); err != nil || n != 8 {
+		t.Fatalf("Verify = %d, %v; want 8, nil", n, err)
+	}
+	var actors []string
+	if err := Read(path, func(e Event) error { actors = append(actors, e.Actor); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(actors[2:], ","); got != "a,b,c,d,a,b" {
+		t.Errorf("actors after the first two = %s, want a,b,c,d,a,b (a refused batch writes nothing)", got)
+	}
+}
