@@ -100,15 +100,26 @@ func cmdAudit(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		fmt.Fprintln(stderr)
 	}
 	if verify {
-		n, err := audit.Verify(path)
+		rep, err := audit.VerifyReport(path)
 		if err != nil {
-			fmt.Fprintf(stdout, "✗ %s: %v (%d good lines before it)\n", path, err, n)
+			fmt.Fprintf(stdout, "✗ %s: %v (%d good lines before it)\n", path, err, rep.Entries)
 			return exitError{1}
 		}
-		fmt.Fprintf(stdout, "✓ %s: %d entries, hash chain intact\n", path, n)
+		fmt.Fprint(stdout, verifySummary(path, rep))
 		return nil
 	}
 	return printAudit(path, f, raw, stdout)
+}
+
+// verifySummary is what audit --verify prints for a chain that verified:
+// the entries, and every repair of a torn tail the chain records.
+func verifySummary(path string, rep audit.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "✓ %s: %d entries, hash chain intact\n", path, rep.Entries)
+	for _, r := range rep.Repairs {
+		fmt.Fprintf(&b, "  repaired at seq %d (%s): %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339), termsafe.Line(r.Detail))
+	}
+	return b.String()
 }
 
 func printAudit(path string, f auditFilter, raw bool, stdout io.Writer) error {

@@ -9,12 +9,10 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -148,7 +146,7 @@ func (l *Log) catchUp() error {
 		return fmt.Errorf("read audit log %s: %w", l.path, err)
 	}
 	if tail[len(tail)-1] != '\n' {
-		return fmt.Errorf("audit log %s ends in an incomplete line (a crash during a write?): check it with audit.Verify, then move it aside to start a new chain", l.path)
+		return l.repair(size)
 	}
 	last := tail[:len(tail)-1]
 	if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
@@ -243,47 +241,6 @@ func (l *Log) Close() error {
 	return l.f.Close()
 }
 
-// Verify reads the log at path and checks every line: canonical encoding, its
-// own hash, the link to the line before and consecutive sequence numbers. It
-// returns how many lines verified, and for the first bad line an error naming
-// it.
-func Verify(path string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("verify audit log: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
-	prev, n := genesis, 0
-	for {
-		line, err := r.ReadSlice('\n')
-		if err == io.EOF && len(line) == 0 {
-			return n, nil
-		}
-		lineNo := n + 1
-		switch {
-		case errors.Is(err, bufio.ErrBufferFull):
-			return n, fmt.Errorf("audit log %s line %d: longer than %d bytes, not written by this package", path, lineNo, maxLine)
-		case err == io.EOF:
-			return n, fmt.Errorf("audit log %s line %d: incomplete (no newline), possibly cut short", path, lineNo)
-		case err != nil:
-			return n, fmt.Errorf("read audit log %s: %w", path, err)
-		}
-		e, err := parseLine(line[:len(line)-1])
-		if err != nil {
-			return n, fmt.Errorf("audit log %s line %d: %v", path, lineNo, err)
-		}
-		if e.Seq != uint64(lineNo) {
-			return n, fmt.Errorf("audit log %s line %d: sequence number is %d, want %d (a line was deleted, inserted or moved)", path, lineNo, e.Seq, lineNo)
-		}
-		if e.Prev != prev {
-			return n, fmt.Errorf("audit log %s line %d: does not link to the line before it (a line was deleted, inserted, moved or edited)", path, lineNo)
-		}
-		prev = e.Hash
-		n++
-	}
-}
-
 // parseLine decodes one line and checks that it is exactly the canonical
 // encoding of its fields and that its hash matches them.
 func parseLine(b []byte) (entry, error) {
@@ -340,36 +297,3 @@ func clean(s string, max int) string {
 	return out
 }
 
-// Read calls fn with every event of the log at path, in order, for
-// reports (`runner egress`). Each line's own hash is checked; a line that
-// fails it stops the read with an error naming it (Verify checks the
-// chain as well).
-func Read(path string, fn func(Event) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("read audit log: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
-	for n := 1; ; n++ {
-		line, err := r.ReadSlice('\n')
-		switch {
-		case err == io.EOF && len(line) == 0:
-			return nil
-		case err == io.EOF:
-			return nil // a line being written
-		case errors.Is(err, bufio.ErrBufferFull):
-			return fmt.Errorf("audit log %s line %d: longer than %d bytes, not written by this package", path, n, maxLine)
-		case err != nil:
-			return fmt.Errorf("read audit log %s: %w", path, err)
-		}
-		e, err := parseLine(line[:len(line)-1])
-		if err != nil {
-			return fmt.Errorf("audit log %s line %d: %v", path, n, err)
-		}
-		t, _ := time.Parse(time.RFC3339Nano, e.Time)
-		if err := fn(Event{Time: t, Event: e.Event, Actor: e.Actor, Target: e.Target, Detail: e.Detail}); err != nil {
-			return err
-		}
-	}
-}

@@ -133,13 +133,18 @@ func TestOpenRefuses(t *testing.T) {
 			t.Fatalf("Open = %v, want a damaged-line error", err)
 		}
 	})
-	t.Run("partial last line", func(t *testing.T) {
+	t.Run("partial last line after a damaged one", func(t *testing.T) {
+		// A torn tail is repaired only when what precedes it is sound.
 		path := writeLog(t, 2)
-		f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-		f.WriteString(`{"seq":3`)
-		f.Close()
-		if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "incomplete") {
-			t.Fatalf("Open = %v, want an incomplete-line error", err)
+		ls := lines(t, path)
+		ls[1] = bytes.Replace(ls[1], []byte("eng-1"), []byte("eng-9"), 1)
+		rewrite(t, path, append(ls, []byte(`{"seq":3`)))
+		before, _ := os.ReadFile(path)
+		if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("Open = %v, want a damaged-line error", err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Error("Open changed a file it refused")
 		}
 	})
 	t.Run("readable by others", func(t *testing.T) {
