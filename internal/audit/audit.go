@@ -296,4 +296,3 @@ func clean(s string, max int) string {
 	}
 	return out
 }
-

@@ -87,4 +87,3 @@ func TestMidFileDamageIsStillRefused(t *testing.T) {
 		t.Error("Open changed a file it refused")
 	}
 }
-
