@@ -6,13 +6,11 @@ import (
 	"sort"
 )
 
-// audit records a decision. If the log cannot be written the relay stops:
-// it must not go on deciding without a record (invariant 10).
+// audit records a decision and waits until it is on disk. If the log cannot
+// be written the relay stops (commit): it must not go on deciding without a
+// record (invariant 10). Call without s.mu.
 func (s *Server) audit(event, actor, target, detail string) {
-	err := s.cfg.Audit.Append(audit.Event{Time: s.now(), Event: event, Actor: actor, Target: target, Detail: detail})
-	if err != nil {
-		s.kill(fmt.Errorf("relay stopped: %w; it cannot run without recording its decisions: fix the audit log, then restart", err))
-	}
+	s.record(s.event(event, actor, target, detail))
 }
 
 type noisyKey struct{ event, actor, target string }
@@ -20,16 +18,26 @@ type noisyKey struct{ event, actor, target string }
 // auditNoisy records events that a hostile client can cause at will (failed
 // hellos, rate limiting, garbage): the first per event, actor and target each second
 // is written, the rest are counted and written as one line by flushNoisy.
-// That bounds the log's growth, and its fsyncs, under a flood.
+// That bounds the log's growth, and its fsyncs, under a flood. Call without
+// s.mu.
 func (s *Server) auditNoisy(event, actor, target, detail string) {
+	if evs := s.noisyEvent(event, actor, target, detail); evs != nil {
+		s.record(evs...)
+	}
+}
+
+// noisyEvent is auditNoisy's event to record now, or nil if it is counted
+// for flushNoisy instead: for an op's events.
+func (s *Server) noisyEvent(event, actor, target, detail string) []audit.Event {
 	k := noisyKey{event, actor, target}
 	s.noisyMu.Lock()
 	n, seen := s.noisy[k]
 	s.noisy[k] = n + 1
 	s.noisyMu.Unlock()
-	if !seen {
-		s.audit(event, actor, target, detail)
+	if seen {
+		return nil
 	}
+	return []audit.Event{s.event(event, actor, target, detail)}
 }
 
 func (s *Server) flushNoisy() {
@@ -53,7 +61,11 @@ func (s *Server) flushNoisy() {
 		}
 		return a.target < b.target
 	})
+	var evs []audit.Event
 	for _, k := range keys {
-		s.audit(k.event, k.actor, k.target, fmt.Sprintf("%d more in the last second, not logged one by one", old[k]-1))
+		evs = append(evs, s.event(k.event, k.actor, k.target, fmt.Sprintf("%d more in the last second, not logged one by one", old[k]-1)))
+	}
+	if len(evs) > 0 {
+		s.record(evs...)
 	}
 }

@@ -3,6 +3,8 @@ package relay
 import (
 	"fmt"
 	"slices"
+
+	"github.com/runner-dev/runner/internal/audit"
 )
 
 func (s *Server) inbox(id string, n int) any {
@@ -51,26 +53,31 @@ func (s *Server) take(id string, upto uint64) any {
 		return errReply(CodeForbidden, "only the operator may take from its queue; agents acknowledge deliveries")
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	now, taken := s.now(), 0
+	now := s.now()
 	var recs []record
+	var evs []audit.Event
 	for len(s.queues[id]) > 0 && s.queues[id][0].ID <= upto {
 		m := s.dequeue(id, 0)
 		m.Delivered = now
 		s.remember(m)
 		recs = append(recs, record{Op: "ack", ID: m.ID, Time: now})
-		s.audit("deliver", m.From, id, fmt.Sprintf("id=%d kind=%s taken by runner inbox", m.ID, m.Kind))
-		taken++
+		evs = append(evs, s.event("deliver", m.From, id, fmt.Sprintf("id=%d kind=%s taken by runner inbox", m.ID, m.Kind)))
 	}
-	if taken > 0 {
-		s.lastIn[id] = now
-		// As for acks, no sync: a lost record shows the message again.
-		if err := s.journal(false, recs...); err != nil {
-			s.auditNoisy("journal_error", id, "", "take not journaled: the messages will show again after a restart")
-		}
-		s.maybeCompact()
+	if len(recs) == 0 {
+		s.mu.Unlock()
+		return okFrame{V: version, Type: "ok"}
 	}
-	return okFrame{V: version, Type: "ok", Taken: taken}
+	s.lastIn[id] = now
+	// As for acks, no sync: a lost record shows the message again.
+	o := &op{recs: recs, events: evs, refused: func(error) []audit.Event {
+		return append(slices.Clip(evs), s.event("journal_error", id, "", "take not journaled: the messages will show again after a restart"))
+	}}
+	s.submit(o)
+	s.mu.Unlock()
+	if err := o.wait(); err != nil && !s.alive() {
+		return errReply(CodeUnavailable, "the relay is stopping (%v): retry once it is back", err)
+	}
+	return okFrame{V: version, Type: "ok", Taken: len(recs)}
 }
 
 // remember keeps a delivered message for inbox.

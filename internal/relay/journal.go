@@ -92,6 +92,7 @@ type journal struct {
 	size      int64    // bytes in f
 	base      int64    // size right after the last rewrite
 	broken    error    // set once an append may have left the file inconsistent
+	buf       bytes.Buffer
 }
 
 // openJournal takes dir for this relay (creating it 0700) and reads the
@@ -171,23 +172,26 @@ func readJournal(path string) ([]record, int, error) {
 	return recs, len(data) - good, nil
 }
 
-// appendRecords writes recs at the end of the journal; with sync, they are on
-// disk when it returns. A failed write is cut back off so that the next record
-// starts on a fresh line.
-func (j *journal) appendRecords(sync bool, recs ...record) error {
+// write appends recs at the end of the journal, not yet synced (see sync). A
+// failed write is cut back off so that the next record starts on a fresh
+// line.
+func (j *journal) write(recs []record) error {
 	if j.broken != nil {
 		return j.broken
 	}
-	var buf bytes.Buffer
+	j.buf.Reset()
 	for _, r := range recs {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("encode journal record: %w", err)
 		}
-		buf.Write(b)
-		buf.WriteByte('\n')
+		j.buf.Write(b)
+		j.buf.WriteByte('\n')
 	}
-	n, err := j.f.Write(buf.Bytes())
+	n, err := j.f.Write(j.buf.Bytes())
+	if j.buf.Cap() > 1<<20 {
+		j.buf = bytes.Buffer{} // one huge batch should not stay in memory
+	}
 	if err != nil {
 		if terr := j.f.Truncate(j.size); terr != nil {
 			j.broken = fmt.Errorf("relay journal %s: write failed (%v) and could not be undone (%v): restart the relay once the disk is fixed", j.path, err, terr)
@@ -196,16 +200,42 @@ func (j *journal) appendRecords(sync bool, recs ...record) error {
 		return fmt.Errorf("relay journal %s: write failed: %w (check free space on the state dir)", j.path, err)
 	}
 	j.size += int64(n)
-	if sync {
-		// After a failed fsync the kernel may have dropped the data: nothing
-		// written since can be trusted to be on disk.
-		if err := j.f.Sync(); err != nil {
-			j.broken = fmt.Errorf("relay journal %s: sync failed (%v): restart the relay once the disk is fixed", j.path, err)
-			return j.broken
-		}
+	return nil
+}
+
+// sync makes everything written so far durable. After a failed fsync the
+// kernel may have dropped the data: nothing written since can be trusted to
+// be on disk, so the journal is broken.
+func (j *journal) sync() error {
+	if j.broken != nil {
+		return j.broken
+	}
+	if err := j.f.Sync(); err != nil {
+		j.broken = fmt.Errorf("relay journal %s: sync failed (%v): restart the relay once the disk is fixed", j.path, err)
+		return j.broken
 	}
 	return nil
 }
+
+// undo cuts the journal back to size bytes (the records after it were not
+// recorded in the audit log, so they must not count), and syncs.
+func (j *journal) undo(size int64) error {
+	if j.broken != nil {
+		return j.broken
+	}
+	if err := j.f.Truncate(size); err != nil {
+		j.broken = fmt.Errorf("relay journal %s: could not take back records the audit log lacks (%v): restart the relay once the audit log is fixed", j.path, err)
+		return j.broken
+	}
+	j.size = size
+	if err := j.sync(); err != nil {
+		return err
+	}
+	return errUndone
+}
+
+// errUndone: the records were taken back out of the journal.
+var errUndone = errors.New("not stored: the audit log could not be written")
 
 // rewrite replaces the journal with recs atomically: a temp file, synced, then
 // renamed over the old one, then the directory synced.

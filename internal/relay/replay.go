@@ -2,32 +2,27 @@ package relay
 
 import (
 	"slices"
+
+	"github.com/runner-dev/runner/internal/audit"
 	"sort"
 )
 
-// journal appends records; an error that leaves the journal untrustworthy
-// stops the relay. Call with s.mu held.
-func (s *Server) journal(sync bool, recs ...record) error {
-	err := s.j.appendRecords(sync, recs...)
-	if err != nil && s.j.broken != nil {
-		s.kill(s.j.broken)
-	}
-	return err
-}
-
 // maybeCompact rewrites the journal once it has grown well past the state it
-// holds. Call with s.mu held, after the memory state caught up with the
-// journal: the snapshot replaces everything appended so far.
-func (s *Server) maybeCompact() {
+// holds, and returns what to audit if that failed. The committer calls it
+// with s.mu held, after a commit was applied, so the snapshot holds
+// everything appended so far (staged messages are not in it: their records
+// are not written yet).
+func (s *Server) maybeCompact() []audit.Event {
 	if s.j.size < s.compactAt || s.j.size < 2*s.j.base {
-		return
+		return nil
 	}
 	if err := s.j.rewrite(s.snapshot()); err != nil {
-		s.auditNoisy("journal_error", "", "", err.Error())
 		if s.j.broken != nil {
 			s.kill(s.j.broken)
 		}
+		return s.noisyEvent("journal_error", "", "", err.Error())
 	}
+	return nil
 }
 
 // replay rebuilds the state from journal records and returns the messages it

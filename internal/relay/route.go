@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/runner-dev/runner/internal/audit"
 	"github.com/runner-dev/runner/internal/names"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -96,27 +98,107 @@ func (s *Server) send(from string, req request) any {
 		return s.invalid(from, to, "client_id must be at most %d letters, digits or ._:-", maxClientID)
 	}
 
+	sum := digest(req.Body)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if req.ClientID != "" {
-		if id, ok := s.seen[from].ids[req.ClientID]; ok {
-			s.audit("send", from, to, fmt.Sprintf("duplicate client_id %s: already accepted as id=%d, nothing queued", req.ClientID, id))
+		id, first := s.seen[from].ids[req.ClientID], (*op)(nil)
+		if id == 0 {
+			if st, ok := s.stagedCID[cidKey{from, req.ClientID}]; ok {
+				id, first = st.id, st.op
+			}
+		}
+		if id != 0 {
+			o := &op{after: first, events: []audit.Event{s.event("send", from, to, fmt.Sprintf("duplicate client_id %s: already accepted as id=%d, nothing queued", req.ClientID, id))}}
+			o.refused = func(err error) []audit.Event {
+				return []audit.Event{s.event("journal_error", from, to, fmt.Sprintf("duplicate client_id %s of id=%d, which was not stored (%v): refused", req.ClientID, id, err))}
+			}
+			s.submit(o)
+			s.mu.Unlock()
+			if err := o.wait(); err != nil {
+				return errReply(CodeUnavailable, "the relay could not store the message (%v): retry later", err)
+			}
 			return okFrame{V: version, Type: "ok", ID: id, Duplicate: true}
 		}
 	}
 	if why := s.admit(from, to); why != "" {
-		s.auditNoisy("queue_full", from, to, fmt.Sprintf("%d undelivered: %s", len(s.queues[to]), why))
+		evs := s.noisyEvent("queue_full", from, to, fmt.Sprintf("%d undelivered: %s", len(s.queues[to]), why))
+		s.mu.Unlock()
+		if evs != nil {
+			s.record(evs...)
+		}
 		return errReply(CodeQueueFull, "%s", why)
 	}
 	m := &message{ID: s.nextID, From: from, To: to, Kind: kind, Body: req.Body, Time: s.now(), ClientID: req.ClientID}
-	if err := s.journal(true, record{Op: "msg", Msg: m}); err != nil {
+	o := &op{
+		recs:   []record{{Op: "msg", Msg: m}},
+		sync:   true,
+		events: []audit.Event{s.event("send", from, to, fmt.Sprintf("id=%d kind=%s %s", m.ID, kind, sum))},
+		refused: func(err error) []audit.Event {
+			return []audit.Event{s.event("journal_error", from, to, fmt.Sprintf("id=%d kind=%s %s not stored, refused: %v", m.ID, kind, sum, err))}
+		},
+		apply: func(err error) {
+			if s.unstage(m, err == nil) {
+				s.lastOut[from] = m.Time
+			}
+		},
+	}
+	s.stage(m, o)
+	s.submit(o)
+	s.mu.Unlock()
+	if err := o.wait(); err != nil {
 		return errReply(CodeUnavailable, "the relay could not store the message (%v): retry later", err)
 	}
-	s.enqueue(m)
-	s.lastOut[from] = m.Time
-	s.maybeCompact()
-	s.audit("send", from, to, fmt.Sprintf("id=%d kind=%s %s", m.ID, kind, digest(m.Body)))
 	return okFrame{V: version, Type: "ok", ID: m.ID}
+}
+
+// cidKey is a sender's client_id.
+type cidKey struct{ from, cid string }
+
+// staged is an accepted message on its way to disk.
+type staged struct {
+	id uint64
+	op *op
+}
+
+// stage reserves m's place while o commits it: m counts against its
+// recipient's queue (so admit sees it) and its client_id is known (so a
+// repeat is a duplicate), but it is not deliverable yet. Call with s.mu
+// held, and the id taken.
+func (s *Server) stage(m *message, o *op) {
+	s.nextID = max(s.nextID, m.ID+1)
+	s.count(m, 1)
+	s.staged[m.ID] = m
+	if m.ClientID != "" {
+		s.stagedCID[cidKey{m.From, m.ClientID}] = staged{m.ID, o}
+	}
+}
+
+// unstage ends m's staging: stored, it is queued for delivery; refused, its
+// place is given back. It returns stored. Call with s.mu held.
+func (s *Server) unstage(m *message, stored bool) bool {
+	delete(s.staged, m.ID)
+	if m.ClientID != "" {
+		delete(s.stagedCID, cidKey{m.From, m.ClientID})
+	}
+	s.count(m, -1)
+	if stored {
+		s.enqueue(m)
+	}
+	return stored
+}
+
+// firedPending reports whether declared check-in decl (1 + its index) has a
+// firing for to that is queued or on its way. Call with s.mu held.
+func (s *Server) firedPending(to string, decl int) bool {
+	if slices.ContainsFunc(s.queues[to], func(m *message) bool { return m.Decl == decl }) {
+		return true
+	}
+	for _, m := range s.staged {
+		if m.To == to && m.Decl == decl {
+			return true
+		}
+	}
+	return false
 }
 
 // enqueue adds an accepted message to its recipient's queue. Call with s.mu

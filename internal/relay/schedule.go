@@ -3,9 +3,10 @@ package relay
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
+
+	"github.com/runner-dev/runner/internal/audit"
 )
 
 // idleSeconds is an after_idle time in the whole seconds the idle request
@@ -38,8 +39,7 @@ func (s *Server) schedule(id string, req request) any {
 	}
 	id, requester := to, id
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
+	n := s.schedStaged[id]
 	for _, sc := range s.scheds {
 		if sc.To == id {
 			n++
@@ -48,23 +48,61 @@ func (s *Server) schedule(id string, req request) any {
 	// Fired but undelivered ones count too: otherwise an agent could keep
 	// maxSchedules pending forever while each fired one piles up in its queue.
 	if fired := s.counts(id).scheduled; n+fired >= maxSchedules {
-		s.auditNoisy("deny", id, id, fmt.Sprintf("too many check-ins: %d pending, %d fired and undelivered", n, fired))
+		evs := s.noisyEvent("deny", id, id, fmt.Sprintf("too many check-ins: %d pending, %d fired and undelivered", n, fired))
+		s.mu.Unlock()
+		if evs != nil {
+			s.record(evs...)
+		}
 		return errReply(CodeTooManySchedules, "%d of your check-ins are pending or undelivered, the limit: wait for some to be delivered", maxSchedules)
 	}
 	sc := &schedule{ID: s.nextID, To: id, Body: req.Body, Due: s.now().Add(after)}
-	if err := s.journal(true, record{Op: "sched", Sched: sc}); err != nil {
+	s.nextID++
+	s.schedStaged[id]++
+	detail := fmt.Sprintf("id=%d due=%s %s", sc.ID, sc.Due.UTC().Format(time.RFC3339), digest(sc.Body))
+	o := &op{
+		recs:   []record{{Op: "sched", Sched: sc}},
+		sync:   true,
+		events: []audit.Event{s.event("schedule", requester, id, detail)},
+		refused: func(err error) []audit.Event {
+			return []audit.Event{s.event("journal_error", requester, id, fmt.Sprintf("check-in %s not stored, refused: %v", detail, err))}
+		},
+		apply: func(err error) {
+			if s.schedStaged[id]--; s.schedStaged[id] == 0 {
+				delete(s.schedStaged, id)
+			}
+			if err == nil {
+				s.scheds[sc.ID] = sc
+			}
+		},
+	}
+	s.submit(o)
+	s.mu.Unlock()
+	if err := o.wait(); err != nil {
 		return errReply(CodeUnavailable, "the relay could not store the check-in (%v): retry later", err)
 	}
-	s.nextID++
-	s.scheds[sc.ID] = sc
-	s.maybeCompact()
-	s.audit("schedule", requester, id, fmt.Sprintf("id=%d due=%s %s", sc.ID, sc.Due.UTC().Format(time.RFC3339), digest(sc.Body)))
 	select {
 	case s.schedWake <- struct{}{}:
 	default:
 	}
 	due := sc.Due
 	return okFrame{V: version, Type: "ok", ID: sc.ID, Due: &due}
+}
+
+// fire stages check-in m and returns the op that commits it, audited as
+// fire with detail. Call with s.mu held.
+func (s *Server) fire(m *message, detail string) *op {
+	o := &op{
+		recs:   []record{{Op: "msg", Msg: m}},
+		sync:   true,
+		events: []audit.Event{s.event("fire", Runner, m.To, fmt.Sprintf("id=%d %s", m.ID, detail))},
+		refused: func(err error) []audit.Event {
+			return []audit.Event{s.event("journal_error", Runner, m.To, fmt.Sprintf("check-in id=%d (%s) not fired: %v", m.ID, detail, err))}
+		},
+		apply: func(err error) { s.unstage(m, err == nil) },
+	}
+	s.stage(m, o)
+	s.submit(o)
+	return o
 }
 
 // idle answers an idle request: id's shim reports that its pane has printed
@@ -75,7 +113,6 @@ func (s *Server) schedule(id string, req request) any {
 // it only ever nudges itself, at its request rate.
 func (s *Server) idle(id string, secs int) any {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	best := 0
 	for _, c := range s.cfg.Checkins {
 		if c.Agent == id && c.AfterIdle > 0 {
@@ -85,28 +122,40 @@ func (s *Server) idle(id string, secs int) any {
 		}
 	}
 	if best == 0 {
+		s.mu.Unlock()
 		s.auditNoisy("idle", id, "", fmt.Sprintf("idle for %ds: no after_idle check-in of %s is due", secs, id))
 		return okFrame{V: version, Type: "ok"}
 	}
-	now, fired := s.now(), 0
+	now := s.now()
+	var ops []*op
+	var skipped []audit.Event
 	for i, c := range s.cfg.Checkins {
 		if c.Agent != id || c.AfterIdle == 0 || idleSeconds(c.AfterIdle) != best {
 			continue
 		}
-		if slices.ContainsFunc(s.queues[id], func(m *message) bool { return m.Decl == i+1 }) {
-			s.auditNoisy("fire", Runner, id, "after_idle check-in skipped: the previous one is still undelivered")
+		if s.firedPending(id, i+1) {
+			skipped = append(skipped, s.noisyEvent("fire", Runner, id, "after_idle check-in skipped: the previous one is still undelivered")...)
 			continue
 		}
 		m := &message{ID: s.nextID, From: Runner, To: id, Kind: "checkin", Body: c.Message, Time: now, Decl: i + 1}
-		if err := s.journal(true, record{Op: "msg", Msg: m}); err != nil {
-			s.auditNoisy("journal_error", Runner, id, "after_idle check-in not fired: "+err.Error())
-			return errReply(CodeUnavailable, "the relay could not store the check-in (%v): retry later", err)
-		}
-		s.enqueue(m)
-		s.audit("fire", Runner, id, fmt.Sprintf("id=%d after_idle %s (idle for %ds)", m.ID, c.AfterIdle, secs))
-		fired++
+		ops = append(ops, s.fire(m, fmt.Sprintf("after_idle %s (idle for %ds)", c.AfterIdle, secs)))
 	}
-	s.maybeCompact()
+	s.mu.Unlock()
+	if skipped != nil {
+		s.record(skipped...)
+	}
+	fired := 0
+	var failed error
+	for _, o := range ops {
+		if err := o.wait(); err != nil {
+			failed = err
+		} else {
+			fired++
+		}
+	}
+	if failed != nil {
+		return errReply(CodeUnavailable, "the relay could not store the check-in (%v): retry later", failed)
+	}
 	return okFrame{V: version, Type: "ok", Fired: fired}
 }
 
@@ -135,13 +184,14 @@ func (s *Server) runScheduler(ctx context.Context) {
 // due (zero if none).
 func (s *Server) fireDue(now time.Time) time.Time {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var next time.Time
 	earliest := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
 		}
 	}
+	var ops []*op
+	var skipped []audit.Event
 	for i, c := range s.cfg.Checkins {
 		if c.Every == 0 {
 			continue // after_idle: fired by idle requests
@@ -156,17 +206,12 @@ func (s *Server) fireDue(now time.Time) time.Time {
 		}
 		earliest(s.declNext[i])
 		// An agent that has not taken the last check-in needs no second one.
-		if slices.ContainsFunc(s.queues[c.Agent], func(m *message) bool { return m.Decl == i+1 }) {
-			s.auditNoisy("fire", Runner, c.Agent, "declared check-in skipped: the previous one is still undelivered")
+		if s.firedPending(c.Agent, i+1) {
+			skipped = append(skipped, s.noisyEvent("fire", Runner, c.Agent, "declared check-in skipped: the previous one is still undelivered")...)
 			continue
 		}
 		m := &message{ID: s.nextID, From: Runner, To: c.Agent, Kind: "checkin", Body: c.Message, Time: now, Decl: i + 1}
-		if err := s.journal(true, record{Op: "msg", Msg: m}); err != nil {
-			s.auditNoisy("journal_error", Runner, c.Agent, "declared check-in not fired: "+err.Error())
-			continue
-		}
-		s.enqueue(m)
-		s.audit("fire", Runner, c.Agent, fmt.Sprintf("id=%d declared every %s", m.ID, c.Every))
+		ops = append(ops, s.fire(m, fmt.Sprintf("declared every %s", c.Every)))
 	}
 	var due []*schedule
 	for _, sc := range s.scheds {
@@ -181,14 +226,17 @@ func (s *Server) fireDue(now time.Time) time.Time {
 	})
 	for _, sc := range due {
 		m := &message{ID: s.nextID, From: Runner, To: sc.To, Kind: "checkin", Body: sc.Body, Time: now, Sched: sc.ID}
-		if err := s.journal(true, record{Op: "msg", Msg: m}); err != nil {
-			s.auditNoisy("journal_error", Runner, sc.To, "scheduled check-in not fired yet: "+err.Error())
-			earliest(now.Add(time.Second))
-			continue
-		}
-		s.enqueue(m)
-		s.audit("fire", Runner, sc.To, fmt.Sprintf("id=%d scheduled check-in %d", m.ID, sc.ID))
+		ops = append(ops, s.fire(m, fmt.Sprintf("scheduled check-in %d", sc.ID)))
 	}
-	s.maybeCompact()
+	s.mu.Unlock()
+	if skipped != nil {
+		s.record(skipped...)
+	}
+	// Waiting keeps the next pass from firing these again: a fired
+	// schedule leaves s.scheds when its message is stored. One that could
+	// not be stored stays, and is tried again within a second.
+	for _, o := range ops {
+		o.wait()
+	}
 	return next
 }

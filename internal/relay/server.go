@@ -73,19 +73,26 @@ type Server struct {
 	dead context.Context
 	kill context.CancelCauseFunc
 
-	mu       sync.Mutex // guards the fields below and journal writes
-	j        *journal
-	nextID   uint64
-	queues   map[string][]*message  // recipient -> undelivered, in order
-	qcount   map[string]*queueCount // recipient -> what its queue holds, by sender
-	history  map[string][]*message  // recipient -> last delivered, for inbox
-	seen     map[string]*seenSet    // sender -> client_ids accepted
-	scheds   map[uint64]*schedule
-	subs     map[string]*subscription
-	declNext []time.Time          // when each declared check-in fires next (every only)
-	lastIn   map[string]time.Time // identity -> last delivery to it (ack)
-	lastOut  map[string]time.Time // identity -> last message it sent (accepted)
-	served   bool
+	// commits queues the ops for the committer, the journal's only writer
+	// while Serve runs (commit.go).
+	commits committer
+
+	mu          sync.Mutex // guards the fields below
+	j           *journal
+	nextID      uint64
+	queues      map[string][]*message  // recipient -> undelivered, in order
+	staged      map[uint64]*message    // accepted, being committed: counted, not deliverable yet
+	stagedCID   map[cidKey]staged      // their client_ids
+	schedStaged map[string]int         // identity -> self-scheduled check-ins being committed
+	qcount      map[string]*queueCount // recipient -> what its queue holds, by sender
+	history     map[string][]*message  // recipient -> last delivered, for inbox
+	seen        map[string]*seenSet    // sender -> client_ids accepted
+	scheds      map[uint64]*schedule
+	subs        map[string]*subscription
+	declNext    []time.Time          // when each declared check-in fires next (every only)
+	lastIn      map[string]time.Time // identity -> last delivery to it (ack)
+	lastOut     map[string]time.Time // identity -> last message it sent (accepted)
+	served      bool
 
 	connMu   sync.Mutex
 	conns    map[net.Conn]struct{}
@@ -105,27 +112,30 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		peers:     make(map[string][]string),
-		idleAfter: make(map[string][]int),
-		lastIn:    make(map[string]time.Time),
-		lastOut:   make(map[string]time.Time),
-		buckets:   make(map[string]*bucket),
-		maxFrame:  maxFrameFor(cfg.MaxMessage),
-		compactAt: compactAt,
-		schedWake: make(chan struct{}, 1),
-		nextID:    1,
-		queues:    make(map[string][]*message),
-		qcount:    make(map[string]*queueCount),
-		senders:   make(map[string]int),
-		history:   make(map[string][]*message),
-		seen:      make(map[string]*seenSet),
-		scheds:    make(map[uint64]*schedule),
-		subs:      make(map[string]*subscription),
-		declNext:  make([]time.Time, len(cfg.Checkins)),
-		conns:     make(map[net.Conn]struct{}),
-		perIdent:  make(map[string]int),
-		noisy:     make(map[noisyKey]int),
+		cfg:         cfg,
+		peers:       make(map[string][]string),
+		idleAfter:   make(map[string][]int),
+		lastIn:      make(map[string]time.Time),
+		lastOut:     make(map[string]time.Time),
+		buckets:     make(map[string]*bucket),
+		maxFrame:    maxFrameFor(cfg.MaxMessage),
+		compactAt:   compactAt,
+		schedWake:   make(chan struct{}, 1),
+		nextID:      1,
+		queues:      make(map[string][]*message),
+		staged:      make(map[uint64]*message),
+		stagedCID:   make(map[cidKey]staged),
+		schedStaged: make(map[string]int),
+		qcount:      make(map[string]*queueCount),
+		senders:     make(map[string]int),
+		history:     make(map[string][]*message),
+		seen:        make(map[string]*seenSet),
+		scheds:      make(map[uint64]*schedule),
+		subs:        make(map[string]*subscription),
+		declNext:    make([]time.Time, len(cfg.Checkins)),
+		conns:       make(map[net.Conn]struct{}),
+		perIdent:    make(map[string]int),
+		noisy:       make(map[noisyKey]int),
 	}
 	s.dead, s.kill = context.WithCancelCause(context.Background())
 	ids := make([]string, 0, len(cfg.Credentials))
@@ -214,6 +224,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.startCommitter()
+	defer s.stopCommitter()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(s.dead, func() { cancel(context.Cause(s.dead)) })

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/runner-dev/runner/internal/audit"
 )
 
 type subscription struct {
@@ -116,25 +118,31 @@ func (s *Server) subscribe(ctx context.Context, c net.Conn, r *bufio.Reader, id 
 	}
 }
 
-// acked records that id acknowledged m.
+// acked records that id acknowledged m, and returns once that is audited:
+// the next delivery waits for it.
 func (s *Server) acked(id string, m *message) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	q := s.queues[id]
 	if len(q) == 0 || q[0] != m {
+		s.mu.Unlock()
 		return // acked already, through a subscription this one replaced
 	}
 	detail := fmt.Sprintf("id=%d kind=%s acked", m.ID, m.Kind)
 	now := s.now()
 	m.Delivered = now
 	s.lastIn[id] = now
-	// No sync: if this record is lost in a crash, the message is delivered
-	// again and the recipient drops the repeated id.
-	if err := s.journal(false, record{Op: "ack", ID: m.ID, Time: now}); err != nil {
-		detail += "; the ack could not be journaled, so it will be redelivered after a restart"
-	}
 	s.dequeue(id, 0)
 	s.remember(m)
-	s.audit("deliver", m.From, id, detail)
-	s.maybeCompact()
+	// No sync: if this record is lost in a crash, the message is delivered
+	// again and the recipient drops the repeated id.
+	o := &op{
+		recs:   []record{{Op: "ack", ID: m.ID, Time: now}},
+		events: []audit.Event{s.event("deliver", m.From, id, detail)},
+		refused: func(error) []audit.Event {
+			return []audit.Event{s.event("deliver", m.From, id, detail+"; the ack could not be journaled, so it will be redelivered after a restart")}
+		},
+	}
+	s.submit(o)
+	s.mu.Unlock()
+	o.wait()
 }
