@@ -246,15 +246,7 @@ func (o *op) audited() []audit.Event {
 
 // appendBatch records events with one fsync.
 func appendBatch(l *audit.Log, events []audit.Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	for _, e := range events {
-		if err := l.Append(e); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.AppendBatch(events)
 }
 
 // alive reports whether the relay can still do its job.

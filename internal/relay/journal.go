@@ -93,6 +93,9 @@ type journal struct {
 	base      int64    // size right after the last rewrite
 	broken    error    // set once an append may have left the file inconsistent
 	buf       bytes.Buffer
+	// The two file operations a disk can fail, replaceable by tests.
+	writeFile func(f *os.File, b []byte) (int, error)
+	syncFile  func(f *os.File) error
 }
 
 // openJournal takes dir for this relay (creating it 0700) and reads the
@@ -122,7 +125,8 @@ func openJournal(dir string) (*journal, []record, int, error) {
 		lock.Close()
 		return nil, nil, 0, fmt.Errorf("relay state dir %s is in use by another relay (%v): stop that relay first", dir, err)
 	}
-	j := &journal{dir: dir, path: filepath.Join(dir, "journal"), lock: lock}
+	j := &journal{dir: dir, path: filepath.Join(dir, "journal"), lock: lock,
+		writeFile: (*os.File).Write, syncFile: (*os.File).Sync}
 	recs, dropped, err := readJournal(j.path)
 	if err != nil {
 		lock.Close()
@@ -188,7 +192,7 @@ func (j *journal) write(recs []record) error {
 		j.buf.Write(b)
 		j.buf.WriteByte('\n')
 	}
-	n, err := j.f.Write(j.buf.Bytes())
+	n, err := j.writeFile(j.f, j.buf.Bytes())
 	if j.buf.Cap() > 1<<20 {
 		j.buf = bytes.Buffer{} // one huge batch should not stay in memory
 	}
@@ -210,7 +214,7 @@ func (j *journal) sync() error {
 	if j.broken != nil {
 		return j.broken
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := j.syncFile(j.f); err != nil {
 		j.broken = fmt.Errorf("relay journal %s: sync failed (%v): restart the relay once the disk is fixed", j.path, err)
 		return j.broken
 	}
