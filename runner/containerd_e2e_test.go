@@ -12,11 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,61 +28,61 @@ import (
 	"github.com/runner-dev/runner/runner"
 )
 
-var (
-	ctrdOnce sync.Once
-	ctrdTE   *testEngine
-	ctrdRaw  *ctrd.Client
-	ctrdErr  error
-)
+// connectContainerd opens the test containerd (te.host is its address)
+// and containerd's own client, for checks from outside.
+func (te *testEngine) connectContainerd(ctx context.Context) error {
+	eng, err := containerd.New(ctx, te.host)
+	if err != nil {
+		return err
+	}
+	te.eng = eng
+	te.env = []string{"CONTAINERD_ADDRESS=" + te.host}
+	te.ctrd, err = ctrd.New(strings.TrimPrefix(te.host, "unix://"), ctrd.WithDefaultNamespace(containerd.Namespace))
+	if err != nil {
+		return err
+	}
+	ctrdRaw = te.ctrd
+	raw := te.ctrd
+	testCleanups = append(testCleanups, func() {
+		raw.ImageService().Delete(context.Background(), testImage)
+	})
+	return nil
+}
 
-// containerdEngine connects to the test containerd and puts the test
-// image there (built with Docker, imported), once per test process.
+// containerdEngine is the containerd backend of the engine table, with the
+// test image imported (built with Docker), for the tests only containerd
+// runs. In CI a missing containerd fails (setupEngines), never skips.
 func containerdEngine(t *testing.T) *testEngine {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	addr := os.Getenv("RUNNER_TEST_CONTAINERD_ADDRESS")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but RUNNER_TEST_CONTAINERD_ADDRESS is not set: .ci/run must start containerd (scripts/containerd.sh)")
-		}
-		t.Skip("RUNNER_TEST_CONTAINERD_ADDRESS is not set (eval \"$(scripts/containerd.sh)\" and set it to $CONTAINERD_ADDRESS)")
+	enginesOnce.Do(setupEngines)
+	if enginesErr != nil {
+		t.Fatalf("the containerd suite needs the engine table: %v", enginesErr)
 	}
-	ctrdOnce.Do(func() {
-		ctx := context.Background()
-		eng, err := containerd.New(ctx, addr)
-		if err != nil {
-			ctrdErr = err
-			return
+	for _, te := range engines {
+		if te.name == "containerd" {
+			ensureImage(t, te)
+			return te
 		}
-		info, err := eng.Info(ctx)
-		if err != nil {
-			ctrdErr = err
-			return
-		}
-		ctrdRaw, ctrdErr = ctrd.New(strings.TrimPrefix(addr, "unix://"), ctrd.WithDefaultNamespace(containerd.Namespace))
-		ctrdTE = &testEngine{name: "containerd", eng: eng, info: info}
-		t0 := time.Now()
-		if ctrdErr == nil {
-			ctrdErr = runner.BuildImage(ctx, eng, runner.ImageOptions{Ref: testImage, AgentBin: filepath.Join(bins, "runner-agent")})
-		}
-		fmt.Fprintf(os.Stderr, "containerd suite: built and imported %s in %v\n", testImage, time.Since(t0).Round(time.Millisecond))
-		testCleanups = append(testCleanups, func() {
-			ctrdRaw.ImageService().Delete(context.Background(), testImage)
-			exec.Command("docker", "image", "rm", "-f", testImage).Run()
-		})
-	})
-	if ctrdErr != nil {
-		t.Fatalf("the containerd suite needs containerd at %s: %v", addr, ctrdErr)
 	}
-	return ctrdTE
+	t.Skip("RUNNER_TEST_CONTAINERD_ADDRESS is not set (eval \"$(scripts/containerd.sh)\" and set it to $CONTAINERD_ADDRESS)")
+	return nil
 }
+
+// ctrdRaw is the containerd backend's own client (connectContainerd sets it).
+var ctrdRaw *ctrd.Client
 
 // ctrdSpec reads a container's OCI spec back from containerd itself.
 func ctrdSpec(t *testing.T, id string) *specs.Spec {
 	t.Helper()
-	c, err := ctrdRaw.LoadContainer(ctx(t), id)
+	return ctrdSpecOf(t, ctrdRaw, id)
+}
+
+func ctrdSpecOf(t *testing.T, raw *ctrd.Client, id string) *specs.Spec {
+	t.Helper()
+	c, err := raw.LoadContainer(ctx(t), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +91,43 @@ func ctrdSpec(t *testing.T, id string) *specs.Spec {
 		t.Fatal(err)
 	}
 	return sp
+}
+
+// checkOCISpec is TestHardenedContainer's check from outside on
+// containerd: its own record of the container, the stored OCI spec (there
+// is no Docker inspect to ask).
+func checkOCISpec(t *testing.T, te *testEngine, id string, pids int64) {
+	t.Helper()
+	sp := ctrdSpecOf(t, te.ctrd, id)
+	c := sp.Process.Capabilities
+	if c == nil || len(c.Bounding)+len(c.Effective)+len(c.Permitted)+len(c.Inheritable)+len(c.Ambient) != 0 {
+		t.Errorf("capabilities %+v, want every set empty", c)
+	}
+	if !sp.Process.NoNewPrivileges || !sp.Root.Readonly {
+		t.Errorf("NoNewPrivileges %v, read-only root %v", sp.Process.NoNewPrivileges, sp.Root.Readonly)
+	}
+	if sp.Linux.Seccomp == nil || sp.Linux.Seccomp.DefaultAction != specs.ActErrno {
+		t.Errorf("seccomp %v", sp.Linux.Seccomp)
+	}
+	if r := sp.Linux.Resources; r == nil || r.Memory == nil || *r.Memory.Limit != 256<<20 || *r.Memory.Swap != 256<<20 || r.Pids == nil || r.Pids.Limit == nil || *r.Pids.Limit != pids || r.CPU == nil || *r.CPU.Quota*1e9/int64(*r.CPU.Period) != 5e8 {
+		t.Errorf("limits %+v", r)
+	}
+	for _, ns := range sp.Linux.Namespaces {
+		if ns.Path != "" {
+			t.Errorf("namespace %s joins %s", ns.Type, ns.Path)
+		}
+	}
+	if m := sp.Linux.UIDMappings; len(m) != 1 || m[0].ContainerID != 0 || m[0].HostID == 0 {
+		t.Errorf("uid mappings %+v: container 0 must map to a non-zero host uid", m)
+	}
+	if u := sp.Process.User; u.UID != 1000 || u.GID != 1000 {
+		t.Errorf("user %d:%d, want 1000:1000", u.UID, u.GID)
+	}
+	for _, m := range sp.Mounts {
+		if m.Destination == "/probe" && !slices.Contains(m.Options, "ro") {
+			t.Errorf("/probe mounted with %v; config says read_only", m.Options)
+		}
+	}
 }
 
 func TestContainerdHardenedContainer(t *testing.T) {
@@ -435,6 +470,14 @@ agent "a" {
 			}
 		})
 	}
+}
+
+// ociWeakenings are TestApplyFailsClosed's cases on containerd, done to
+// the stored OCI spec (weakening) rather than to runner's Spec.
+var ociWeakenings = map[string]func(*specs.Spec){
+	"no nnp":          func(sp *specs.Spec) { sp.Process.NoNewPrivileges = false },
+	"caps kept":       func(sp *specs.Spec) { sp.Process.Capabilities.Bounding = []string{"CAP_CHOWN"} },
+	"default seccomp": func(sp *specs.Spec) { sp.Linux.Seccomp = nil },
 }
 
 // weakening is the real engine, except that after Create it rewrites the

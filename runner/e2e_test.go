@@ -3,9 +3,10 @@ package runner_test
 // The engine suite: every test here runs against the real Docker Engine on
 // the machine, and a second time against a rootless dockerd when
 // RUNNER_TEST_ROOTLESS_DOCKER_HOST points at one (.ci/run starts it). The
-// conformance tests (forEveryBackend, conformance_e2e_test.go) also run on
-// every other backend that is configured: the machine's Docker with gVisor
-// when RUNNER_TEST_GVISOR_RUNTIME names its runtime (runsc). In CI
+// conformance tests (forEveryBackend) also run on every other backend that
+// is configured: the machine's Docker with gVisor when
+// RUNNER_TEST_GVISOR_RUNTIME names its runtime (runsc), and containerd
+// with a user namespace per run at RUNNER_TEST_CONTAINERD_ADDRESS. In CI
 // (CI=true) every backend is required: a missing one fails, never skips.
 
 import (
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	ctrd "github.com/containerd/containerd/v2/client"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
@@ -65,7 +67,9 @@ func TestMain(m *testing.M) {
 		f()
 	}
 	for _, te := range engines {
-		te.raw.ImageRemove(context.Background(), testImage, image.RemoveOptions{})
+		if te.raw != nil {
+			te.raw.ImageRemove(context.Background(), testImage, image.RemoveOptions{})
+		}
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -122,8 +126,8 @@ func buildBinaries(dir string) error {
 // testEngine is one backend the suite runs against: an engine, and how
 // runs on it are configured.
 type testEngine struct {
-	name string // "docker", "rootless", "gvisor"
-	host string // DOCKER_HOST value; "" = the environment's
+	name string // "docker", "rootless", "gvisor", "containerd", "podman"
+	host string // DOCKER_HOST value (containerd: its address); "" = the environment's
 	eng  engine.Engine
 	raw  *client.Client // the plain Docker client, for checks from outside
 	info engine.Info
@@ -136,6 +140,13 @@ type testEngine struct {
 	// conformance tests (forEveryBackend), to keep CI's time bounded.
 	runtime         string
 	conformanceOnly bool
+	// env is what the runner CLI needs in its environment to reach this
+	// backend (DOCKER_HOST, CONTAINERD_ADDRESS).
+	env []string
+	// ctrd is containerd's own client (the containerd backend only): its
+	// checks from outside read the stored OCI spec, as raw does Docker's
+	// inspect.
+	ctrd *ctrd.Client
 }
 
 var (
@@ -150,52 +161,55 @@ func setupEngines() {
 	type target struct {
 		name, host, runtime string
 		conformanceOnly     bool
+		kind                string // "docker" (also Podman's compatible API) or "containerd"
 	}
-	targets := []target{{name: "docker"}}
+	targets := []target{{name: "docker", kind: "docker"}}
 	ci := os.Getenv("CI") == "true"
 	if h := os.Getenv("RUNNER_TEST_ROOTLESS_DOCKER_HOST"); h != "" {
-		targets = append(targets, target{name: "rootless", host: h})
+		targets = append(targets, target{name: "rootless", host: h, kind: "docker"})
 	} else if ci {
 		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_ROOTLESS_DOCKER_HOST is not set: .ci/run must start the rootless dockerd (scripts/rootless-docker.sh)")
 		return
 	}
 	if rt := os.Getenv("RUNNER_TEST_GVISOR_RUNTIME"); rt != "" {
-		targets = append(targets, target{name: "gvisor", runtime: rt, conformanceOnly: true})
+		targets = append(targets, target{name: "gvisor", runtime: rt, conformanceOnly: true, kind: "docker"})
 	} else if ci {
 		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_GVISOR_RUNTIME is not set: .ci/run must register gVisor with the machine's dockerd (scripts/gvisor-docker.sh) and set it to runsc")
 		return
 	}
+	if a := os.Getenv("RUNNER_TEST_CONTAINERD_ADDRESS"); a != "" {
+		targets = append(targets, target{name: "containerd", host: a, conformanceOnly: true, kind: "containerd"})
+	} else if ci {
+		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_CONTAINERD_ADDRESS is not set: .ci/run must start containerd (scripts/containerd.sh)")
+		return
+	}
 	ctx := context.Background()
 	for _, tg := range targets {
-		eng, err := docker.New(ctx, tg.host)
+		te := &testEngine{name: tg.name, host: tg.host, runtime: tg.runtime, conformanceOnly: tg.conformanceOnly}
+		var err error
+		switch tg.kind {
+		case "containerd":
+			err = te.connectContainerd(ctx)
+		default:
+			err = te.connectDocker(ctx)
+		}
 		if err != nil {
 			enginesErr = fmt.Errorf("engine %s: %w", tg.name, err)
 			return
 		}
-		opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-		if tg.host != "" {
-			opts = append(opts, client.WithHost(tg.host))
-		}
-		raw, err := client.NewClientWithOpts(opts...)
-		if err != nil {
+		if te.info, err = te.eng.Info(ctx); err != nil {
 			enginesErr = err
 			return
 		}
-		info, err := eng.Info(ctx)
-		if err != nil {
-			enginesErr = err
-			return
-		}
-		te := &testEngine{name: tg.name, host: tg.host, eng: eng, raw: raw, info: info, runtime: tg.runtime, conformanceOnly: tg.conformanceOnly}
-		if te.runtime != "" && !slices.Contains(info.Runtimes, te.runtime) {
-			enginesErr = fmt.Errorf("engine %s: the daemon offers runtimes %v, not %q: register it (scripts/gvisor-docker.sh)", tg.name, info.Runtimes, te.runtime)
+		if te.runtime != "" && !slices.Contains(te.info.Runtimes, te.runtime) {
+			enginesErr = fmt.Errorf("engine %s: the daemon offers runtimes %v, not %q: register it (scripts/gvisor-docker.sh)", tg.name, te.info.Runtimes, te.runtime)
 			return
 		}
 		var acc []string
 		for _, l := range []struct {
 			name string
 			ok   bool
-		}{{"memory", info.MemoryLimit}, {"cpus", info.CPULimit}, {"pids", info.PidsLimit}} {
+		}{{"memory", te.info.MemoryLimit}, {"cpus", te.info.CPULimit}, {"pids", te.info.PidsLimit}} {
 			if !l.ok {
 				acc = append(acc, fmt.Sprintf("%q", l.name))
 			}
@@ -206,8 +220,28 @@ func setupEngines() {
 		if te.runtime != "" {
 			te.accept += fmt.Sprintf("\n  runtime = %q", te.runtime)
 		}
+		if tg.kind != "docker" {
+			te.accept += fmt.Sprintf("\n  engine = %q", tg.kind)
+		}
 		engines = append(engines, te)
 	}
+}
+
+// connectDocker opens the Docker engine at te.host, and the plain Docker
+// client the tests check it with from outside.
+func (te *testEngine) connectDocker(ctx context.Context) error {
+	eng, err := docker.New(ctx, te.host)
+	if err != nil {
+		return err
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if te.host != "" {
+		opts = append(opts, client.WithHost(te.host))
+		te.env = []string{"DOCKER_HOST=" + te.host}
+	}
+	te.eng = eng
+	te.raw, err = client.NewClientWithOpts(opts...)
+	return err
 }
 
 // forEachEngine runs f as a subtest per engine of the full suite (rootful
@@ -218,7 +252,7 @@ func forEachEngine(t *testing.T, f func(t *testing.T, te *testEngine)) {
 }
 
 // forEveryBackend runs a conformance test: on every backend, the full
-// suite's engines and the conformance-only ones (gVisor).
+// suite's engines and the conformance-only ones (gVisor, containerd).
 func forEveryBackend(t *testing.T, f func(t *testing.T, te *testEngine)) {
 	t.Helper()
 	runOn(t, true, f)
@@ -381,8 +415,9 @@ agent "alice" {
 				t.Fatal(err)
 			}
 			checkObserved(t, obs, te, pids)
-			if te.raw == nil {
-				return // no Docker API to ask directly
+			if te.ctrd != nil {
+				checkOCISpec(t, te, id, pids) // containerd's own record
+				return
 			}
 			c, err := te.raw.ContainerInspect(ctx(t), id)
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/plan"
 	"github.com/runner-dev/runner/internal/state"
+	"github.com/runner-dev/runner/internal/uids"
 	"github.com/runner-dev/runner/runner"
 )
 
@@ -249,6 +250,22 @@ func (e tamperingEngine) Create(ctx context.Context, s engine.Spec) (string, err
 	return e.Engine.Create(ctx, s)
 }
 
+// tampering wraps eng, keeping the user namespace per run (containerd)
+// that runner asks the engine for: without it the wrapper would look like
+// an engine without one.
+func tampering(eng engine.Engine, tamper func(*engine.Spec)) engine.Engine {
+	if _, ok := eng.(engine.RunUserNS); ok {
+		return tamperingUserNS{tamperingEngine{eng, tamper}}
+	}
+	return tamperingEngine{eng, tamper}
+}
+
+type tamperingUserNS struct{ tamperingEngine }
+
+func (e tamperingUserNS) RunMapping(ctx context.Context, run string) (uids.Mapping, error) {
+	return e.Engine.(engine.RunUserNS).RunMapping(ctx, run)
+}
+
 func TestApplyFailsClosed(t *testing.T) {
 	cases := map[string]func(*engine.Spec){
 		"writable rootfs": func(s *engine.Spec) { s.ReadonlyRootfs = false },
@@ -285,7 +302,20 @@ func TestApplyFailsClosed(t *testing.T) {
 				run := runName(t, te, "closed")
 				destroyAtEnd(t, te, run)
 				cfg, _ := writeConfig(t, fmt.Sprintf("run %q {\n %s\n}\nagent \"x\" {\n image = %q\n command = [\"sleep\", \"60\"]\n}\n", run, te.accept, testImage))
-				r := &runner.Runner{Engine: tamperingEngine{te.eng, tamper}, Program: program()}
+				eng := tampering(te.eng, tamper)
+				if te.ctrd != nil {
+					// containerd's spec builder refuses a weakened Spec
+					// at create ("not hardened", nothing is created), so
+					// the read-back is tested as a hostile containerd
+					// would defeat it: the same setting weakened in the
+					// stored OCI spec after create.
+					w, ok := ociWeakenings[name]
+					if !ok {
+						t.Fatalf("no OCI weakening for %q on containerd: add one to ociWeakenings", name)
+					}
+					eng = &weakening{Engine: te.eng, weaken: w, t: t}
+				}
+				r := &runner.Runner{Engine: eng, Program: program()}
 				_, err := r.Apply(ctx(t), cfg)
 				if err == nil || !strings.Contains(err.Error(), "refusing to start") {
 					t.Fatalf("apply with %s: want refusal, got %v", name, err)

@@ -233,12 +233,8 @@ func TestMessaging(t *testing.T) {
 	})
 }
 
-func dockerHostEnv(te *testEngine) []string {
-	if te.host == "" {
-		return nil
-	}
-	return []string{"DOCKER_HOST=" + te.host}
-}
+// dockerHostEnv is what the runner CLI needs to reach te's engine.
+func dockerHostEnv(te *testEngine) []string { return te.env }
 
 // TestDeliverySurvivesRestarts: messages to a stopped agent wait; a relay
 // killed with SIGKILL (the whole host-services process) loses nothing;
