@@ -399,15 +399,20 @@ func (r *Runner) waitAgents(ctx context.Context, ids map[string]string, agents [
 
 // forEach runs f for every agent, at most r.parallelism() at once.
 func (r *Runner) forEach(agents []string, f func(string)) {
+	r.forEachIndex(len(agents), func(i int) { f(agents[i]) })
+}
+
+// forEachIndex runs f(0..n-1), at most r.parallelism() at once.
+func (r *Runner) forEachIndex(n int, f func(int)) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.parallelism())
-	for _, a := range agents {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			f(a)
+			f(i)
 		}()
 	}
 	wg.Wait()

@@ -411,10 +411,14 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 		wg.Add(1)
 		go func(a plan.Action) {
 			defer wg.Done()
+			// The slot bounds engine work; watching a started agent's
+			// first second holds none (see execute).
 			sem <- struct{}{}
-			defer func() { <-sem }()
+			var once sync.Once
+			release := func() { once.Do(func() { <-sem }) }
+			defer release()
 			d := specs[a.Agent]
-			id, err := r.execute(ctx, cfg, a, d, accepted)
+			id, err := r.execute(ctx, cfg, a, d, accepted, release)
 			if err == nil && id != "" {
 				r.nudgeRecorder(ctx, st) // record the new pane from its start
 			}
@@ -456,7 +460,10 @@ func (r *Runner) parallelism() int {
 	return 8
 }
 
-func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action, d desiredAgent, accepted map[string]bool) (string, error) {
+// execute carries out one action. release gives back the caller's slot
+// of engine parallelism once only the watch of the agent's first second
+// (checkStarted) is left, so waiting agents do not hold up creating others.
+func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action, d desiredAgent, accepted map[string]bool, release func()) (string, error) {
 	start := time.Now()
 	r.log().Debug("apply action", "agent", a.Agent, "kind", a.Kind, "reason", a.Reason)
 	for _, c := range a.Existing {
@@ -491,6 +498,7 @@ func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action,
 		r.cleanup(id)
 		return "", err
 	}
+	release()
 	if err := r.checkStarted(ctx, id, d.agent); err != nil {
 		r.cleanup(id) // the next apply tries again, not "no changes"
 		return "", err
@@ -556,7 +564,7 @@ func (r *Runner) waitReady(ctx context.Context, id string) error {
 			return fmt.Errorf("container %s during start (exit code %d): %s", obs.State, obs.ExitCode, strings.TrimSpace(termsafe.Text(logs)))
 		}
 		if obs.State == "running" {
-			st, err := r.paneState(ctx, id)
+			st, err := r.paneStateWith(ctx, id, profile.AgentBin(obs.Runtime))
 			if err == nil && st.Tmux {
 				return nil
 			}

@@ -23,28 +23,47 @@ const startGrace = time.Second
 // checkStarted watches agent a's command in container id for startGrace.
 // Agents with restart = "never" (and `runner run` jobs) are not watched:
 // their command's exit is their result.
+//
+// One look at the end of the window is enough, and costs one exec instead
+// of one every few milliseconds: tmux keeps a dead pane with its status
+// (remain-on-exit), and runner-agent's supervisor waits at least a second
+// before a restart, which it counts, so a command that failed inside the
+// window is still dead, or restarted, when the window closes.
 func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent) error {
 	a = profile.WithDefaults(a)
 	if a.Restart == config.RestartNever {
 		return nil
 	}
-	deadline := time.Now().Add(startGrace)
-	for {
-		ps, err := r.paneState(ctx, id)
-		if err == nil {
-			if why := notStarted(ps); why != "" {
-				return fmt.Errorf("its command %s %s; its pane's last lines:\n%s", argvText(a.Command), why, r.lastPaneLines(ctx, id))
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(150 * time.Millisecond):
-		}
+	end := time.Now().Add(startGrace)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(startGrace):
 	}
+	ps, err := r.paneState(ctx, id)
+	if err != nil {
+		return nil // the pane cannot be read: status and health say so
+	}
+	// The answer describes some moment before it arrived. One that came
+	// more than the restart pause after the window closed (a loaded
+	// engine) may show a failure from after the window, so only a command
+	// that could never start (127, 126) is judged from it.
+	if time.Since(end) > restartPause && !cannotStart(ps) {
+		return nil
+	}
+	if why := notStarted(ps); why != "" {
+		return fmt.Errorf("its command %s %s; its pane's last lines:\n%s", argvText(a.Command), why, r.lastPaneLines(ctx, id))
+	}
+	return nil
+}
+
+// restartPause is the least time runner-agent's supervisor waits between
+// a command's exit and its restart.
+const restartPause = time.Second
+
+// cannotStart: the command was not found or not executable.
+func cannotStart(ps PaneState) bool {
+	return ps.PaneDead && ps.ExitStatus != nil && (*ps.ExitStatus == 127 || *ps.ExitStatus == 126)
 }
 
 // notStarted says why a pane shows a command that did not start or did not

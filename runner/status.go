@@ -37,7 +37,13 @@ type PaneState = shim.Status
 // paneState asks an agent's runner-agent about its pane; no tmux answering
 // is an error.
 func (r *Runner) paneState(ctx context.Context, id string) (PaneState, error) {
-	res, err := r.Engine.Exec(ctx, id, "", []string{agentBin(ctx, r.Engine, id), "status"})
+	return r.paneStateWith(ctx, id, agentBin(ctx, r.Engine, id))
+}
+
+// paneStateWith is paneState when the caller has inspected the container
+// already and knows its runner-agent path (one inspect less per agent).
+func (r *Runner) paneStateWith(ctx context.Context, id, bin string) (PaneState, error) {
+	res, err := r.Engine.Exec(ctx, id, "", []string{bin, "status"})
 	if err != nil {
 		return PaneState{}, err
 	}
@@ -160,25 +166,41 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 			users[c.Agent] = c.Labels[engine.LabelUser]
 		}
 	}
+	// Each agent costs an inspect and an exec: they run concurrently
+	// (r.parallelism at once), each row into its own slot so the report
+	// keeps the config's order.
+	sr, err := r.runState(cfg.Run.Name)
+	if err != nil {
+		sr = state.Run{}
+	}
 	seen := map[string]bool{}
+	var jobs []func() AgentStatus
 	for _, a := range cfg.Agents {
 		seen[a.Name] = true
 		c, ok := byAgent[a.Name]
 		if !ok {
-			rep.Agents = append(rep.Agents, AgentStatus{Agent: a.Name, State: "absent", Security: "-", InConfig: true})
+			jobs = append(jobs, func() AgentStatus {
+				return AgentStatus{Agent: a.Name, State: "absent", Security: "-", InConfig: true}
+			})
 			continue
 		}
-		st := r.agentStatus(ctx, cfg.Run.Name, withUser(a, users), c, true)
-		st.IDs = agentIDs(st.User, a.User != "", ih)
-		rep.Agents = append(rep.Agents, st)
+		jobs = append(jobs, func() AgentStatus {
+			st := r.agentStatus(ctx, sr, cfg.Run.Name, withUser(a, users), c, true)
+			st.IDs = agentIDs(st.User, a.User != "", ih)
+			return st
+		})
 	}
 	for _, c := range list {
 		if !seen[c.Agent] {
-			st := r.agentStatus(ctx, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false)
-			st.IDs = agentIDs(st.User, false, ih)
-			rep.Agents = append(rep.Agents, st)
+			jobs = append(jobs, func() AgentStatus {
+				st := r.agentStatus(ctx, sr, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false)
+				st.IDs = agentIDs(st.User, false, ih)
+				return st
+			})
 		}
 	}
+	rep.Agents = make([]AgentStatus, len(jobs))
+	r.forEachIndex(len(jobs), func(i int) { rep.Agents[i] = jobs[i]() })
 	rep.Relay, rep.OperatorInbox = r.addRelayStats(ctx, cfg.Run.Name, rep.Agents)
 	if ws := r.workspaceStatus(ctx, cfg.Run.Name, list); ws != nil {
 		for i := range rep.Agents {
@@ -242,7 +264,7 @@ func (r *Runner) addRelayStats(ctx context.Context, run string, agents []AgentSt
 	return "running", byID[relay.Operator].Queued
 }
 
-func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c engine.Container, inConfig bool) AgentStatus {
+func (r *Runner) agentStatus(ctx context.Context, sr state.Run, run string, a config.Agent, c engine.Container, inConfig bool) AgentStatus {
 	st := AgentStatus{Agent: a.Name, Container: c.Name, ID: shortID(c.ID), State: c.State, Image: c.Image, InConfig: inConfig}
 	obs, err := r.Engine.Inspect(ctx, c.ID)
 	if err != nil {
@@ -261,10 +283,6 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 	if inConfig {
 		// Compare against the spec the config wants now; a config change
 		// since apply shows up here as a difference (and in plan).
-		sr, err := r.runState(run)
-		if err != nil {
-			sr = state.Run{}
-		}
 		want := buildSpec(sr, run, recordedSources(a, c))
 		want.Labels[engine.LabelConfigHash] = c.ConfigHash
 		for _, v := range profile.Check(want, obs) {
@@ -280,7 +298,7 @@ func (r *Runner) agentStatus(ctx context.Context, run string, a config.Agent, c 
 		st.Security = fmt.Sprintf("%d differences", len(st.Violations))
 	}
 	if obs.State == "running" {
-		ps, err := r.paneState(ctx, c.ID)
+		ps, err := r.paneStateWith(ctx, c.ID, profile.AgentBin(obs.Runtime))
 		if err == nil {
 			st.Restarts, st.Restarting, st.IdleS = ps.Restarts, ps.Restarting, ps.IdleS
 			if ps.PaneDead {
