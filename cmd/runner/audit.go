@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -115,7 +113,14 @@ func cmdAudit(ctx context.Context, g *globals, args []string, stdout, stderr io.
 // the entries, and every repair of a torn tail the chain records.
 func verifySummary(path string, rep audit.Report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "✓ %s: %d entries, hash chain intact\n", path, rep.Entries)
+	fmt.Fprintf(&b, "✓ %s: %d entries, hash chain intact", path, rep.Entries)
+	if rep.Segments > 1 {
+		fmt.Fprintf(&b, " across %d segments", rep.Segments)
+	}
+	b.WriteString("\n")
+	if d := rep.Dropped; d != nil {
+		fmt.Fprintf(&b, "  the oldest segments (1 to %d, entries 1 to %d) were dropped at the cap (%s); the kept chain starts at seq %d, linked to the last dropped entry\n", d.Seg, d.Seq, audit.EnvMax, rep.FirstSeq)
+	}
 	for _, r := range rep.Repairs {
 		fmt.Fprintf(&b, "  repaired at seq %d (%s): %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339), termsafe.Line(r.Detail))
 	}
@@ -123,33 +128,28 @@ func verifySummary(path string, rep audit.Report) string {
 }
 
 func printAudit(path string, f auditFilter, raw bool, stdout io.Writer) error {
-	fh, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	// Every kept segment, oldest first; a line that is not an entry is shown
+	// as is (termsafe) when nothing is filtered: --verify says what is wrong.
+	return audit.Lines(path, func(line []byte) error {
 		var e auditEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+		if err := json.Unmarshal(line, &e); err != nil {
 			if !f.active() {
-				fmt.Fprintln(stdout, sc.Text())
+				fmt.Fprintln(stdout, termsafe.Line(string(line)))
 			}
-			continue
+			return nil
 		}
 		if !f.match(e) {
-			continue
+			return nil
 		}
 		if raw {
-			fmt.Fprintln(stdout, sc.Text())
-			continue
+			fmt.Fprintln(stdout, string(line))
+			return nil
 		}
 		// One line per entry, whatever a field holds.
 		l := termsafe.Line
 		fmt.Fprintf(stdout, "%5d %s %-13s %-10s %-10s %s\n", e.Seq, l(e.Time), l(e.Event), l(dash(e.Actor)), l(dash(e.Target)), strings.TrimSpace(l(e.Detail)))
-	}
-	return sc.Err()
+		return nil
+	})
 }
 
 // archivedAudits are the archived audit logs of destroyed runs of this

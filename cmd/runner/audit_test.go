@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/runner-dev/runner/internal/audit"
 	"github.com/runner-dev/runner/internal/config"
 )
 
@@ -62,5 +66,45 @@ func TestSendGlob(t *testing.T) {
 	}
 	if !agentGlob("send", "eng-*") || agentGlob("send", "eng-1") || agentGlob("capture", "eng-*") {
 		t.Error("agentGlob")
+	}
+}
+
+// audit --verify and the printed log span every kept segment, and say what
+// the cap dropped and which torn tails were repaired.
+func TestAuditVerifyAndPrintSpanSegments(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.OpenWith(path, audit.Options{Max: 8 << 10, SegmentMax: 2 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := l.Append(audit.Event{Event: "send", Actor: "eng-1", Detail: fmt.Sprint("message ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"seq":`)
+	f.Close()
+	if l, err = audit.Open(path); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	rep, err := audit.VerifyReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := verifySummary(path, rep)
+	for _, want := range []string{"hash chain intact across", "were dropped at the cap", fmt.Sprintf("the kept chain starts at seq %d", rep.FirstSeq), "repaired at seq", "cut a torn last line: 7 bytes"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("verify summary lacks %q:\n%s", want, got)
+		}
+	}
+	var out strings.Builder
+	if err := printAudit(path, auditFilter{events: []string{"send"}}, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); !strings.Contains(lines[len(lines)-1], "message 99") || len(lines) < 10 {
+		t.Errorf("printed %d sends, the last %q; want those kept, ending with message 99", len(lines), lines[len(lines)-1])
 	}
 }

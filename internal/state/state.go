@@ -23,7 +23,7 @@
 //	      services.sock         0600  its control socket (reload, status), for the operator only
 //	      services.log          its log: the relay's, the recorder's, the supervisor's
 //	      journal/              the relay's durable queue
-//	      audit.log             hash-chained audit log
+//	      audit.log             hash-chained audit log (its newest segment; audit.log.NNNNNN the older)
 //	      creds/AGENT           0400  one agent's credential, bind-mounted into its container only,
 //	                                  owned by the agent's host uid (0444 when runner cannot chown)
 //	      creds/operator        0400
@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -242,6 +243,14 @@ func (r Run) Remove() (archived string, err error) {
 			return "", err
 		}
 		archived = filepath.Join(dir, fmt.Sprintf("%s-%s.audit.log", r.Name, time.Now().UTC().Format("20060102T150405Z")))
+		// Older segments (audit.log.000001, ...) go with it, under the
+		// same suffixes, so the archive verifies as the log did.
+		olds, _ := filepath.Glob(r.Audit() + ".[0-9][0-9][0-9][0-9][0-9][0-9]*")
+		for _, p := range olds {
+			if err := os.Rename(p, archived+strings.TrimPrefix(p, r.Audit())); err != nil {
+				return "", err
+			}
+		}
 		if err := os.Rename(r.Audit(), archived); err != nil {
 			return "", err
 		}

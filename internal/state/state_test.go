@@ -75,6 +75,7 @@ func TestRemoveArchivesAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(r.Audit(), []byte("{}\n"), 0o600)
+	os.WriteFile(r.Audit()+".000001", []byte("{\"old\":1}\n"), 0o600)
 	archived, err := r.Remove()
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +85,10 @@ func TestRemoveArchivesAudit(t *testing.T) {
 	}
 	if b, err := os.ReadFile(archived); err != nil || string(b) != "{}\n" {
 		t.Errorf("archived audit log %s: %q %v", archived, b, err)
+	}
+	// An older segment of the log goes with it.
+	if b, err := os.ReadFile(archived + ".000001"); err != nil || string(b) != "{\"old\":1}\n" {
+		t.Errorf("archived audit segment: %q %v", b, err)
 	}
 	// Removing again is fine.
 	if _, err := r.Remove(); err != nil {
