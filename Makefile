@@ -8,7 +8,7 @@ COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export CGO_ENABLED = 0
 
-.PHONY: build image test test-unit fuzz lint bench clean
+.PHONY: build image test test-unit fuzz lint bench bench-run clean
 
 build: ## bin/runner and bin/runner-agent, static
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/runner ./cmd/runner
@@ -34,7 +34,16 @@ lint:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+# bench runs every benchmark (bench-run), keeps their output in BENCH_OUT,
+# and prints one table of every figure beside its goal (bench/table). A
+# benchmark that fails does not stop the others; its output is in the file.
+BENCH_OUT ?= bench-results.txt
 bench: build
+	$(MAKE) --no-print-directory -i bench-run 2>&1 | tee $(BENCH_OUT)
+	$(GO) run ./bench/table < $(BENCH_OUT) 2>/dev/null
+
+bench-run:
+	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench Apply10 -benchtime 3x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench SendToPane -benchtime 200x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench RelayMemory50 -benchtime 1x -timeout 30m ./bench/
