@@ -25,11 +25,14 @@ import (
 // A run's host services (the relay, the transcript recorder, and the egress
 // proxy) live in one process per run on the host: `runner services serve
 // ROOT RUN`, started by apply in its own session so it outlives the CLI,
-// stopped by destroy. Inside it a supervisor (internal/services) restarts a
-// component that fails. A process that is killed outright is started again
-// by the next runner command that needs it (apply, send, inbox, status: see
-// operatorClient). servicesHandle is that process seen from a command; it
-// is the only code that starts, finds, reloads or stops it.
+// stopped by destroy. It is a supervisor that keeps a child serving them
+// (serviceskeep.go): a child killed outright is started again at once.
+// Inside the child another supervisor (internal/services) restarts a
+// component that fails. If the supervisor itself is killed, the next
+// runner command that needs it (apply, send, inbox, status: see
+// operatorClient) starts it again. servicesHandle is the supervisor seen
+// from a command; it is the only code that starts, finds, reloads or stops
+// it.
 type servicesHandle struct {
 	st  state.Run
 	pid int
@@ -181,7 +184,7 @@ func (r *Runner) program() ([]string, error) {
 // is replaced.
 func (r *Runner) ensureServices(ctx context.Context, st state.Run, changed bool) error {
 	h := findServices(st)
-	if h != nil && !r.relayAnswers(ctx, st) {
+	if h != nil && !r.relayAnswers(ctx, st) && !r.answersSoon(ctx, h) {
 		r.progress("host services: the relay of [pid=%d] does not answer; restarting the process", h.pid)
 		h.stop()
 		h = nil
@@ -201,6 +204,18 @@ func (r *Runner) ensureServices(ctx context.Context, st state.Run, changed bool)
 		r.progress("host services: configuration reloaded [pid=%d] (%s)", h.pid, servingComponents(st))
 	}
 	return nil
+}
+
+// answersSoon waits a little for a supervisor that is restarting its
+// child.
+func (r *Runner) answersSoon(ctx context.Context, h *servicesHandle) bool {
+	for i := 0; i < 50 && ctx.Err() == nil && h.alive(); i++ {
+		time.Sleep(100 * time.Millisecond)
+		if r.relayAnswers(ctx, h.st) {
+			return true
+		}
+	}
+	return false
 }
 
 // servingComponents names what the process serves for the configuration
@@ -250,24 +265,36 @@ func (r *Runner) stopServices(st state.Run) {
 	}
 }
 
-// stop asks the process to stop (SIGTERM: it stops every component and
-// removes its sockets), waits up to 5s, then kills it.
+// stop asks the process to stop (SIGTERM: the supervisor stops its child,
+// which stops every component and removes its sockets), waits until
+// neither holds the lock, then kills what is left: the supervisor's whole
+// process group, which is it and its child.
 func (h *servicesHandle) stop() {
-	signal := func(sig syscall.Signal) {
-		if h.alive() {
-			syscall.Kill(h.pid, sig)
-		}
+	if !h.alive() {
+		return
 	}
-	signal(syscall.SIGTERM)
-	for i := 0; i < 100 && h.alive(); i++ {
-		time.Sleep(50 * time.Millisecond)
+	leader := false
+	if pg, err := unix.Getpgid(h.pid); err == nil && pg == h.pid {
+		leader = true // started by startServices in a session of its own
 	}
-	if h.alive() {
-		signal(syscall.SIGKILL)
-		for i := 0; i < 100 && h.alive(); i++ {
+	gone := func() bool { return !h.alive() && !lockHeld(h.st.ServicesLock()) }
+	wait := func(n int) {
+		for i := 0; i < n && !gone(); i++ {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	syscall.Kill(h.pid, syscall.SIGTERM)
+	wait(160) // the child has 5s to stop
+	if gone() {
+		return
+	}
+	if leader {
+		// A process group's id is never reused while one member lives.
+		syscall.Kill(-h.pid, syscall.SIGKILL)
+	} else if h.alive() {
+		syscall.Kill(h.pid, syscall.SIGKILL)
+	}
+	wait(100)
 }
 
 // controlRequest and controlReply are the control socket's protocol: one
@@ -277,9 +304,12 @@ type controlRequest struct {
 }
 
 type controlReply struct {
-	PID      int               `json:"pid"`
-	Services []services.Status `json:"services,omitempty"`
-	Error    string            `json:"error,omitempty"`
+	PID int `json:"pid"`
+	// Supervisor is the pid of the process that keeps this one running
+	// (the one the pid file names), 0 when none does.
+	Supervisor int               `json:"supervisor,omitempty"`
+	Services   []services.Status `json:"services,omitempty"`
+	Error      string            `json:"error,omitempty"`
 }
 
 // reload makes the process read its configuration again and apply it
@@ -317,7 +347,7 @@ func (h *servicesHandle) control(ctx context.Context, op string, timeout time.Du
 	if err := json.Unmarshal(line, &rep); err != nil {
 		return controlReply{}, fmt.Errorf("%s: bad reply from the host services: %w", op, err)
 	}
-	if rep.PID != h.pid {
+	if rep.PID != h.pid && rep.Supervisor != h.pid {
 		return rep, fmt.Errorf("%s: the control socket is served by pid %d, not %d", op, rep.PID, h.pid)
 	}
 	if rep.Error != "" {

@@ -72,6 +72,7 @@ func oneProcess(t *testing.T, run string, st state.Run) int {
 	if pid := readPID(t, st.ServicesPID()); pid != svcs[0] {
 		t.Fatalf("the pid file names %d, the running process is %d", pid, svcs[0])
 	}
+	oneChild(t, run, svcs[0])
 	return svcs[0]
 }
 
@@ -198,6 +199,9 @@ func TestHostServices(t *testing.T) {
 			}
 			if svcs, legacy := hostProcs(t, run); len(svcs)+len(legacy) != 0 {
 				t.Errorf("processes left after destroy: %v %v", svcs, legacy)
+			}
+			if kids := childProcs(t, run); len(kids) != 0 {
+				t.Errorf("services children left after destroy: %v", kids)
 			}
 			if running(pid) {
 				t.Errorf("pid %d still running after destroy", pid)

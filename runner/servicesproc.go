@@ -127,27 +127,59 @@ type ServicesOptions struct {
 	Log hclog.Logger
 	// Policy is the supervisor's backoff (zero: its defaults).
 	Policy services.Policy
+	// ChildArgv runs this program's ServeServicesChild for the same run
+	// (SuperviseServices starts it).
+	ChildArgv []string
+
+	supervisor int // the pid of the supervising parent, for control replies
 }
 
-// ServeServices runs the host services of one run until ctx ends. It is
-// what `runner services serve STATE_ROOT RUN` runs, detached from the CLI.
+// ServeServices runs the host services of one run in this process until
+// ctx ends, holding the run's services lock and writing its pid file
+// itself: the unsupervised form (tests; `runner services serve` runs
+// SuperviseServices, whose child is ServeServicesChild).
 func ServeServices(ctx context.Context, root, run string, o ServicesOptions) error {
-	if err := names.Check("run", run); err != nil {
+	st, log, err := servicesRun(root, run, o)
+	if err != nil {
 		return err
-	}
-	st := state.Run{Root: root, Name: run}
-	if !st.Exists() {
-		return fmt.Errorf("host services: run %q has no state in %s", run, root)
-	}
-	log := o.Log
-	if log == nil {
-		log = hclog.NewNullLogger()
 	}
 	lock, err := takeLock(st.ServicesLock())
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
+	return serveServices(ctx, st, o, log, func() error { return writePID(st, os.Getpid()) },
+		func() { os.Remove(st.ServicesPID()) })
+}
+
+func servicesRun(root, run string, o ServicesOptions) (state.Run, hclog.Logger, error) {
+	if err := names.Check("run", run); err != nil {
+		return state.Run{}, nil, err
+	}
+	st := state.Run{Root: root, Name: run}
+	if !st.Exists() {
+		return st, nil, fmt.Errorf("host services: run %q has no state in %s", run, root)
+	}
+	log := o.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return st, log, nil
+}
+
+// writePID records pid, with its start time, as the run's host-services
+// process.
+func writePID(st state.Run, pid int) error {
+	start, err := procStartTime(pid)
+	if err != nil {
+		return err
+	}
+	return st.WriteFile(st.ServicesPID(), fmt.Appendf(nil, "%d %d\n", pid, start), 0o600)
+}
+
+// serveServices serves until ctx ends. serving is called once every
+// component and the control socket serve; done when they have stopped.
+func serveServices(ctx context.Context, st state.Run, o ServicesOptions, log hclog.Logger, serving func() error, done func()) error {
 	cfg, err := loadHostConfig(st)
 	if err != nil {
 		return fmt.Errorf("host services: %w (apply the run to write it)", err)
@@ -182,22 +214,17 @@ func ServeServices(ctx context.Context, root, run string, o ServicesOptions) err
 		ln.Close()
 		return err
 	}
-	start, err := procStartTime(os.Getpid())
-	if err != nil {
+	if err := serving(); err != nil {
 		ln.Close()
 		return err
 	}
-	if err := st.WriteFile(st.ServicesPID(), fmt.Appendf(nil, "%d %d\n", os.Getpid(), start), 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	defer os.Remove(st.ServicesPID())
-	log.Info("host services serving", "run", run, "pid", os.Getpid(), "engine", cfg.Services.DockerHost)
-	go serveControl(ctx, ln, st, sup, log)
+	defer done()
+	log.Info("host services serving", "run", st.Name, "pid", os.Getpid(), "engine", cfg.Services.DockerHost)
+	go serveControl(ctx, ln, st, sup, log, o.supervisor)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	sup.Run(ctx)
-	log.Info("host services stopped", "run", run)
+	log.Info("host services stopped", "run", st.Name)
 	return nil
 }
 
@@ -248,7 +275,7 @@ func serviceFailed(st state.Run, log hclog.Logger, ev services.Event) {
 // per connection, from this user (or root) only. The socket is 0600 in the
 // 0700 private directory, mounted in no container; the peer check is a
 // second lock on the same door.
-func serveControl(ctx context.Context, ln net.Listener, st state.Run, sup *services.Supervisor[hostConfig], log hclog.Logger) {
+func serveControl(ctx context.Context, ln net.Listener, st state.Run, sup *services.Supervisor[hostConfig], log hclog.Logger, parent int) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -266,7 +293,7 @@ func serveControl(ctx context.Context, ln net.Listener, st state.Run, sup *servi
 				return
 			}
 			var req controlRequest
-			rep := controlReply{PID: os.Getpid()}
+			rep := controlReply{PID: os.Getpid(), Supervisor: parent}
 			if err := json.Unmarshal(line, &req); err != nil {
 				rep.Error = "bad request: " + err.Error()
 			}
