@@ -48,7 +48,9 @@ bench-run:
 	$(GO) test -run '^$$' -bench SendToPane -benchtime 200x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench RelayMemory50 -benchtime 1x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench ApplyWorkspace4 -benchtime 1x -timeout 30m ./bench/
-	$(GO) test -run '^$$' -bench RelayThroughput -timeout 30m ./internal/relay/
+	$(GO) test -run '^$$' -bench DiskFsync -benchtime 3s -timeout 30m ./internal/relay/
+	$(GO) test -run '^$$' -bench RelayAccept -benchtime 3s -timeout 30m ./internal/relay/
+	$(GO) test -run '^$$' -bench RelayPaced -benchtime 1x -timeout 30m ./internal/relay/
 	$(GO) test -run '^$$' -bench Download256MiB -benchtime 8x -timeout 30m ./internal/egress/proxy/
 	$(GO) test -run '^$$' -bench ConnectSetup -benchtime 3000x -timeout 30m ./internal/egress/proxy/
 	$(GO) test -run '^$$' -bench Injected -benchtime 2000x -timeout 30m ./internal/egress/inject/

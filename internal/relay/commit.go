@@ -3,6 +3,8 @@ package relay
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/runner-dev/runner/internal/audit"
 )
@@ -53,6 +55,8 @@ type committer struct {
 	running bool
 	wake    chan struct{} // cap 1
 	stopped chan struct{}
+	// For benchmarks: commits made and ops they held.
+	commits, ops atomic.Int64
 }
 
 // submit queues o for the next commit; it never blocks, so it may be called
@@ -101,20 +105,49 @@ func (s *Server) startCommitter() {
 	c.mu.Unlock()
 	go func() {
 		defer close(c.stopped)
+		answered := 0 // ops in the last commit
+		var took time.Duration
 		for range c.wake {
 			for {
-				c.mu.Lock()
-				batch := c.queue
-				c.queue = nil
-				c.mu.Unlock()
+				batch := c.gather(answered, took/2)
 				if len(batch) == 0 {
 					break
 				}
+				t0 := time.Now()
 				s.commit(batch)
+				answered, took = len(batch), time.Since(t0)
+				c.commits.Add(1)
+				c.ops.Add(int64(len(batch)))
 			}
 		}
 	}()
 }
+
+// gather takes the queued ops. Requesters answered by the last commit
+// usually send again at once; if fewer than that are queued, it waits for
+// them up to linger (half the last commit's time, at most maxLinger), so
+// that they share one commit instead of alternating between two half-full
+// ones. With one requester at a time it never waits.
+func (c *committer) gather(answered int, linger time.Duration) []*op {
+	deadline := time.Now().Add(min(linger, maxLinger))
+	for {
+		c.mu.Lock()
+		n := len(c.queue)
+		if n == 0 || n >= answered || !time.Now().Before(deadline) {
+			batch := c.queue
+			c.queue = nil
+			c.mu.Unlock()
+			return batch
+		}
+		c.mu.Unlock()
+		time.Sleep(lingerStep)
+	}
+}
+
+const (
+	maxLinger  = time.Millisecond
+	lingerStep = 20 * time.Microsecond
+)
 
 func (s *Server) stopCommitter() {
 	c := &s.commits

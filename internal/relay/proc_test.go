@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,6 +64,19 @@ func serveProc(path string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// RELAY_TEST_CPUPROFILE=FILE profiles the relay process until SIGTERM.
+	if out := os.Getenv("RELAY_TEST_CPUPROFILE"); out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+		defer func() {
+			c, o := srv.commits.commits.Load(), srv.commits.ops.Load()
+			os.WriteFile(out+".commits", fmt.Appendf(nil, "%d commits, %d ops, %.1f ops/commit\n", c, o, float64(o)/float64(max(c, 1))), 0o600)
+		}()
+	}
 	return srv.Serve(ctx)
 }
 
@@ -156,9 +170,14 @@ func (p *relayProc) dial(id string) *Client {
 	return c
 }
 
-// kill ends the relay with SIGKILL and waits for it.
+// kill ends the relay with SIGKILL and waits for it (SIGTERM when
+// profiling, so the profile is written).
 func (p *relayProc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
+	sig := syscall.SIGKILL
+	if os.Getenv("RELAY_TEST_CPUPROFILE") != "" {
+		sig = syscall.SIGTERM
+	}
+	p.cmd.Process.Signal(sig)
 	<-p.exited
 	p.cmd = nil
 }
