@@ -174,7 +174,9 @@ func TestFullDiskStopsTheRelayAndItRecovers(t *testing.T) {
 		cmd.Env = append(append(os.Environ(), dockerHostEnv(te)...), "RUNNER_STATE_DIR="+root)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "hash chain intact") || !strings.Contains(out.String(), "repaired at seq") {
+		err = cmd.Run()
+		t.Logf("runner audit --verify:\n%s", out.String())
+		if err != nil || !strings.Contains(out.String(), "hash chain intact") || !strings.Contains(out.String(), "repaired at seq") {
 			t.Errorf("runner audit --verify: %v\n%s", err, out.String())
 		}
 	})
