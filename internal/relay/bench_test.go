@@ -260,3 +260,106 @@ func BenchmarkRelayPaced(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRelayMemory50: 50 agents, all subscribed and acking, each
+// sending to the next with at most 50 of its messages undelivered (so the
+// relay runs as fast as it delivers). The relay's resident memory at rest
+// (rss-rest-MiB), its largest sample under load (rss-load-MiB), after
+// 100 000 and after 1 000 000 messages (rss-100k-MiB, rss-1M-MiB; set
+// RELAY_BENCH_MESSAGES for a shorter run), at rest again afterwards, and
+// the journal's largest size on disk (journal-max-MiB: compaction bounds it).
+func BenchmarkRelayMemory50(b *testing.B) {
+	const agents, window = 50, 50
+	total := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("RELAY_BENCH_MESSAGES")); err == nil && v > 0 {
+		total = v
+	}
+	for range b.N {
+		p, ids := ringRelay(b, agents)
+		sem := make([]chan struct{}, agents)
+		for i := range sem {
+			sem[i] = make(chan struct{}, window)
+		}
+		var delivered atomic.Int64
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			c := p.dial(id)
+			from := (i + agents - 1) % agents // the one agent that sends to id
+			wg.Go(func() {
+				c.Subscribe(b.Context(), func(Delivery) error {
+					<-sem[from]
+					delivered.Add(1)
+					return nil
+				})
+			})
+		}
+		time.Sleep(time.Second)
+		rest, _ := p.memMiB()
+		b.ReportMetric(rest, "rss-rest-MiB")
+
+		journal := filepath.Join(p.cfg.StateDir, "journal")
+		var loadMax, journalMax, at100k float64
+		sample := func() {
+			rss, _ := p.memMiB()
+			loadMax = max(loadMax, rss)
+			if st, err := os.Stat(journal); err == nil {
+				journalMax = max(journalMax, float64(st.Size())/(1<<20))
+			}
+		}
+		stop := make(chan struct{})
+		var sampler sync.WaitGroup
+		sampler.Go(func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					sample()
+					if at100k == 0 && delivered.Load() >= min(100_000, int64(total)) {
+						at100k, _ = p.memMiB()
+					}
+				}
+			}
+		})
+		start := time.Now()
+		var senders sync.WaitGroup
+		for i, id := range ids {
+			c := p.dial(id)
+			to := ids[(i+1)%agents]
+			n := total / agents
+			if i < total%agents {
+				n++
+			}
+			senders.Go(func() {
+				for range n {
+					sem[i] <- struct{}{}
+					if _, err := c.Send(to, benchBody); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		senders.Wait()
+		for delivered.Load() < int64(total) && !b.Failed() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		el := time.Since(start).Seconds()
+		close(stop)
+		sampler.Wait()
+		sample()
+		end, _ := p.memMiB()
+		time.Sleep(2 * time.Second)
+		after, _ := p.memMiB()
+		b.ReportMetric(float64(total)/el, "msgs/s")
+		b.ReportMetric(loadMax, "rss-load-MiB")
+		b.ReportMetric(at100k, "rss-100k-MiB")
+		b.ReportMetric(end, "rss-1M-MiB")
+		b.ReportMetric(after, "rss-rest-after-MiB")
+		b.ReportMetric(journalMax, "journal-max-MiB")
+		p.kill()
+		wg.Wait()
+	}
+}

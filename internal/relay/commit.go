@@ -237,6 +237,7 @@ func (s *Server) commit(batch []*op) {
 			jerr = fmt.Errorf("the audit log could not be written (%v)", aerr)
 		}
 	}
+	var compacting bool
 	var compacted []audit.Event
 	s.mu.Lock()
 	for _, o := range batch {
@@ -253,11 +254,16 @@ func (s *Server) commit(batch []*op) {
 		}
 	}
 	if jerr == nil && len(recs) > 0 {
-		compacted = s.maybeCompact()
+		compacting, compacted = s.maybeCompact()
 	}
 	s.mu.Unlock()
 	for _, o := range batch {
 		close(o.done)
+	}
+	// The batch is on disk in the old journal already: it is answered
+	// before the new one is synced into place.
+	if compacting {
+		compacted = s.finishCompact()
 	}
 	if err := appendBatch(s.cfg.Audit, compacted); err != nil {
 		s.kill(fmt.Errorf("relay stopped: %w; it cannot run without recording its decisions: fix the audit log, then restart", err))

@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -93,6 +95,8 @@ type journal struct {
 	base      int64    // size right after the last rewrite
 	broken    error    // set once an append may have left the file inconsistent
 	buf       bytes.Buffer
+	tmp       *os.File // a rewrite between startRewrite and finishRewrite
+	tmpSize   int64
 	// The two file operations a disk can fail, replaceable by tests.
 	writeFile func(f *os.File, b []byte) (int, error)
 	syncFile  func(f *os.File) error
@@ -243,7 +247,19 @@ var errUndone = errors.New("not stored: the audit log could not be written")
 
 // rewrite replaces the journal with recs atomically: a temp file, synced, then
 // renamed over the old one, then the directory synced.
-func (j *journal) rewrite(recs []record) error {
+func (j *journal) rewrite(recs iter.Seq[record]) error {
+	if err := j.startRewrite(recs); err != nil {
+		return err
+	}
+	return j.finishRewrite()
+}
+
+// startRewrite writes recs to the temp file, not yet synced. The records are
+// streamed, never held in memory all at once (a snapshot of 50 busy agents
+// is megabytes), so the state they come from must hold still until it
+// returns; finishRewrite, the slow part, needs no state. No record may be
+// appended in between.
+func (j *journal) startRewrite(recs iter.Seq[record]) error {
 	if j.broken != nil {
 		return j.broken
 	}
@@ -252,21 +268,36 @@ func (j *journal) rewrite(recs []record) error {
 	if err != nil {
 		return fmt.Errorf("compact relay journal: %w", err)
 	}
-	var buf bytes.Buffer
-	for _, r := range recs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("encode journal record: %w", err)
+	w := bufio.NewWriterSize(f, 64<<10)
+	var size int64
+	for r := range recs {
+		b, merr := json.Marshal(r)
+		if merr != nil {
+			err = fmt.Errorf("encode journal record: %w", merr)
+			break
 		}
-		buf.Write(b)
-		buf.WriteByte('\n')
+		b = append(b, '\n')
+		if _, err = w.Write(b); err != nil {
+			break
+		}
+		size += int64(len(b))
 	}
-	size := int64(buf.Len())
-	_, err = f.Write(buf.Bytes())
 	if err == nil {
-		err = f.Sync()
+		err = w.Flush()
 	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("compact relay journal in %s: %w (check free space)", j.dir, err)
+	}
+	j.tmp, j.tmpSize = f, size
+	return nil
+}
+
+func (j *journal) finishRewrite() error {
+	f, tmp := j.tmp, j.path+".tmp"
+	j.tmp = nil
+	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -288,7 +319,7 @@ func (j *journal) rewrite(recs []record) error {
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, j.size, j.base = nf, size, size
+	j.f, j.size, j.base = nf, j.tmpSize, j.tmpSize
 	return nil
 }
 

@@ -77,6 +77,15 @@ func serveProc(path string) error {
 			os.WriteFile(out+".commits", fmt.Appendf(nil, "%d commits, %d ops, %.1f ops/commit\n", c, o, float64(o)/float64(max(c, 1))), 0o600)
 		}()
 	}
+	// RELAY_TEST_HEAPPROFILE=FILE writes the relay's heap profile at SIGTERM.
+	if out := os.Getenv("RELAY_TEST_HEAPPROFILE"); out != "" {
+		defer func() {
+			if f, err := os.Create(out); err == nil {
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	return srv.Serve(ctx)
 }
 
@@ -174,7 +183,7 @@ func (p *relayProc) dial(id string) *Client {
 // profiling, so the profile is written).
 func (p *relayProc) kill() {
 	sig := syscall.SIGKILL
-	if os.Getenv("RELAY_TEST_CPUPROFILE") != "" {
+	if os.Getenv("RELAY_TEST_CPUPROFILE") != "" || os.Getenv("RELAY_TEST_HEAPPROFILE") != "" {
 		sig = syscall.SIGTERM
 	}
 	p.cmd.Process.Signal(sig)

@@ -1,28 +1,43 @@
 package relay
 
 import (
+	"iter"
 	"slices"
 
 	"github.com/runner-dev/runner/internal/audit"
 	"sort"
 )
 
-// maybeCompact rewrites the journal once it has grown well past the state it
-// holds, and returns what to audit if that failed. The committer calls it
-// with s.mu held, after a commit was applied, so the snapshot holds
-// everything appended so far (staged messages are not in it: their records
-// are not written yet).
-func (s *Server) maybeCompact() []audit.Event {
+// maybeCompact starts rewriting the journal once it has grown well past the
+// state it holds, and returns whether it did (then the caller calls
+// finishCompact, without s.mu) and what to audit if that failed. The
+// committer calls it with s.mu held, after a commit was applied, so the
+// snapshot holds everything appended so far (staged messages are not in it:
+// their records are not written yet).
+func (s *Server) maybeCompact() (bool, []audit.Event) {
 	if s.j.size < s.compactAt || s.j.size < 2*s.j.base {
-		return nil
+		return false, nil
 	}
-	if err := s.j.rewrite(s.snapshot()); err != nil {
-		if s.j.broken != nil {
-			s.kill(s.j.broken)
-		}
-		return s.noisyEvent("journal_error", "", "", err.Error())
+	if err := s.j.startRewrite(s.snapshot()); err != nil {
+		return false, s.compactFailed(err)
+	}
+	return true, nil
+}
+
+// finishCompact syncs and renames the rewritten journal into place; only
+// the committer may call it, after maybeCompact started one.
+func (s *Server) finishCompact() []audit.Event {
+	if err := s.j.finishRewrite(); err != nil {
+		return s.compactFailed(err)
 	}
 	return nil
+}
+
+func (s *Server) compactFailed(err error) []audit.Event {
+	if s.j.broken != nil {
+		s.kill(s.j.broken)
+	}
+	return s.noisyEvent("journal_error", "", "", err.Error())
 }
 
 // replay rebuilds the state from journal records and returns the messages it
@@ -71,33 +86,44 @@ func (s *Server) replay(recs []record) (lost []*message) {
 	return lost
 }
 
-// snapshot is the current state as journal records, for compaction. Call
-// with s.mu held.
-func (s *Server) snapshot() []record {
-	recs := []record{{Op: "hdr", Next: s.nextID}}
-	for _, c := range s.creds {
-		set := s.seen[c.id]
-		for _, cid := range set.order {
-			recs = append(recs, record{Op: "seen", Seen: &seenID{From: c.id, ClientID: cid, ID: set.ids[cid]}})
+// snapshot is the current state as journal records, for compaction. Range
+// over it with s.mu held.
+func (s *Server) snapshot() iter.Seq[record] {
+	return func(yield func(record) bool) {
+		if !yield(record{Op: "hdr", Next: s.nextID}) {
+			return
+		}
+		for _, c := range s.creds {
+			set := s.seen[c.id]
+			for _, cid := range set.order {
+				if !yield(record{Op: "seen", Seen: &seenID{From: c.id, ClientID: cid, ID: set.ids[cid]}}) {
+					return
+				}
+			}
+		}
+		for _, c := range s.creds {
+			for _, m := range s.history[c.id] {
+				if !yield(record{Op: "hist", Msg: m}) {
+					return
+				}
+			}
+		}
+		scheds := make([]*schedule, 0, len(s.scheds))
+		for _, sc := range s.scheds {
+			scheds = append(scheds, sc)
+		}
+		sort.Slice(scheds, func(i, j int) bool { return scheds[i].ID < scheds[j].ID })
+		for _, sc := range scheds {
+			if !yield(record{Op: "sched", Sched: sc}) {
+				return
+			}
+		}
+		for _, c := range s.creds {
+			for _, m := range s.queues[c.id] {
+				if !yield(record{Op: "msg", Msg: m}) {
+					return
+				}
+			}
 		}
 	}
-	for _, c := range s.creds {
-		for _, m := range s.history[c.id] {
-			recs = append(recs, record{Op: "hist", Msg: m})
-		}
-	}
-	scheds := make([]*schedule, 0, len(s.scheds))
-	for _, sc := range s.scheds {
-		scheds = append(scheds, sc)
-	}
-	sort.Slice(scheds, func(i, j int) bool { return scheds[i].ID < scheds[j].ID })
-	for _, sc := range scheds {
-		recs = append(recs, record{Op: "sched", Sched: sc})
-	}
-	for _, c := range s.creds {
-		for _, m := range s.queues[c.id] {
-			recs = append(recs, record{Op: "msg", Msg: m})
-		}
-	}
-	return recs
 }
