@@ -71,6 +71,7 @@ func BenchmarkDiskFsync(b *testing.B) {
 			dir := diskDir(b)
 			line := []byte(strings.Repeat("x", 200) + "\n")
 			var wg sync.WaitGroup
+			lats := make([][]time.Duration, writers)
 			b.ResetTimer()
 			start := time.Now()
 			for w := range writers {
@@ -85,6 +86,7 @@ func BenchmarkDiskFsync(b *testing.B) {
 				defer f.Close()
 				wg.Go(func() {
 					for range n {
+						t0 := time.Now()
 						if _, err := f.Write(line); err != nil {
 							b.Error(err)
 							return
@@ -93,11 +95,15 @@ func BenchmarkDiskFsync(b *testing.B) {
 							b.Error(err)
 							return
 						}
+						lats[w] = append(lats[w], time.Since(t0))
 					}
 				})
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "fsyncs/s")
+			all := slices.Concat(lats...)
+			b.ReportMetric(pct(all, 50), "fsync-p50-ms")
+			b.ReportMetric(pct(all, 99), "fsync-p99-ms")
 		})
 	}
 }
