@@ -6,6 +6,12 @@
 // The chain proves integrity, not completeness at the end: cutting lines off
 // the tail leaves a valid, shorter chain. Whoever needs that guarantee keeps
 // the last hash somewhere else and compares.
+//
+// The log is bounded: it is a series of segments under a total cap, the
+// oldest dropped first, with the chain running through them (segment.go).
+// A last line a write left incomplete (a full disk, a kill) is cut by the
+// next writer, which records the cut in the chain (repair.go); damage
+// anywhere else is refused.
 package audit
 
 import (
@@ -103,6 +109,9 @@ func parseLine(b []byte) (entry, error) {
 // and format characters (ESC, bidi overrides, ...) are escaped so that reading
 // the log in a terminal cannot be abused, and the result is cut to max bytes.
 func clean(s string, max int) string {
+	if len(s) <= max && printableASCII(s) {
+		return s // the usual case, on the relay's hot path
+	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	var b strings.Builder
 	for _, r := range s {
@@ -124,4 +133,13 @@ func clean(s string, max int) string {
 		out = out[:len(out)-1]
 	}
 	return out
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
