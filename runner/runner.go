@@ -38,7 +38,8 @@ type Runner struct {
 	// CLI prints the plan and asks on a terminal). Apply then does exactly
 	// this plan.
 	Approve func(plan.Plan) error
-	// Parallelism bounds concurrent container operations (default 8).
+	// Parallelism bounds concurrent container operations (default 16:
+	// the engine queues them itself, and a start mostly waits on it).
 	Parallelism int
 	// ReadyTimeout bounds how long apply waits for an agent's tmux to come up.
 	ReadyTimeout time.Duration
@@ -457,7 +458,7 @@ func (r *Runner) parallelism() int {
 	if r.Parallelism > 0 {
 		return r.Parallelism
 	}
-	return 8
+	return 16
 }
 
 // execute carries out one action. release gives back the caller's slot
@@ -498,8 +499,9 @@ func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action,
 		r.cleanup(id)
 		return "", err
 	}
+	ready := time.Now()
 	release()
-	if err := r.checkStarted(ctx, id, d.agent); err != nil {
+	if err := r.checkStarted(ctx, id, d.agent, ready); err != nil {
 		r.cleanup(id) // the next apply tries again, not "no changes"
 		return "", err
 	}

@@ -20,7 +20,8 @@ import (
 // later is the restart policy's.
 const startGrace = time.Second
 
-// checkStarted watches agent a's command in container id for startGrace.
+// checkStarted watches agent a's command in container id for startGrace
+// from ready (when its tmux answered).
 // Agents with restart = "never" (and `runner run` jobs) are not watched:
 // their command's exit is their result.
 //
@@ -29,16 +30,16 @@ const startGrace = time.Second
 // (remain-on-exit), and runner-agent's supervisor waits at least a second
 // before a restart, which it counts, so a command that failed inside the
 // window is still dead, or restarted, when the window closes.
-func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent) error {
+func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent, ready time.Time) error {
 	a = profile.WithDefaults(a)
 	if a.Restart == config.RestartNever {
 		return nil
 	}
-	end := time.Now().Add(startGrace)
+	end := ready.Add(startGrace)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(startGrace):
+	case <-time.After(time.Until(end)):
 	}
 	ps, err := r.paneState(ctx, id)
 	if err != nil {
