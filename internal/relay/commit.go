@@ -237,6 +237,11 @@ func (s *Server) commit(batch []*op) {
 			jerr = fmt.Errorf("the audit log could not be written (%v)", aerr)
 		}
 	}
+	if jerr == nil && aerr == nil && len(recs) > 0 {
+		// Not synced: if it is lost, the next start records this batch
+		// again (reRecord), which is safe.
+		s.j.write([]record{{Op: "audited"}})
+	}
 	var compacting bool
 	var compacted []audit.Event
 	s.mu.Lock()

@@ -61,6 +61,7 @@ type seenID struct {
 //	sched Sched: a self-scheduled check-in
 //	hist  Msg: delivered earlier, kept for inbox (written by compaction)
 //	seen  Seen: a client_id whose message is no longer pending (written by compaction)
+//	audited   everything before it is in the audit log too (written after each commit)
 type record struct {
 	Op    string    `json:"op"`
 	Next  uint64    `json:"next,omitempty"`
@@ -83,6 +84,8 @@ func (r record) valid() bool {
 		return r.Sched != nil && r.Sched.ID > 0
 	case "seen":
 		return r.Seen != nil && r.Seen.ID > 0
+	case "audited":
+		return true
 	}
 	return false
 }

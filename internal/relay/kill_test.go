@@ -139,6 +139,22 @@ func TestSIGKILLDuringBurstLosesNothing(t *testing.T) {
 			t.Errorf("%s got ok for %d messages, %d delivered", id, n, next[id])
 		}
 	}
+	// Every delivered message was audited as sent before it was delivered,
+	// also those whose commit a kill cut short.
+	sent := map[uint64]bool{}
+	audit.Read(p.cfg.AuditPath, func(e audit.Event) error {
+		var id uint64
+		if e.Event == "send" && e.Target == "sink" {
+			fmt.Sscanf(e.Detail, "id=%d", &id)
+			sent[id] = true
+		}
+		return nil
+	})
+	for _, d := range delivered {
+		if !sent[d.id] {
+			t.Errorf("id %d (%q) delivered without a send line in the audit log", d.id, d.body)
+		}
+	}
 	if n, err := audit.Verify(p.cfg.AuditPath); err != nil {
 		t.Errorf("audit chain after %d kills: %v", kills, err)
 	} else {

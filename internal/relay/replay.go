@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"fmt"
 	"iter"
 	"slices"
 
 	"github.com/runner-dev/runner/internal/audit"
 	"sort"
+	"time"
 )
 
 // maybeCompact starts rewriting the journal once it has grown well past the
@@ -125,5 +127,52 @@ func (s *Server) snapshot() iter.Seq[record] {
 				}
 			}
 		}
+		yield(record{Op: "audited"}) // only committed, so audited, state is in memory
+	}
+}
+
+// unaudited returns the records after the journal's last audited mark: a
+// commit the relay stopped in (a kill, a crash) after writing its records
+// but maybe before their audit lines were written. A journal without marks
+// (an older relay's) has none.
+func unaudited(recs []record) []record {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Op == "audited" {
+			return recs[i+1:]
+		}
+	}
+	return nil
+}
+
+// reRecord audits again the decisions in recs, from a commit whose audit
+// lines may be missing, before anything acts on them: at worst a decision
+// is in the log twice, never not at all.
+func (s *Server) reRecord(recs []record) {
+	const again = "; recorded again at start: the relay stopped during its commit, before this line was known to be written"
+	var evs []audit.Event
+	for _, r := range recs {
+		switch r.Op {
+		case "msg":
+			m := r.Msg
+			if m.From == Runner {
+				evs = append(evs, s.event("fire", Runner, m.To, fmt.Sprintf("id=%d check-in%s", m.ID, again)))
+			} else {
+				evs = append(evs, s.event("send", m.From, m.To, fmt.Sprintf("id=%d kind=%s %s%s", m.ID, m.Kind, digest(m.Body), again)))
+			}
+		case "sched":
+			sc := r.Sched
+			evs = append(evs, s.event("schedule", sc.To, sc.To, fmt.Sprintf("id=%d due=%s %s%s", sc.ID, sc.Due.UTC().Format(time.RFC3339), digest(sc.Body), again)))
+		case "ack":
+			from, to := "", ""
+			for id, h := range s.history {
+				if i := slices.IndexFunc(h, func(m *message) bool { return m.ID == r.ID }); i >= 0 {
+					from, to = h[i].From, id
+				}
+			}
+			evs = append(evs, s.event("deliver", from, to, fmt.Sprintf("id=%d acked%s", r.ID, again)))
+		}
+	}
+	if len(evs) > 0 {
+		s.record(evs...)
 	}
 }

@@ -171,6 +171,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.j = j
 	lost := s.replay(recs)
+	s.reRecord(unaudited(recs))
+	if err := context.Cause(s.dead); err != nil {
+		j.close()
+		return nil, err
+	}
 	// Compacting now also cuts off a torn tail and proves the dir writable.
 	if err := j.rewrite(s.snapshot()); err != nil {
 		j.close()

@@ -269,3 +269,50 @@ func TestAuditFailureStopsRelay(t *testing.T) {
 		t.Fatal("relay kept running without its audit log")
 	}
 }
+
+// Records after the journal's last audited mark belong to a commit the
+// relay stopped in, maybe before their audit lines were written: the next
+// start records them again before delivering anything; a clean restart
+// records nothing again.
+func TestUnauditedCommitIsRecordedAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.start()
+	if _, err := h.dial(Operator).Send("eng-1", "audited"); err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	h.start()
+	h.stop()
+	if n := strings.Count(string(readAudit(t, h)), "recorded again"); n != 0 {
+		t.Fatalf("a clean restart recorded %d lines again", n)
+	}
+	path := filepath.Join(h.cfg.StateDir, "journal")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As a kill between the journal's write and the audit log's leaves it.
+	fmt.Fprintf(f, `{"op":"msg","msg":{"id":99,"from":"eng-2","to":"eng-1","kind":"message","body":"cut short","time":"2025-01-02T15:04:05Z"}}`+"\n")
+	f.Close()
+	h.start()
+	a := h.waitFor("send recorded again", func(a auditLine) bool {
+		return a.Event == "send" && a.Actor == "eng-2" && strings.HasPrefix(a.Detail, "id=99 ") && strings.Contains(a.Detail, "recorded again")
+	})
+	if !strings.Contains(a.Detail, digest("cut short")) {
+		t.Errorf("recorded again without the body's digest: %s", a.Detail)
+	}
+	got := receive(t, h.subscribe("eng-1"), 2)
+	if got[1].ID != 99 {
+		t.Errorf("delivered %+v, want id 99 second", got)
+	}
+}
+
+func readAudit(t *testing.T, h *harness) []byte {
+	t.Helper()
+	b, err := os.ReadFile(h.auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
