@@ -44,18 +44,23 @@ svc_log=$home/podman-service.log
 install -d -m 0700 -o "$uid" -g "$gid" "$run_dir" "$run_dir/podman"
 
 # No systemd or journald here: cgroupfs and a file event log, or podman
-# fails every create trying to reach them.
+# fails every create trying to reach them. runc, not Debian's crun 1.8: on
+# this kernel's hybrid cgroup layout crun refuses to start any container
+# ("cgroups in hybrid mode not supported").
 conf_dir=$home/.config/containers
 install -d -m 0755 -o "$uid" -g "$gid" "$home/.config" "$conf_dir"
-if ! grep -q 'events_logger' "$conf_dir/containers.conf" 2>/dev/null; then
+if ! grep -q '^runtime = "runc"' "$conf_dir/containers.conf" 2>/dev/null; then
 	cat >"$conf_dir/containers.conf" <<'EOF'
 # Written by runner's scripts/podman-service.sh: no systemd on this machine.
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+runtime = "runc"
 EOF
 	chown "$uid:$gid" "$conf_dir/containers.conf"
+	restart=1
 fi
+pid_file=$run_dir/podman/service.pid
 
 as_user() {
 	runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
@@ -71,6 +76,13 @@ healthy() {
 	timeout 10 curl -sf --unix-socket "$sock" http://d/_ping >/dev/null 2>&1
 }
 
+if [ -n "${restart:-}" ] && healthy && [ -s "$pid_file" ]; then
+	# A service this script started before the configuration changed
+	# keeps the old configuration: stop it (by its recorded pid only).
+	log "configuration changed: stopping the service (pid $(cat "$pid_file"))"
+	kill "$(cat "$pid_file")" 2>/dev/null || true
+	for _ in $(seq 10); do healthy || break; sleep 1; done
+fi
 if healthy; then
 	log "already running at $sock"
 	finish
@@ -84,6 +96,7 @@ setsid runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
 	XDG_RUNTIME_DIR="$run_dir" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	podman system service --time=0 "$host_url" </dev/null >>"$svc_log" 2>&1 &
 pid=$!
+echo "$pid" >"$pid_file"
 for _ in $(seq "$wait_s"); do
 	if healthy; then
 		log "up (pid $pid): $(as_user podman version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"

@@ -232,14 +232,10 @@ func (e *Engine) Create(ctx context.Context, s engine.Spec) (string, error) {
 		// No TTY: tmux owns the terminal inside; stdout is init's log.
 		Healthcheck: healthConfig(s.Health),
 	}
-	seccomp := s.SeccompJSON
 	if e.flavor == flavorPodman {
-		path, err := seccompFile(s.SeccompJSON)
-		if err != nil {
-			return "", fmt.Errorf("podman create %s: writing the seccomp profile for Podman to read: %w", s.Name, err)
-		}
-		seccomp = path
+		return e.libpodCreate(ctx, s) // libpod.go: what the compatible create cannot say
 	}
+	seccomp := s.SeccompJSON
 	sec := []string{"no-new-privileges:true", "seccomp=" + seccomp}
 	if !s.NoNewPrivileges {
 		sec = sec[1:]
@@ -296,8 +292,10 @@ func (e *Engine) Inspect(ctx context.Context, id string) (engine.Observed, error
 	}
 	o := observe(c)
 	if e.flavor == flavorPodman {
-		o.SeccompProfile = readSeccompFile(o.SeccompProfile)
-		o.Tmpfs = podmanTmpfsObserved(o.Tmpfs, o.User)
+		// The security settings as the OCI runtime gets them (libpod.go).
+		if err := e.podmanReadBack(ctx, id, &o); err != nil {
+			return engine.Observed{}, err
+		}
 	}
 	return o, nil
 }

@@ -124,8 +124,8 @@ func podmanFacts(out *engine.Info, pi podmanInfo) {
 // seccompFile writes the profile where Podman can read it and returns the
 // path: Podman takes `seccomp=` as a file path where Docker takes the JSON
 // itself. Files are named by the profile's hash in a directory of ours that
-// no one else may write, so the read-back (readSeccompFile) can tell the
-// profile Podman was given. The service runs as this user (rootless), on this
+// no one else may write, so no one can swap the profile Podman reads
+// (the read-back compares the runtime's compiled filter: libpod.go). The service runs as this user (rootless), on this
 // machine: a remote Podman cannot read it, and create then fails.
 func seccompFile(profile string) (string, error) {
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("runner-seccomp-%d", os.Getuid()))
@@ -173,31 +173,9 @@ func ownDir(dir string) error {
 	return nil
 }
 
-// readSeccompFile turns the path Podman reports back into the profile in
-// it, for the check; a path that is not one of ours stays a path, which the
-// check refuses (it is no profile it knows).
-func readSeccompFile(v string) string {
-	if !strings.HasPrefix(v, "/") {
-		return v
-	}
-	dir := filepath.Dir(v)
-	if filepath.Base(dir) != fmt.Sprintf("runner-seccomp-%d", os.Getuid()) || ownDir(dir) != nil {
-		return v
-	}
-	b, err := os.ReadFile(v)
-	if err != nil {
-		return v
-	}
-	sum := sha256.Sum256(b)
-	if filepath.Base(v) != "sha256-"+hex.EncodeToString(sum[:])+".json" {
-		return v // changed since it was written
-	}
-	return string(b)
-}
-
 // tmpfsOptions: Podman refuses tmpfs uid= and gid= ("unknown mount option")
-// and takes "U" (owned by the container's user) instead, which it reports
-// back as uid= and gid= of that user. Docker gets the options as they are.
+// and takes "U" (owned by the container's user) instead, which the
+// runtime's spec then has as uid= and gid= of that user. Docker gets the options as they are.
 func (e *Engine) tmpfsOptions(t map[string]string) map[string]string {
 	if e.flavor != flavorPodman {
 		return t
@@ -215,29 +193,6 @@ func (e *Engine) tmpfsOptions(t map[string]string) map[string]string {
 		}
 		if owner {
 			kept = append(kept, "U")
-		}
-		out[path] = strings.Join(kept, ",")
-	}
-	return out
-}
-
-// podmanTmpfsObserved drops the options Podman adds to every tmpfs
-// (rprivate propagation, tmpcopyup of the image's files) and reads "U" as
-// the container user's uid= and gid=, which is what it means: the check then
-// compares the rest. A tmpfs Podman added on its own stays, and is refused.
-func podmanTmpfsObserved(t map[string]string, user string) map[string]string {
-	uid, gid, _ := strings.Cut(user, ":")
-	out := make(map[string]string, len(t))
-	for path, opts := range t {
-		var kept []string
-		for _, o := range strings.Split(opts, ",") {
-			switch {
-			case o == "rprivate" || o == "tmpcopyup":
-			case o == "U" && uid != "" && gid != "":
-				kept = append(kept, "uid="+uid, "gid="+gid)
-			default:
-				kept = append(kept, o)
-			}
 		}
 		out[path] = strings.Join(kept, ",")
 	}

@@ -54,15 +54,10 @@ func TestPodmanTmpfs(t *testing.T) {
 	if d.tmpfsOptions(map[string]string{"/x": "uid=1"})["/x"] != "uid=1" {
 		t.Error("Docker's options must pass unchanged")
 	}
-	obs := podmanTmpfsObserved(map[string]string{"/home/agent": "rw,size=1,mode=0700,U,rprivate,tmpcopyup", "/run": "rw,nosuid,nodev"}, "40000:40001")
-	if obs["/home/agent"] != "rw,size=1,mode=0700,uid=40000,gid=40001" || obs["/run"] != "rw,nosuid,nodev" {
-		t.Errorf("observed: %v", obs)
-	}
 }
 
-// TestSeccompFile: Podman gets a path; the read-back turns a path of ours
-// whose content still matches its name back into the profile, and leaves
-// anything else a path, which the check refuses.
+// TestSeccompFile: Podman gets a path, named by the profile's hash, in a
+// directory only this user may write.
 func TestSeccompFile(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
 	profile := `{"defaultAction":"SCMP_ACT_ERRNO"}`
@@ -73,19 +68,8 @@ func TestSeccompFile(t *testing.T) {
 	if again, err := seccompFile(profile); err != nil || again != path {
 		t.Fatalf("second write: %q %v", again, err)
 	}
-	if got := readSeccompFile(path); got != profile {
-		t.Errorf("read back %q", got)
-	}
-	if err := os.WriteFile(path, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := readSeccompFile(path); got != path {
-		t.Errorf("a changed profile must stay a path, got %q", got)
-	}
-	other := filepath.Join(t.TempDir(), "p.json")
-	os.WriteFile(other, []byte(profile), 0o644)
-	if got := readSeccompFile(other); got != other {
-		t.Errorf("a file not in our directory must stay a path, got %q", got)
+	if b, err := os.ReadFile(path); err != nil || string(b) != profile {
+		t.Errorf("%s holds %q, %v", path, b, err)
 	}
 	if err := os.Chmod(filepath.Dir(path), 0o777); err != nil {
 		t.Fatal(err)
