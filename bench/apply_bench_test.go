@@ -30,16 +30,8 @@ const (
 // soon as each container is started).
 func BenchmarkApply10(b *testing.B) {
 	ctx := context.Background()
-	root, _ := filepath.Abs("..")
 	tmp := b.TempDir()
-	agentBin := filepath.Join(tmp, "runner-agent")
-	for name, pkg := range map[string]string{"runner": "./cmd/runner", "runner-agent": "./cmd/runner-agent"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(tmp, name), pkg)
-		build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("%v\n%s", err, out)
-		}
-	}
+	agentBin := buildBins(b, tmp)
 	eng, err := docker.New(ctx, "")
 	if err != nil {
 		b.Fatal(err)

@@ -5,8 +5,9 @@ package runner_test
 // RUNNER_TEST_ROOTLESS_DOCKER_HOST points at one (.ci/run starts it). The
 // conformance tests (forEveryBackend) also run on every other backend that
 // is configured: the machine's Docker with gVisor when
-// RUNNER_TEST_GVISOR_RUNTIME names its runtime (runsc), and containerd
-// with a user namespace per run at RUNNER_TEST_CONTAINERD_ADDRESS. In CI
+// RUNNER_TEST_GVISOR_RUNTIME names its runtime (runsc), containerd with a
+// user namespace per run at RUNNER_TEST_CONTAINERD_ADDRESS, and rootless
+// Podman's service at RUNNER_TEST_PODMAN_HOST. In CI
 // (CI=true) every backend is required: a missing one fails, never skips.
 
 import (
@@ -161,7 +162,7 @@ func setupEngines() {
 	type target struct {
 		name, host, runtime string
 		conformanceOnly     bool
-		kind                string // "docker" (also Podman's compatible API) or "containerd"
+		kind                string // "docker", "containerd" or "podman"
 	}
 	targets := []target{{name: "docker", kind: "docker"}}
 	ci := os.Getenv("CI") == "true"
@@ -183,6 +184,12 @@ func setupEngines() {
 		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_CONTAINERD_ADDRESS is not set: .ci/run must start containerd (scripts/containerd.sh)")
 		return
 	}
+	if h := os.Getenv("RUNNER_TEST_PODMAN_HOST"); h != "" {
+		targets = append(targets, target{name: "podman", host: h, conformanceOnly: true, kind: "podman"})
+	} else if ci {
+		enginesErr = fmt.Errorf("CI=true but RUNNER_TEST_PODMAN_HOST is not set: .ci/run must start rootless Podman's service (scripts/podman-service.sh)")
+		return
+	}
 	ctx := context.Background()
 	for _, tg := range targets {
 		te := &testEngine{name: tg.name, host: tg.host, runtime: tg.runtime, conformanceOnly: tg.conformanceOnly}
@@ -190,6 +197,8 @@ func setupEngines() {
 		switch tg.kind {
 		case "containerd":
 			err = te.connectContainerd(ctx)
+		case "podman":
+			err = te.connectPodman(ctx)
 		default:
 			err = te.connectDocker(ctx)
 		}
@@ -252,7 +261,8 @@ func forEachEngine(t *testing.T, f func(t *testing.T, te *testEngine)) {
 }
 
 // forEveryBackend runs a conformance test: on every backend, the full
-// suite's engines and the conformance-only ones (gVisor, containerd).
+// suite's engines and the conformance-only ones (gVisor, containerd,
+// Podman).
 func forEveryBackend(t *testing.T, f func(t *testing.T, te *testEngine)) {
 	t.Helper()
 	runOn(t, true, f)
@@ -415,8 +425,15 @@ agent "alice" {
 				t.Fatal(err)
 			}
 			checkObserved(t, obs, te, pids)
-			if te.ctrd != nil {
-				checkOCISpec(t, te, id, pids) // containerd's own record
+			switch te.name {
+			case "containerd":
+				checkOCISpec(t, te, ctrdSpecOf(t, te.ctrd, id), pids) // containerd's own record
+				return
+			case "podman":
+				// Podman's compatible inspect reports its bookkeeping
+				// (CapDrop expanded, no masked paths), not what runc
+				// gets: check the runtime's spec, as the read-back does.
+				checkOCISpec(t, te, podmanSpec(t, te, id), pids)
 				return
 			}
 			c, err := te.raw.ContainerInspect(ctx(t), id)

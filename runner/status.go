@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -185,7 +186,7 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 			continue
 		}
 		jobs = append(jobs, func() AgentStatus {
-			st := r.agentStatus(ctx, sr, cfg.Run.Name, withUser(a, users), c, true)
+			st := r.agentStatus(ctx, sr, cfg.Run.Name, withUser(a, users), c, true, cfg.Run.AcceptUnenforced)
 			st.IDs = agentIDs(st.User, a.User != "", ih)
 			return st
 		})
@@ -193,7 +194,7 @@ func (r *Runner) Status(ctx context.Context, cfg *config.Config) (StatusReport, 
 	for _, c := range list {
 		if !seen[c.Agent] {
 			jobs = append(jobs, func() AgentStatus {
-				st := r.agentStatus(ctx, sr, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false)
+				st := r.agentStatus(ctx, sr, cfg.Run.Name, config.Agent{Name: c.Agent}, c, false, nil)
 				st.IDs = agentIDs(st.User, false, ih)
 				return st
 			})
@@ -264,7 +265,10 @@ func (r *Runner) addRelayStats(ctx context.Context, run string, agents []AgentSt
 	return "running", byID[relay.Operator].Queued
 }
 
-func (r *Runner) agentStatus(ctx context.Context, sr state.Run, run string, a config.Agent, c engine.Container, inConfig bool) AgentStatus {
+// accepted are the limits the run accepts unenforced (accept_unenforced):
+// as at apply, a limit the engine did not set is then no difference (the
+// Limits column shows what is set).
+func (r *Runner) agentStatus(ctx context.Context, sr state.Run, run string, a config.Agent, c engine.Container, inConfig bool, accepted []string) AgentStatus {
 	st := AgentStatus{Agent: a.Name, Container: c.Name, ID: shortID(c.ID), State: c.State, Image: c.Image, InConfig: inConfig}
 	obs, err := r.Engine.Inspect(ctx, c.ID)
 	if err != nil {
@@ -286,6 +290,9 @@ func (r *Runner) agentStatus(ctx context.Context, sr state.Run, run string, a co
 		want := buildSpec(sr, run, recordedSources(a, c))
 		want.Labels[engine.LabelConfigHash] = c.ConfigHash
 		for _, v := range profile.Check(want, obs) {
+			if v.Limit != "" && slices.Contains(accepted, v.Limit) {
+				continue
+			}
 			st.Violations = append(st.Violations, v.String())
 		}
 	}
