@@ -44,7 +44,9 @@ bench: build
 
 bench-run:
 	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 30m ./bench/
-	$(GO) test -run '^$$' -bench Apply10 -benchtime 3x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench 'Apply10$$' -benchtime 3x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench Apply10Engines -benchtime 1x -timeout 40m ./bench/
+	$(GO) test -run '^$$' -bench ContainerdRemap -benchtime 3x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench SendToPane -benchtime 200x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench RelayMemory50 -benchtime 1x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench ApplyWorkspace4 -benchtime 1x -timeout 30m ./bench/

@@ -18,7 +18,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/runner-dev/runner/internal/engine"
 	"github.com/runner-dev/runner/internal/engine/docker"
+	"github.com/runner-dev/runner/runner"
 )
 
 // connectPodman opens Podman's service at te.host and refuses an endpoint
@@ -37,6 +39,21 @@ func (te *testEngine) connectPodman(ctx context.Context) error {
 // podmanSpec reads the OCI spec Podman wrote for the container's runtime.
 func podmanSpec(t *testing.T, te *testEngine, id string) *specs.Spec {
 	t.Helper()
+	b, err := os.ReadFile(podmanSpecPath(t, te, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sp specs.Spec
+	if err := json.Unmarshal(b, &sp); err != nil {
+		t.Fatal(err)
+	}
+	return &sp
+}
+
+// podmanSpecPath is where that spec is: config.json in the static
+// directory libpod's inspect names.
+func podmanSpecPath(t *testing.T, te *testEngine, id string) string {
+	t.Helper()
 	sock := strings.TrimPrefix(te.host, "unix://")
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -50,13 +67,95 @@ func podmanSpec(t *testing.T, te *testEngine, id string) *specs.Spec {
 	if err := json.NewDecoder(resp.Body).Decode(&li); err != nil || li.StaticDir == "" {
 		t.Fatalf("libpod inspect %s: %v, static dir %q", id, err, li.StaticDir)
 	}
-	b, err := os.ReadFile(filepath.Join(li.StaticDir, "config.json"))
+	return filepath.Join(li.StaticDir, "config.json")
+}
+
+// TestPodmanFailsClosed: the read-back reads the spec runc will get, not
+// Podman's bookkeeping: a container whose config.json is weakened after
+// create (as a compromised or buggy Podman could) is refused and removed,
+// never started.
+func TestPodmanFailsClosed(t *testing.T) {
+	te := podmanEngine(t)
+	for name, c := range map[string]struct {
+		setting string
+		weaken  func(*specs.Spec)
+	}{
+		"capability": {"CapAdd", func(sp *specs.Spec) {
+			sp.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_SYS_ADMIN"}}
+		}},
+		"no-seccomp":    {"SeccompProfile", func(sp *specs.Spec) { sp.Linux.Seccomp = nil }},
+		"unmasked":      {"MaskedPaths", func(sp *specs.Spec) { sp.Linux.MaskedPaths = sp.Linux.MaskedPaths[:1] }},
+		"writable-root": {"ReadonlyRootfs", func(sp *specs.Spec) { sp.Root.Readonly = false }},
+		"extra-mount": {"Mounts[/host]", func(sp *specs.Spec) {
+			sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/host", Type: "bind", Source: "/", Options: []string{"rbind", "rw"}})
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			run := runName(t, te, "pfc")
+			cfg, _ := writeConfig(t, fmt.Sprintf("run %q {\n %s\n}\nagent \"a\" {\n image = %q\n command = [\"sleep\", \"60\"]\n}\n", run, te.accept, testImage))
+			destroyAtEnd(t, te, run)
+			wk := &specRewriter{Engine: te.eng, t: t, te: te, weaken: c.weaken}
+			_, err := (&runner.Runner{Engine: wk, Progress: testWriter{}, Program: program()}).Apply(ctx(t), cfg)
+			if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), c.setting+":") {
+				t.Fatalf("apply of a container with a weakened runtime spec: %v (want a refusal naming %s)", err, c.setting)
+			}
+			if !wk.rewritten {
+				t.Fatal("the runtime spec was not rewritten, so nothing was tested")
+			}
+			if ids := containerIDs(t, te, run); len(ids) != 0 {
+				t.Errorf("the refused container was left: %v", ids)
+			}
+		})
+	}
+}
+
+// podmanEngine is the Podman backend of the engine table with the test
+// image built, for the tests only Podman runs. In CI a missing Podman
+// fails (setupEngines), never skips.
+func podmanEngine(t *testing.T) *testEngine {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	enginesOnce.Do(setupEngines)
+	if enginesErr != nil {
+		t.Fatalf("the Podman suite needs the engine table: %v", enginesErr)
+	}
+	for _, te := range engines {
+		if te.name == "podman" {
+			ensureImage(t, te)
+			return te
+		}
+	}
+	t.Skip("RUNNER_TEST_PODMAN_HOST is not set (eval \"$(scripts/podman-service.sh)\" and set it to $PODMAN_HOST)")
+	return nil
+}
+
+// specRewriter is the real engine, except that after Create it rewrites
+// the OCI spec Podman wrote for runc.
+type specRewriter struct {
+	engine.Engine
+	t         *testing.T
+	te        *testEngine
+	weaken    func(*specs.Spec)
+	rewritten bool
+}
+
+func (w *specRewriter) Create(ctx context.Context, s engine.Spec) (string, error) {
+	id, err := w.Engine.Create(ctx, s)
 	if err != nil {
-		t.Fatal(err)
+		return id, err
 	}
-	var sp specs.Spec
-	if err := json.Unmarshal(b, &sp); err != nil {
-		t.Fatal(err)
+	sp := podmanSpec(w.t, w.te, id)
+	w.weaken(sp)
+	b, err := json.Marshal(sp)
+	if err != nil {
+		return id, err
 	}
-	return &sp
+	path := podmanSpecPath(w.t, w.te, id)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return id, err
+	}
+	w.rewritten = true
+	return id, nil
 }
