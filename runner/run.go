@@ -161,6 +161,11 @@ func (r *Runner) RunJob(ctx context.Context, cfg *config.Config, opts JobOptions
 		return res, err
 	}
 	defer unlock()
+	ctx, unlockRun, err := r.lockRun(ctx, run, "run", cfg.File)
+	if err != nil {
+		return res, err
+	}
+	defer unlockRun()
 	existing, err := r.Engine.List(ctx, run)
 	if err != nil {
 		return res, err

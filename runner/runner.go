@@ -49,6 +49,10 @@ type Runner struct {
 	// services ("services serve ROOT RUN");
 	// default: the running executable. Tests and libraries set it.
 	Program []string
+	// LockTimeout is how long apply, destroy, run and fetch wait for
+	// another operation on the same run to finish (runlock.go); 0 fails
+	// at once, naming the holder.
+	LockTimeout time.Duration
 }
 
 func (r *Runner) log() hclog.Logger {
@@ -285,6 +289,11 @@ type ApplyResult struct {
 // security profile before starting it. A failing agent does not stop the
 // others; the error names every agent that failed, and a re-apply converges.
 func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, error) {
+	ctx, unlock, err := r.lockRun(ctx, cfg.Run.Name, "apply", cfg.File)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	defer unlock()
 	info, err := r.Engine.Info(ctx)
 	if err != nil {
 		return ApplyResult{}, err
@@ -599,6 +608,11 @@ func (r *Runner) Destroy(ctx context.Context, run string) (int, error) {
 // workspace is thrown away: it is fetched first, or its clone is moved to
 // STATE/kept/ and progress says where.
 func (r *Runner) DestroyWith(ctx context.Context, run string, opts DestroyOptions) (int, error) {
+	ctx, unlock, err := r.lockRun(ctx, run, "destroy", "")
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	list, err := r.Engine.List(ctx, run)
 	if err != nil {
 		return 0, err

@@ -237,6 +237,19 @@ func (r *Runner) reviveServices(ctx context.Context, st state.Run) (bool, error)
 	if _, err := os.Stat(st.ServicesConfig()); err != nil || findServices(st) != nil {
 		return false, nil
 	}
+	// Not while another operation (apply, destroy) has the run: it starts
+	// or stops the services itself, and a destroy must not be followed by
+	// a process serving a run it has removed.
+	nowait := *r
+	nowait.LockTimeout = 0
+	ctx, unlock, err := nowait.lockRun(ctx, st.Name, "services", "")
+	if err != nil {
+		return false, nil
+	}
+	defer unlock()
+	if _, err := os.Stat(st.ServicesConfig()); err != nil || findServices(st) != nil {
+		return false, nil
+	}
 	h, err := r.startServices(ctx, st)
 	if err != nil {
 		return false, err

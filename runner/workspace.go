@@ -252,6 +252,11 @@ type FetchReport struct {
 // named) into their repositories as refs/runner/RUN/AGENT/*. One agent's
 // failure does not stop the others; the error lists them.
 func (r *Runner) Fetch(ctx context.Context, cfg *config.Config, agents []string) ([]FetchReport, error) {
+	ctx, unlock, err := r.lockRun(ctx, cfg.Run.Name, "fetch", cfg.File)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := r.runState(cfg.Run.Name)
 	if err != nil {
 		return nil, err

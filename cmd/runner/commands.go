@@ -159,7 +159,7 @@ func connectNamed(ctx context.Context, name string) (engine.Engine, error) {
 }
 
 func newRunner(g *globals, eng engine.Engine, progress io.Writer) *runner.Runner {
-	return &runner.Runner{Engine: eng, Log: g.log, Progress: progress}
+	return &runner.Runner{Engine: eng, Log: g.log, Progress: progress, LockTimeout: g.lockTimeout}
 }
 
 func cmdStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {

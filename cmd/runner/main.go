@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -71,6 +72,16 @@ type globals struct {
 	// instead of parsing: shell completion lists flags this way.
 	probe  bool
 	probed *flag.FlagSet
+	// lockTimeout is -lock-timeout of the commands that take the run's
+	// lock (apply, destroy, run, fetch).
+	lockTimeout time.Duration
+}
+
+// lockFlag registers -lock-timeout for a command that takes the run's lock.
+func lockFlag(g *globals) func(*flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.DurationVar(&g.lockTimeout, "lock-timeout", 0, "wait this long for another operation on the run to finish (0: fail at once, naming it)")
+	}
 }
 
 type varFlags map[string]string

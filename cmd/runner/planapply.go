@@ -243,7 +243,7 @@ type applyJSON struct {
 
 func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var auto bool
-	cfg, _, eng, err := engineCommand(ctx, g, "apply", args, stderr, both(jsonFlag(g), func(fs *flag.FlagSet) {
+	cfg, _, eng, err := engineCommand(ctx, g, "apply", args, stderr, both(jsonFlag(g), lockFlag(g), func(fs *flag.FlagSet) {
 		fs.BoolVar(&auto, "auto-approve", false, "do not ask before a plan that weakens isolation or deletes an agent")
 	}), 0, "")
 	if err != nil {
@@ -306,10 +306,10 @@ func cmdApply(ctx context.Context, g *globals, args []string, stdout, stderr io.
 
 func cmdDestroy(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var auto, discard bool
-	t, err := runTarget(ctx, g, "destroy", args, stderr, func(fs *flag.FlagSet) {
+	t, err := runTarget(ctx, g, "destroy", args, stderr, both(lockFlag(g), func(fs *flag.FlagSet) {
 		fs.BoolVar(&auto, "auto-approve", false, "do not ask before destroying (a terminal asks; CI never does)")
 		fs.BoolVar(&discard, "discard-work", false, "throw away the agents' workspaces without fetching their commits")
-	}, 0)
+	}), 0)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func cmdRun(ctx context.Context, g *globals, args []string, stdout, stderr io.Wr
 		fs.DurationVar(&timeout, "timeout", 30*time.Minute, "stop everything and exit 124 after this long (0: no limit)")
 		fs.StringVar(&output, "o", "text", "result format on stdout: text, json or junit")
 		fs.StringVar(&junitFile, "junit-file", "", "also write a JUnit XML report to this file")
+		lockFlag(g)(fs)
 	}, 0, "")
 	if err == nil {
 		err = checkSources(g, cfg, stderr)

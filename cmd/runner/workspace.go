@@ -24,6 +24,7 @@ func cmdFetch(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	var output string
 	fs := g.newFlags("fetch", stderr)
 	fs.StringVar(&output, "o", "text", "output format: text or json")
+	lockFlag(g)(fs)
 	pos, err := g.parseFlags(fs, "fetch", args, stderr)
 	if err != nil {
 		return err

@@ -65,8 +65,8 @@ func TestProcessRestartsAKilledChild(t *testing.T) {
 	got := make(chan Restart, 100)
 	first := make(chan int, 1)
 	p := Process{
-		Policy: Policy{MinBackoff: 10 * time.Millisecond, Healthy: time.Hour},
-		Start:  childStarter(t, func() string { return "serve" }),
+		Policy:    Policy{MinBackoff: 10 * time.Millisecond, Healthy: time.Hour},
+		Start:     childStarter(t, func() string { return "serve" }),
 		Restarted: func(r Restart) { got <- r },
 	}
 	ctx, cancel := context.WithCancel(context.Background())

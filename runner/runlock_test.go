@@ -1,0 +1,69 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A second operation on a run fails at once naming the holder (pid,
+// command, since), or waits with LockTimeout; the holder's own nested
+// operations (RunJob's apply and destroy) pass; the lock file goes with
+// the lock.
+func TestRunLockNamesTheHolder(t *testing.T) {
+	root := t.TempDir()
+	r := &Runner{StateRoot: root}
+	ctx := context.Background()
+	held, unlock, err := r.lockRun(ctx, "lk", "apply", "agents.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = r.lockRun(ctx, "lk", "destroy", "")
+	var le *LockedError
+	if !errors.As(err, &le) || !errors.Is(err, ErrLocked) {
+		t.Fatalf("second lock: %v, want a LockedError", err)
+	}
+	if le.Holder.PID != os.Getpid() || le.Holder.Operation != "apply" || le.Holder.File != "agents.hcl" || time.Since(le.Holder.Since) > time.Minute {
+		t.Errorf("holder %+v", le.Holder)
+	}
+	for _, want := range []string{`run "lk" is locked by pid ` + strconv.Itoa(os.Getpid()) + ` (runner apply agents.hcl) since `, "-lock-timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	// Nested: the holder's context passes.
+	if _, u, err := r.lockRun(held, "lk", "destroy", ""); err != nil {
+		t.Errorf("nested lock: %v", err)
+	} else {
+		u()
+	}
+	// Another run is not locked by it.
+	if _, u, err := r.lockRun(ctx, "other", "apply", ""); err != nil {
+		t.Errorf("another run: %v", err)
+	} else {
+		u()
+	}
+	// With a timeout the second one waits until the first lets go.
+	w := &Runner{StateRoot: root, LockTimeout: 30 * time.Second}
+	go func() { time.Sleep(100 * time.Millisecond); unlock() }()
+	_, u, err := w.lockRun(ctx, "lk", "destroy", "")
+	if err != nil {
+		t.Fatalf("waiting for the lock: %v", err)
+	}
+	u()
+	if _, err := os.Stat(filepath.Join(root, "runs", ".lk.lock")); !os.IsNotExist(err) {
+		t.Errorf("lock file left after release: %v", err)
+	}
+	// A timeout that expires names the holder too.
+	_, unlock2, _ := r.lockRun(ctx, "lk", "apply", "")
+	defer unlock2()
+	short := &Runner{StateRoot: root, LockTimeout: 150 * time.Millisecond}
+	if _, _, err := short.lockRun(ctx, "lk", "apply", ""); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "waited 150ms") {
+		t.Errorf("expired wait: %v", err)
+	}
+}
