@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/runner-dev/runner/internal/chain"
@@ -38,11 +39,30 @@ type Verified struct {
 // that is empty or ends mid-line is only reported (Partial).
 func Verify(dir, agent string) (Verified, error) {
 	for attempt := 0; ; attempt++ {
+		before := onDisk(dir, agent)
 		v, err := verify(dir, agent)
-		if !errors.Is(err, fs.ErrNotExist) || attempt == 9 {
+		if err == nil || attempt == 9 {
+			return v, err
+		}
+		// A break seen while the recorder rotated (the newest header not
+		// yet written when the oldest went) is looked at again; one that
+		// stays with the same segments on disk is real.
+		if !errors.Is(err, fs.ErrNotExist) && slices.Equal(before, onDisk(dir, agent)) {
 			return v, err
 		}
 	}
+}
+
+// onDisk is what changes while a transcript is written: its segment
+// numbers and the newest one's size.
+func onDisk(dir, agent string) []uint64 {
+	ns, _ := segments(Dir(dir, agent))
+	if len(ns) > 0 {
+		if fi, err := os.Stat(SegmentPath(dir, agent, ns[len(ns)-1])); err == nil {
+			ns = append(ns, uint64(fi.Size()))
+		}
+	}
+	return ns
 }
 
 func verify(dir, agent string) (Verified, error) {
