@@ -12,11 +12,19 @@ import (
 // check (docker-bench-security 5.27): `runner-agent health`, which exits 0
 // while tmux and the agent's pane are up. Tests shorten it; nothing a user
 // sets reaches it.
+//
+// It is a backstop, so it is rare: each check is an engine exec (about
+// 60 ms of CPU on the 2-core CI machine), and every 15 s for 50 agents
+// cost a fifth of a core. The signals that matter do not wait for it:
+// init exits, and so the container stops, when its tmux server dies, and
+// it sees the agent's command exit at once. The check catches a tmux that
+// is alive but wedged, within Interval; until its first run the engine
+// says "starting".
 var HealthTimings = engine.Health{
-	Interval:    15 * time.Second,
+	Interval:    5 * time.Minute,
 	Timeout:     5 * time.Second, // runner-agent gives up after 4s
 	StartPeriod: 15 * time.Second,
-	Retries:     3,
+	Retries:     1,
 }
 
 // healthCheck is the check Build puts in every Spec.
