@@ -18,8 +18,26 @@ import (
 // bgCLI is the runner CLI started in the background.
 type bgCLI struct {
 	cmd      *exec.Cmd
-	out, err bytes.Buffer
+	out, err syncBuffer
 	done     chan error
+}
+
+// syncBuffer is a bytes.Buffer that may be read while a process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startCLI(t *testing.T, te *testEngine, args ...string) *bgCLI {

@@ -67,3 +67,23 @@ func TestRunLockNamesTheHolder(t *testing.T) {
 		t.Errorf("expired wait: %v", err)
 	}
 }
+
+// One cause that hits many agents is one line naming them all; different
+// causes stay apart.
+func TestApplyErrorGroupsOneCause(t *testing.T) {
+	var errs []error
+	for i := 1; i <= 63; i++ {
+		errs = append(errs, &AgentError{Agent: "w-" + strconv.Itoa(i), Err: context.Canceled})
+	}
+	errs = append(errs, &AgentError{Agent: "x", Err: errors.New("image not found")})
+	msg := (&ApplyError{Failed: errs, Total: 64}).Error()
+	if n := strings.Count(msg, "context canceled"); n != 1 {
+		t.Errorf("%q told %d times, want once:\n%s", "context canceled", n, msg)
+	}
+	if !strings.Contains(msg, "w-1, w-10, w-11") || !strings.Contains(msg, "(63 agents): context canceled") || !strings.Contains(msg, "\n  - x: image not found") {
+		t.Errorf("grouped error:\n%s", msg)
+	}
+	if n := strings.Count(msg, "\n  - "); n != 2 {
+		t.Errorf("%d lines for 2 causes:\n%s", n, msg)
+	}
+}

@@ -268,8 +268,8 @@ type ApplyError struct {
 func (e *ApplyError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d of %d agents failed (the others are applied; fix the cause and apply again):", len(e.Failed), e.Total)
-	for _, err := range e.Failed {
-		b.WriteString("\n  - " + strings.ReplaceAll(err.Error(), "\n", "\n    "))
+	for _, l := range groupErrors(e.Failed) { // one line per cause
+		b.WriteString("\n  - " + l)
 	}
 	return b.String()
 }
@@ -294,6 +294,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 		return ApplyResult{}, err
 	}
 	defer unlock()
+	tr := newApplyTracker() // Ctrl-C: interrupt.go
+	defer context.AfterFunc(ctx, func() { r.progress("%s", tr.line(context.Cause(ctx))) })()
+	defer r.stopIfNothingRuns(ctx, cfg.Run.Name)
 	info, err := r.Engine.Info(ctx)
 	if err != nil {
 		return ApplyResult{}, err
@@ -419,6 +422,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			continue
 		}
 		wg.Add(1)
+		tr.queue(a.Agent)
 		go func(a plan.Action) {
 			defer wg.Done()
 			// The slot bounds engine work; watching a started agent's
@@ -427,6 +431,14 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 			var once sync.Once
 			release := func() { once.Do(func() { <-sem }) }
 			defer release()
+			if ctx.Err() != nil { // interrupted: start nothing more
+				mu.Lock()
+				errs = append(errs, &AgentError{Agent: a.Agent, Err: errNotStarted})
+				mu.Unlock()
+				return
+			}
+			tr.begin(a.Agent)
+			defer tr.end(a.Agent)
 			d := specs[a.Agent]
 			id, err := r.execute(ctx, cfg, a, d, accepted, release)
 			if err == nil && id != "" {
@@ -455,6 +467,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (ApplyResult, er
 	wg.Wait()
 	if err := writeApplied(st, appliedFile{File: cfg.File, Engine: r.Engine.Describe(), EngineKind: cfg.Run.Engine, AppliedAt: time.Now().UTC(), Run: runView(cfg), Briefs: briefs}); err != nil {
 		errs = append(errs, fmt.Errorf("recording what was applied in %s: %w (the next plan may show changes that were made)", appliedPath(st), err))
+	}
+	if ctx.Err() != nil {
+		return res, r.interrupted(ctx, st, cfg.File, tr, p, res, errs)
 	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
@@ -521,7 +536,9 @@ func (r *Runner) execute(ctx context.Context, cfg *config.Config, a plan.Action,
 // createVerified creates the container and reads it back; any difference
 // from the profile removes it again (fail closed).
 func (r *Runner) createVerified(ctx context.Context, spec engine.Spec, accepted map[string]bool) (string, error) {
-	id, err := r.Engine.Create(ctx, spec)
+	// Create runs to its end even if ctx ends (Ctrl-C): a container the
+	// engine made is then known here, and removed, never left behind.
+	id, err := r.Engine.Create(context.WithoutCancel(ctx), spec)
 	if err != nil {
 		return "", err
 	}

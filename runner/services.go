@@ -262,6 +262,9 @@ func (r *Runner) reviveServices(ctx context.Context, st state.Run) (bool, error)
 // nudgeRecorder makes the running host services look at the run again (the
 // recorder starts recording a new container at once).
 func (r *Runner) nudgeRecorder(ctx context.Context, st state.Run) {
+	if ctx.Err() != nil {
+		return // interrupted: the container is removed, or the next apply nudges
+	}
 	if h := findServices(st); h != nil {
 		if err := h.reload(ctx); err != nil {
 			r.log().Warn("the run's host services did not take the reload", "pid", h.pid, "error", err)
