@@ -35,6 +35,12 @@ import (
 type Engine struct {
 	cli    *client.Client
 	flavor flavor // Docker, or Podman's compatible API (podman.go)
+	// Podman's /info walks its storage (about 0.5 s a call here, twice as
+	// long with its own /libpod/info) and apply asks more than once: its
+	// answer is kept for podmanInfoTTL (podman.go).
+	infoMu   sync.Mutex
+	info     engine.Info
+	infoTime time.Time
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -104,6 +110,13 @@ func dockerHostNote() string {
 
 // Info reports the security-relevant facts of the daemon.
 func (e *Engine) Info(ctx context.Context) (engine.Info, error) {
+	if e.flavor == flavorPodman {
+		return e.podmanCachedInfo(ctx)
+	}
+	return e.daemonInfo(ctx)
+}
+
+func (e *Engine) daemonInfo(ctx context.Context) (engine.Info, error) {
 	in, err := e.cli.Info(ctx)
 	if err != nil {
 		return engine.Info{}, e.wrap("info", err)

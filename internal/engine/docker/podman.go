@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/docker/docker/api/types"
 
@@ -95,6 +96,24 @@ func (e *Engine) podmanInfo(ctx context.Context) (podmanInfo, error) {
 		return pi, fmt.Errorf("podman info: %w", err)
 	}
 	return pi, nil
+}
+
+// podmanInfoTTL is how long a Podman Engine keeps its Info: the facts in
+// it (rootless, cgroups, runtimes) change only when the service restarts.
+const podmanInfoTTL = 10 * time.Second
+
+func (e *Engine) podmanCachedInfo(ctx context.Context) (engine.Info, error) {
+	e.infoMu.Lock()
+	defer e.infoMu.Unlock()
+	if !e.infoTime.IsZero() && time.Since(e.infoTime) < podmanInfoTTL {
+		return e.info, nil
+	}
+	in, err := e.daemonInfo(ctx)
+	if err != nil {
+		return in, err
+	}
+	e.info, e.infoTime = in, time.Now()
+	return in, nil
 }
 
 // podmanFacts corrects Info for Podman: rootless from its own info; on
