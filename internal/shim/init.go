@@ -173,6 +173,9 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	serverPID = pid
 	mu.Unlock()
 	reaper.Kick() // in case it was reaped before we knew its pid
+	// From here on, tmux commands go over one control-mode connection.
+	t.Ctl = &Control{Bin: tmuxBin, Socket: socket, Session: SessionName, Start: reaper.Start, Wait: reaper.Wait}
+	defer t.Ctl.Close()
 	logf("started %s in tmux session %q (pane %s, server pid %d, socket %s)", cmdJSON, SessionName, pane, pid, socket)
 
 	// Messages from the relay, pasted into the pane (see Deliverer.Run);
@@ -204,6 +207,7 @@ func Init(ctx context.Context, cfg InitConfig) int {
 		select {
 		case sig := <-stop:
 			stopDelivery()
+			t.Ctl.Close()
 			logf("received %v: stopping the tmux server", sig)
 			kctx, kcancel := context.WithTimeout(context.Background(), stopTimeout)
 			err := t.KillServer(kctx)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -60,6 +61,10 @@ type Tmux struct {
 	// SubmitDelay is PasteMessage's pause between the paste and Enter;
 	// 0 means DefaultSubmitDelay, < 0 none.
 	SubmitDelay time.Duration
+	// Ctl, if set, carries commands over a persistent control-mode
+	// connection instead of a client process each (see Control); a command
+	// it cannot send runs as a process as before.
+	Ctl *Control
 }
 
 // Option is one global option set with `set-option -g NAME VALUE`.
@@ -166,13 +171,24 @@ func (t *Tmux) execSeq(ctx context.Context, seq ...[]string) (string, error) {
 // execStdin runs a sequence of tmux commands in one client invocation, with
 // stdin (nil: none) as the client's standard input.
 func (t *Tmux) execStdin(ctx context.Context, stdin io.Reader, seq ...[]string) (string, error) {
-	name := seq[len(seq)-1][0]
 	timeout := t.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if stdin == nil && t.Ctl != nil {
+		out, err := t.Ctl.Run(ctx, seq...)
+		if !errors.Is(err, errCtlUnusable) {
+			return out, err
+		}
+	}
+	return t.execProc(ctx, timeout, stdin, seq...)
+}
+
+// execProc runs seq in one tmux client process.
+func (t *Tmux) execProc(ctx context.Context, timeout time.Duration, stdin io.Reader, seq ...[]string) (string, error) {
+	name := seq[len(seq)-1][0]
 	cmd, err := t.command(ctx, seq)
 	if err != nil {
 		return "", err
@@ -266,7 +282,11 @@ func (t *Tmux) ServerPID(ctx context.Context) (int, error) {
 
 // KillServer stops the server; tmux sends SIGHUP to every pane's process.
 func (t *Tmux) KillServer(ctx context.Context) error {
-	_, err := t.exec(ctx, "kill-server")
+	// Always a process: the server never answers a control client's
+	// kill-server, it just goes.
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	_, err := t.execProc(ctx, DefaultTimeout, nil, []string{"kill-server"})
 	return err
 }
 
@@ -529,6 +549,12 @@ func (t *Tmux) Paste(ctx context.Context, target, text string) error {
 		return nil
 	}
 	name := fmt.Sprintf("runner-msg-%d-%d-%x", os.Getpid(), pasteSeq.Add(1), rand.Uint32())
+	if t.Ctl != nil {
+		err := t.pasteCtl(ctx, name, target, text)
+		if !errors.Is(err, errCtlUnusable) {
+			return err
+		}
+	}
 	_, err := t.execStdin(ctx, strings.NewReader(text),
 		[]string{"load-buffer", "-b", name, "-"},
 		[]string{"paste-buffer", "-p", "-d", "-b", name, "-t", target})
@@ -538,6 +564,38 @@ func (t *Tmux) Paste(ctx context.Context, target, text string) error {
 		return fmt.Errorf("paste into %s: %w", target, err)
 	}
 	return nil
+}
+
+// pasteCtl is Paste over the control connection. The text cannot go on a
+// control-mode line as an argument (it may hold newlines, and would pass
+// through tmux's parser), so it goes through a file of this process's own
+// in the socket's 0700 directory, which load-buffer reads, and is removed.
+func (t *Tmux) pasteCtl(ctx context.Context, name, target, text string) error {
+	f, err := os.CreateTemp(filepath.Dir(t.Socket), ".msg-*")
+	if err != nil {
+		return fmt.Errorf("%w: %v", errCtlUnusable, err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.WriteString(text)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("%w: %v", errCtlUnusable, werr)
+	}
+	timeout := t.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err = t.Ctl.Run(cctx, []string{"load-buffer", "-b", name, "--", f.Name()},
+		[]string{"paste-buffer", "-p", "-d", "-b", name, "-t", target})
+	if err != nil && !errors.Is(err, errCtlUnusable) {
+		_, _ = t.exec(context.WithoutCancel(ctx), "delete-buffer", "-b", name)
+		return fmt.Errorf("paste into %s: %w", target, err)
+	}
+	return err
 }
 
 // Submit presses Enter in target (send-keys with the key name, never text).

@@ -1,0 +1,322 @@
+package shim
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Control is init's persistent connection to the agent's tmux server: one
+// tmux client in control mode (tmux -C attach-session -f
+// no-output,ignore-size), commands written as lines on its stdin, each
+// answered by a %begin/%end (or %error) block on its stdout. A tmux command
+// sent through it costs a few microseconds of the server's time instead of a
+// tmux client process per command (a fork, an exec and a new connection:
+// about 10 ms on a loaded machine), which is what makes a delivery take
+// milliseconds and an idle agent cost next to nothing.
+//
+// What the client reads is treated as untrusted (the agent shares the
+// tmux server's uid and can make it print anything): a reply block ends
+// only at the %end or %error line repeating its %begin's time, number and
+// flags exactly, lines and replies are bounded, and anything unexpected
+// ends the connection. It is reconnected on the next command, after a
+// pause (100ms doubling to 5s) if it failed; meanwhile, and for an argument
+// a control-mode line cannot carry (a newline), Tmux falls back to a
+// client process per command, so nothing depends on the connection.
+type Control struct {
+	Bin     string // the tmux binary
+	Socket  string // the server socket (tmux -S)
+	Session string // the session to attach to
+	// Start and Wait run the client process; nil means cmd.Start and
+	// cmd.Wait. Init passes its Reaper's, so the reaper leaves its status.
+	Start func(*exec.Cmd) error
+	Wait  func(*exec.Cmd) error
+
+	mu      sync.Mutex // one command at a time: replies come in order
+	conn    *ctlConn
+	retryAt time.Time
+	backoff time.Duration
+	closed  bool
+}
+
+// errCtlUnusable means a command was not sent through the connection at
+// all (down, closed, or an argument it cannot carry): the caller may run it
+// with a client process instead.
+var errCtlUnusable = errors.New("tmux control connection unusable")
+
+// Limits on what the control client may send us.
+const (
+	ctlMaxLine  = 1 << 20
+	ctlMaxReply = 4 << 20
+)
+
+type ctlReply struct {
+	lines  []string
+	failed bool // %error
+}
+
+type ctlConn struct {
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	replies chan ctlReply
+	done    chan struct{} // the reader ended: the connection is gone
+	quit    chan struct{} // closed by drop: nobody reads replies any more
+	stderr  bytes.Buffer
+}
+
+// ctlQuote quotes s for tmux's command parser (a control-mode line is
+// parsed like a configuration file line): in single quotes nothing is
+// special but the quote itself, which is written '\”. A newline would end
+// the line, so such an argument cannot be sent (ok false).
+func ctlQuote(s string) (string, bool) {
+	if strings.ContainsAny(s, "\n\r\x00") {
+		return "", false
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'", true
+}
+
+// ctlLine is one command as a control-mode line.
+func ctlLine(args []string) (string, bool) {
+	var b strings.Builder
+	for i, a := range args {
+		q, ok := ctlQuote(a)
+		if !ok {
+			return "", false
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(q)
+	}
+	b.WriteByte('\n')
+	return b.String(), true
+}
+
+// Run sends the commands of seq, one line each and in order, and returns
+// their output (each line followed by "\n", as a client process prints
+// it). It stops at the first that fails, with tmux's message. It returns an
+// error wrapping errCtlUnusable if nothing was sent.
+func (c *Control) Run(ctx context.Context, seq ...[]string) (string, error) {
+	lines := make([]string, len(seq))
+	for i, args := range seq {
+		l, ok := ctlLine(args)
+		if !ok {
+			return "", fmt.Errorf("%w: an argument holds a newline", errCtlUnusable)
+		}
+		lines[i] = l
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	for i, l := range lines {
+		if _, err := io.WriteString(conn.in, l); err != nil {
+			c.drop()
+			if i == 0 {
+				return "", fmt.Errorf("%w: %v", errCtlUnusable, err)
+			}
+			return "", fmt.Errorf("tmux %s: control connection lost: %v", seq[i][0], err)
+		}
+		select {
+		case r := <-conn.replies:
+			if r.failed {
+				return "", fmt.Errorf("tmux %s: %s", seq[i][0], strings.Join(r.lines, "; "))
+			}
+			for _, s := range r.lines {
+				out.WriteString(s)
+				out.WriteByte('\n')
+			}
+		case <-conn.done:
+			c.drop()
+			return "", fmt.Errorf("tmux %s: control connection lost", seq[i][0])
+		case <-ctx.Done():
+			// The answer may still come: this connection is out of step.
+			c.drop()
+			return "", fmt.Errorf("tmux %s: no answer on the control connection: %w", seq[i][0], ctx.Err())
+		}
+	}
+	return out.String(), nil
+}
+
+// connect returns the connection, starting one if there is none and the
+// last attempt was long enough ago. c.mu is held.
+func (c *Control) connect(ctx context.Context) (*ctlConn, error) {
+	if c.closed {
+		return nil, fmt.Errorf("%w: closed", errCtlUnusable)
+	}
+	if c.conn != nil {
+		select {
+		case <-c.conn.done:
+			c.drop()
+		default:
+			return c.conn, nil
+		}
+	}
+	if time.Now().Before(c.retryAt) {
+		return nil, fmt.Errorf("%w: reconnecting", errCtlUnusable)
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		c.backoff = min(max(2*c.backoff, 100*time.Millisecond), 5*time.Second)
+		c.retryAt = time.Now().Add(c.backoff)
+		return nil, fmt.Errorf("%w: %v", errCtlUnusable, err)
+	}
+	c.conn, c.backoff = conn, 0
+	return conn, nil
+}
+
+// drop ends the current connection. c.mu is held.
+func (c *Control) drop() {
+	if c.conn != nil {
+		c.conn.in.Close() // EOF on stdin: the client detaches and exits
+		close(c.conn.quit)
+		c.conn = nil
+	}
+}
+
+// Close ends the connection for good; later commands fall back.
+func (c *Control) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.drop()
+}
+
+func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
+	cmd := exec.Command(c.Bin, "-u", "-f", "/dev/null", "-S", c.Socket, "-C",
+		"attach-session", "-f", "no-output,ignore-size", "-t", "="+c.Session)
+	cmd.WaitDelay = 2 * time.Second
+	conn := &ctlConn{cmd: cmd, replies: make(chan ctlReply, 1), done: make(chan struct{}), quit: make(chan struct{})}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = &conn.stderr
+	conn.in = in
+	start, wait := c.Start, c.Wait
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	if wait == nil {
+		wait = (*exec.Cmd).Wait
+	}
+	if err := start(cmd); err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	go func() {
+		readControl(out, ready, conn.replies, conn.quit)
+		in.Close()
+		io.Copy(io.Discard, out)
+		_ = wait(cmd)
+		close(conn.done)
+	}()
+	tm := time.NewTimer(DefaultTimeout)
+	defer tm.Stop()
+	select {
+	case <-ready:
+		return conn, nil
+	case <-conn.done:
+		msg := strings.TrimSpace(conn.stderr.String())
+		if msg == "" {
+			msg = "the control client exited"
+		}
+		return nil, errors.New(msg)
+	case <-ctx.Done():
+	case <-tm.C:
+	}
+	in.Close()
+	return nil, errors.New("the control client did not attach")
+}
+
+// readControl parses the control client's output: the first block (the
+// attach's own answer) closes ready; every later block with flags 1 (a
+// command of ours) goes to replies; notifications are ignored; %exit, the
+// end of r, or anything malformed or too large ends it.
+func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, quit <-chan struct{}) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	attached := false
+	var (
+		in    bool   // inside a block
+		tag   string // its %begin's "TIME NUMBER FLAGS"
+		ours  bool
+		lines []string
+		size  int
+	)
+	for {
+		line, err := readLineBounded(br)
+		if err != nil {
+			return
+		}
+		if in {
+			switch line {
+			case "%end " + tag, "%error " + tag:
+				in = false
+				if !attached {
+					attached = true
+					close(ready)
+				} else if ours {
+					select {
+					case replies <- ctlReply{lines: lines, failed: strings.HasPrefix(line, "%error")}:
+					case <-quit:
+						return
+					}
+				}
+				lines, size = nil, 0
+				continue
+			}
+			size += len(line)
+			if size > ctlMaxReply {
+				return
+			}
+			if ours {
+				lines = append(lines, line)
+			}
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, "%begin "):
+			tag = strings.TrimPrefix(line, "%begin ")
+			f := strings.Fields(tag)
+			if len(f) != 3 || strings.Join(f, " ") != tag {
+				return
+			}
+			in, ours = true, f[2] == "1"
+		case line == "%exit" || strings.HasPrefix(line, "%exit "):
+			return
+		}
+	}
+}
+
+// readLineBounded reads one line without its newline; longer than
+// ctlMaxLine is an error.
+func readLineBounded(br *bufio.Reader) (string, error) {
+	var buf []byte
+	for {
+		piece, err := br.ReadSlice('\n')
+		buf = append(buf, piece...)
+		if len(buf) > ctlMaxLine {
+			return "", errors.New("line too long")
+		}
+		if err == nil {
+			return string(buf[:len(buf)-1]), nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return "", err
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runner-dev/runner/internal/relay"
+)
+
+// ctlOnly gives tm a control connection and makes the client-process path
+// fail (a tmux binary that does not exist), so whatever works afterwards
+// went through the connection.
+func ctlOnly(t *testing.T, tm *Tmux) {
+	t.Helper()
+	tm.Ctl = &Control{Bin: tm.Bin, Socket: tm.Socket, Session: SessionName}
+	t.Cleanup(tm.Ctl.Close)
+	tm.Bin = "/nonexistent/tmux"
+	t.Cleanup(func() { tm.Bin = tm.Ctl.Bin }) // KillServer in testTmux's cleanup
+}
+
+// Arguments reach tmux byte for byte through a control-mode line, tmux's
+// parser notwithstanding: quotes, separators, formats, variables, ~.
+func TestControlArgumentsRoundTrip(t *testing.T) {
+	tm, _ := testTmux(t)
+	newSession(t, tm, "/bin/cat", "-")
+	ctlOnly(t, tm)
+	ctx := context.Background()
+	for _, v := range []string{
+		`it's`, `a;`, `a ; kill-server`, `'`, `''\'`, `#{pane_id}`, `$HOME`, `~`, `\`, `\n`,
+		`"double"`, `{`, `}`, "tab\there", `%begin 1 2 1`, "é€", " lead and trail ",
+	} {
+		if err := tm.SetOption(ctx, "@v", v); err != nil {
+			t.Fatalf("SetOption(%q): %v", v, err)
+		}
+		got, err := tm.Option(ctx, "@v")
+		if err != nil || got != v {
+			t.Fatalf("option %q came back %q (%v)", v, got, err)
+		}
+	}
+	if _, err := tm.exec(ctx, "no-such-command"); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("a failing command: err = %v, want tmux's message", err)
+	}
+	if _, err := tm.ServerPID(ctx); err != nil {
+		t.Fatalf("the connection is unusable after a failed command: %v", err)
+	}
+}
+
+// A newline cannot go on a control-mode line: such a command runs as a
+// client process instead, with the same result.
+func TestControlFallsBackForNewline(t *testing.T) {
+	tm, _ := testTmux(t)
+	newSession(t, tm, "/bin/cat", "-")
+	bin := tm.Bin
+	tm.Ctl = &Control{Bin: bin, Socket: tm.Socket, Session: SessionName}
+	defer tm.Ctl.Close()
+	ctx := context.Background()
+	if err := tm.SetOption(ctx, "@v", "two\nlines"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tm.Option(ctx, "@v"); got != "two\nlines" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// The connection comes back after its client dies; meanwhile commands run
+// as processes.
+func TestControlReconnects(t *testing.T) {
+	tm, _ := testTmux(t)
+	pane := newSession(t, tm, "/bin/cat", "-")
+	tm.Ctl = &Control{Bin: tm.Bin, Socket: tm.Socket, Session: SessionName}
+	defer tm.Ctl.Close()
+	ctx := context.Background()
+	for round := 0; round < 3; round++ {
+		if ok, err := tm.PaneAlive(ctx, pane); !ok || err != nil {
+			t.Fatalf("round %d: PaneAlive = %v, %v", round, ok, err)
+		}
+		tm.Ctl.mu.Lock()
+		conn := tm.Ctl.conn
+		tm.Ctl.mu.Unlock()
+		if conn == nil {
+			t.Fatalf("round %d: no control connection after a command", round)
+		}
+		conn.cmd.Process.Kill()
+		<-conn.done
+	}
+	// Also through a server that went away and came back.
+	if err := tm.KillServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, err := tm.PaneState(ctx, pane)
+		if errors.Is(err, ErrNoServer) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no server: err = %v, want ErrNoServer", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pane = newSession(t, tm, "/bin/cat", "-")
+	time.Sleep(200 * time.Millisecond) // past the reconnect pause
+	if ok, err := tm.PaneAlive(ctx, pane); !ok || err != nil {
+		t.Fatalf("after the server came back: %v, %v", ok, err)
+	}
+	tm.Ctl.mu.Lock()
+	defer tm.Ctl.mu.Unlock()
+	if tm.Ctl.conn == nil {
+		t.Fatal("did not reconnect to the new server")
+	}
+}
+
+// The exact bytes a program reads from a delivery through the connection:
+// the same as through client processes (TestPasteBracketedExactBytes).
+func TestControlPasteBracketedExactBytes(t *testing.T) {
+	tm, dir := testTmux(t)
+	tm.SubmitDelay = 10 * time.Millisecond
+	pane, file := recorder(t, tm, true)
+	ctlOnly(t, tm)
+	msg := FormatDelivery(relay.Delivery{ID: 1, From: "operator", Kind: "message", Body: hostile + "\nline two"})
+	if err := tm.PasteMessage(context.Background(), pane, msg); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, file, "\x1b[200~[from operator] "+hostileClean+"\r[from operator] line two\x1b[201~\r")
+	if out, _ := tm.exec(context.Background(), "list-buffers"); out != "" {
+		t.Errorf("buffers left behind: %q", out)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".msg-") {
+			t.Errorf("message file left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestControlPasteDeadPaneGetsNothing(t *testing.T) {
+	tm, _ := testTmux(t)
+	pane := newSession(t, tm, echoLinger(t), "bye")
+	ctlOnly(t, tm)
+	waitDead(t, tm, pane)
+	err := tm.PasteMessage(context.Background(), pane, "[from pm] are you there")
+	if !errors.Is(err, ErrPaneDead) {
+		t.Fatalf("err = %v, want ErrPaneDead", err)
+	}
+	if out, _ := tm.Capture(context.Background(), pane, 0); strings.Contains(out, "are you there") {
+		t.Errorf("a message landed in a dead pane:\n%s", out)
+	}
+}
+
+// What the control client prints is the agent's to shape: a reply ends only
+// at the %end repeating its %begin exactly; lines that merely look like one
+// are data; a malformed %begin ends the connection.
+func TestReadControlUntrusted(t *testing.T) {
+	in := strings.Join([]string{
+		"%begin 10 1 0", "%end 10 1 0", // the attach
+		"%session-changed $0 agent",
+		"%begin 11 2 1", "%end 11 2 0", "%end 11 3 1", "%error 11 2 1x", "%end 11 2 1 ", "data", "%end 11 2 1",
+		"%begin 12 3 1", "failed", "%error 12 3 1",
+		"%begin 13 4 0", "not ours", "%end 13 4 0",
+		"%begin 14 5  1", "%end 14 5  1",
+		"%begin 15 6 1", "%end 15 6 1",
+	}, "\n") + "\n"
+	ready := make(chan struct{})
+	replies := make(chan ctlReply, 10)
+	readControl(strings.NewReader(in), ready, replies, nil)
+	select {
+	case <-ready:
+	default:
+		t.Fatal("the attach's block did not make the connection ready")
+	}
+	close(replies)
+	var got []ctlReply
+	for r := range replies {
+		got = append(got, r)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d replies, want 2 (the malformed %%begin ends it): %+v", len(got), got)
+	}
+	if want := []string{"%end 11 2 0", "%end 11 3 1", "%error 11 2 1x", "%end 11 2 1 ", "data"}; strings.Join(got[0].lines, "|") != strings.Join(want, "|") || got[0].failed {
+		t.Errorf("first reply = %+v, want lines %q", got[0], want)
+	}
+	if !got[1].failed || strings.Join(got[1].lines, "|") != "failed" {
+		t.Errorf("second reply = %+v, want a failure saying 'failed'", got[1])
+	}
+}
