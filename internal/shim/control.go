@@ -38,6 +38,15 @@ type Control struct {
 	// cmd.Wait. Init passes its Reaper's, so the reaper leaves its status.
 	Start func(*exec.Cmd) error
 	Wait  func(*exec.Cmd) error
+	// Watch, if set, is a tmux format the connection subscribes to
+	// (refresh-client -B) for the session's panes: tmux evaluates it once a
+	// second and tells us only when its value changed, which is then
+	// passed on to every Changes channel. Init watches whether the pane is
+	// dead and its process, so nothing polls the pane while it runs.
+	Watch string
+
+	subMu sync.Mutex
+	subs  map[chan struct{}]struct{}
 
 	mu      sync.Mutex // one command at a time: replies come in order
 	conn    *ctlConn
@@ -171,8 +180,101 @@ func (c *Control) connect(ctx context.Context) (*ctlConn, error) {
 		c.retryAt = time.Now().Add(c.backoff)
 		return nil, fmt.Errorf("%w: %v", errCtlUnusable, err)
 	}
+	if c.Watch != "" {
+		c.conn = conn
+		if err := c.subscribe(ctx, conn); err != nil {
+			c.drop()
+			c.backoff = min(max(2*c.backoff, 100*time.Millisecond), 5*time.Second)
+			c.retryAt = time.Now().Add(c.backoff)
+			return nil, fmt.Errorf("%w: %v", errCtlUnusable, err)
+		}
+	}
 	c.conn, c.backoff = conn, 0
+	c.changed() // whatever happened while there was no connection
 	return conn, nil
+}
+
+// PaneWatch is the format init watches: what says whether the agent's
+// command runs (see PaneState). Not window_activity: the supervisor knows
+// when the next after_idle time is due without being told of every output.
+const PaneWatch = "#{pane_id} #{pane_dead} #{pane_dead_status} #{pane_dead_signal} #{pane_pid}"
+
+// watchName names init's subscription; only its notifications count.
+const watchName = "runner-pane"
+
+// subscribe asks tmux for change notifications of c.Watch. c.mu is held.
+func (c *Control) subscribe(ctx context.Context, conn *ctlConn) error {
+	l, ok := ctlLine([]string{"refresh-client", "-B", watchName + ":%*:" + c.Watch})
+	if !ok {
+		return errors.New("the watched format holds a newline")
+	}
+	if _, err := io.WriteString(conn.in, l); err != nil {
+		return err
+	}
+	tm := time.NewTimer(DefaultTimeout)
+	defer tm.Stop()
+	select {
+	case r := <-conn.replies:
+		if r.failed {
+			return fmt.Errorf("refresh-client -B: %s", strings.Join(r.lines, "; "))
+		}
+		return nil
+	case <-conn.done:
+		return errors.New("control connection lost")
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return errors.New("no answer to refresh-client -B")
+	}
+}
+
+// Changes returns a channel that receives (coalesced) whenever the watched
+// format may have changed: tmux said so, or the connection was (re)made.
+// cancel stops it.
+func (c *Control) Changes() (ch <-chan struct{}, cancel func()) {
+	k := make(chan struct{}, 1)
+	c.subMu.Lock()
+	if c.subs == nil {
+		c.subs = map[chan struct{}]struct{}{}
+	}
+	c.subs[k] = struct{}{}
+	c.subMu.Unlock()
+	return k, func() {
+		c.subMu.Lock()
+		delete(c.subs, k)
+		c.subMu.Unlock()
+	}
+}
+
+func (c *Control) changed() {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	for k := range c.subs {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Watching reports whether change notifications are coming: the
+// connection is up and subscribed. When it is not, the watchers poll (and
+// their commands bring the connection back).
+func (c *Control) Watching() bool {
+	if c == nil || c.Watch == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return false
+	}
+	select {
+	case <-c.conn.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // drop ends the current connection. c.mu is held.
@@ -219,7 +321,7 @@ func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
 	}
 	ready := make(chan struct{})
 	go func() {
-		readControl(out, ready, conn.replies, conn.quit)
+		readControl(out, ready, conn.replies, conn.quit, c.changed)
 		in.Close()
 		io.Copy(io.Discard, out)
 		_ = wait(cmd)
@@ -245,9 +347,10 @@ func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
 
 // readControl parses the control client's output: the first block (the
 // attach's own answer) closes ready; every later block with flags 1 (a
-// command of ours) goes to replies; notifications are ignored; %exit, the
+// command of ours) goes to replies; a %subscription-changed of ours calls
+// changed; other notifications are ignored; %exit, the
 // end of r, or anything malformed or too large ends it.
-func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, quit <-chan struct{}) {
+func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, quit <-chan struct{}, changed func()) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	attached := false
 	var (
@@ -298,6 +401,10 @@ func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, qu
 			in, ours = true, f[2] == "1"
 		case line == "%exit" || strings.HasPrefix(line, "%exit "):
 			return
+		case strings.HasPrefix(line, "%subscription-changed "+watchName+" "):
+			if changed != nil {
+				changed()
+			}
 		}
 	}
 }

@@ -165,7 +165,7 @@ func TestReadControlUntrusted(t *testing.T) {
 	}, "\n") + "\n"
 	ready := make(chan struct{})
 	replies := make(chan ctlReply, 10)
-	readControl(strings.NewReader(in), ready, replies, nil)
+	readControl(strings.NewReader(in), ready, replies, nil, nil)
 	select {
 	case <-ready:
 	default:

@@ -279,13 +279,23 @@ func (d *Deliverer) paneAlive(ctx context.Context) (bool, error) {
 }
 
 // watchPane returns a context for one subscription that ends when ctx does
-// or when the agent's command exits (checked every Poll), so that the state
+// or when the agent's command exits (checked when tmux reports a change to
+// the pane, or every Poll without a watching control connection), so that the state
 // says so at once and the relay keeps what comes next. end stops the watch
 // and reports whether the command exited.
 func (d *Deliverer) watchPane(ctx context.Context) (sctx context.Context, end func() (paneDied bool)) {
 	sctx, cancel := context.WithCancel(ctx)
 	died := make(chan struct{})
 	done := make(chan struct{})
+	// With a control connection watching the pane, tmux says when it
+	// changed; the tick only checks while it is not watching.
+	var changes <-chan struct{}
+	ctl := d.Tmux.Ctl
+	if ctl != nil && ctl.Watch != "" {
+		var unwatch func()
+		changes, unwatch = ctl.Changes()
+		go func() { <-done; unwatch() }()
+	}
 	go func() {
 		defer close(done)
 		t := time.NewTicker(orDefault(d.Poll, time.Second))
@@ -294,7 +304,11 @@ func (d *Deliverer) watchPane(ctx context.Context) (sctx context.Context, end fu
 			select {
 			case <-sctx.Done():
 				return
+			case <-changes:
 			case <-t.C:
+				if changes != nil && ctl.Watching() {
+					continue
+				}
 			}
 			// An error (no such pane) counts as exited; waitPane reports it.
 			if ok, _ := d.Tmux.PaneAlive(sctx, d.Pane); !ok && sctx.Err() == nil {

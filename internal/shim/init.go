@@ -174,7 +174,7 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	mu.Unlock()
 	reaper.Kick() // in case it was reaped before we knew its pid
 	// From here on, tmux commands go over one control-mode connection.
-	t.Ctl = &Control{Bin: tmuxBin, Socket: socket, Session: SessionName, Start: reaper.Start, Wait: reaper.Wait}
+	t.Ctl = &Control{Bin: tmuxBin, Socket: socket, Session: SessionName, Start: reaper.Start, Wait: reaper.Wait, Watch: PaneWatch}
 	defer t.Ctl.Close()
 	logf("started %s in tmux session %q (pane %s, server pid %d, socket %s)", cmdJSON, SessionName, pane, pid, socket)
 

@@ -194,7 +194,15 @@ type Supervisor struct {
 	reported   int       // the greatest after_idle time reported in this spell
 	retryAt    time.Time // no idle report before then (the last one failed)
 	note       string    // the last problem logged
+	// wakeAt is when the pane must be looked at again even if tmux reports
+	// no change (the next after_idle time due); zero: at the next tick.
+	wakeAt time.Time
 }
+
+// quietCheck bounds how long the supervisor trusts change notifications
+// alone (an after_idle list that changed at a relay reconnect is picked up
+// by then).
+const quietCheck = 30 * time.Second
 
 func (s *Supervisor) logf(format string, a ...any) {
 	if s.Logf != nil {
@@ -219,20 +227,36 @@ func (s *Supervisor) writeState() {
 	}
 }
 
-// Run supervises until ctx is done.
+// Run supervises until ctx is done. With a control connection that
+// watches the pane (Control.Watch), it looks at the pane when tmux reports
+// a change and when an after_idle time falls due, and not otherwise; the
+// tick (Poll) then costs nothing but a timer. Without one, or while it is
+// down, it looks at every tick.
 func (s *Supervisor) Run(ctx context.Context) {
 	if s.clock == nil {
 		s.clock = realClock{}
 	}
 	s.started = s.clock.Now()
 	s.writeState()
+	var changes <-chan struct{}
+	ctl := s.Tmux.Ctl
+	if ctl != nil && ctl.Watch != "" {
+		var cancel func()
+		changes, cancel = ctl.Changes()
+		defer cancel()
+	}
 	t := time.NewTicker(orDefault(s.Poll, time.Second))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-changes:
+			s.wakeAt = time.Time{}
 		case <-t.C:
+		}
+		if changes != nil && !s.wakeAt.IsZero() && s.clock.Now().Before(s.wakeAt) && ctl.Watching() {
+			continue
 		}
 		s.step(ctx)
 	}
@@ -240,6 +264,7 @@ func (s *Supervisor) Run(ctx context.Context) {
 
 // step looks at the pane once and acts on what it sees.
 func (s *Supervisor) step(ctx context.Context) {
+	s.wakeAt = time.Time{}
 	st, err := s.Tmux.PaneState(ctx, s.Pane)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -250,7 +275,11 @@ func (s *Supervisor) step(ctx context.Context) {
 	switch {
 	case st.Dead:
 		s.exited(ctx, st)
+		if st.PID != 0 && st.PID == s.handled {
+			s.wakeAt = s.clock.Now().Add(quietCheck) // decided: until it changes
+		}
 	case st.Running():
+		s.wakeAt = s.clock.Now().Add(quietCheck)
 		s.idle(ctx, st)
 	}
 }
@@ -323,19 +352,34 @@ func (s *Supervisor) idle(ctx context.Context, st PaneState) {
 	// tmux gives the second of the last output; counting from the end of
 	// that second, the idle time is never overstated.
 	secs := int(now.Sub(st.Activity.Add(time.Second)) / time.Second)
-	crossed := 0
+	crossed, next := 0, 0
 	for _, t := range s.IdleAfter() {
 		if t <= secs && t > crossed {
 			crossed = t
 		}
+		if t > secs && (next == 0 || t < next) {
+			next = t
+		}
 	}
-	if crossed == 0 || crossed <= s.reported || now.Before(s.retryAt) {
+	// The next time due, if the pane stays quiet (output meanwhile only
+	// makes it later, which that look finds out).
+	if next > 0 {
+		if at := st.Activity.Add(time.Second + time.Duration(next)*time.Second); at.Before(s.wakeAt) {
+			s.wakeAt = at
+		}
+	}
+	if crossed == 0 || crossed <= s.reported {
+		return
+	}
+	if now.Before(s.retryAt) {
+		s.wakeAt = time.Time{}
 		return
 	}
 	fired, err := s.ReportIdle(ctx, secs)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.retryAt = now.Add(5 * time.Second)
+			s.wakeAt = time.Time{}
 			s.problem(fmt.Sprintf("relay: cannot report %ds of quiet in the pane: %v; retrying", secs, err))
 		}
 		return
