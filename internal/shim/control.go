@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,8 @@ type Control struct {
 
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
+
+	sent atomic.Int64 // commands written (tests: how much is polled)
 
 	mu      sync.Mutex // one command at a time: replies come in order
 	conn    *ctlConn
@@ -129,6 +132,7 @@ func (c *Control) Run(ctx context.Context, seq ...[]string) (string, error) {
 	}
 	var out strings.Builder
 	for i, l := range lines {
+		c.sent.Add(1)
 		if _, err := io.WriteString(conn.in, l); err != nil {
 			c.drop()
 			if i == 0 {
@@ -326,6 +330,7 @@ func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
 		io.Copy(io.Discard, out)
 		_ = wait(cmd)
 		close(conn.done)
+		c.changed() // watchers go back to looking for themselves
 	}()
 	tm := time.NewTimer(DefaultTimeout)
 	defer tm.Stop()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,5 +186,60 @@ func TestReadControlUntrusted(t *testing.T) {
 	}
 	if !got[1].failed || strings.Join(got[1].lines, "|") != "failed" {
 		t.Errorf("second reply = %+v, want a failure saying 'failed'", got[1])
+	}
+}
+
+// With the control connection watching the pane, the supervisor sends
+// tmux nothing while the agent runs quietly (no polling), yet restarts a
+// command that ended and reports an after_idle time when it falls due.
+func TestSupervisorWatchesInsteadOfPolling(t *testing.T) {
+	tm, dir := testTmux(t)
+	pane := newSession(t, tm, "/bin/sh", "-c", "read x; exit 3")
+	tm.Ctl = &Control{Bin: tm.Bin, Socket: tm.Socket, Session: SessionName, Watch: PaneWatch}
+	defer tm.Ctl.Close()
+	self, _ := os.Executable()
+	var mu sync.Mutex
+	var reports []int
+	s := &Supervisor{Tmux: tm, Pane: pane, Self: self, Argv: []string{"/bin/sh", "-c", "read x; exit 3"},
+		Policy: RestartPolicy{Mode: RestartOnFailure, Max: 1}, StateFile: filepath.Join(dir, "sup"),
+		Poll: 20 * time.Millisecond, Backoff: Backoff{Min: 10 * time.Millisecond},
+		IdleAfter: func() []int { return []int{2} },
+		ReportIdle: func(_ context.Context, secs int) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			reports = append(reports, secs)
+			return 1, nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	// Quiet for 1.5s (75 ticks): a look or two at the start, no more.
+	time.Sleep(1500 * time.Millisecond)
+	if n := tm.Ctl.sent.Load(); n > 3 {
+		t.Errorf("%d tmux commands while the pane was quiet, want at most 3 (no polling)", n)
+	}
+	// The after_idle time (2s after the last output's second) is reported.
+	waitFor(t, 5*time.Second, "an idle report", func() bool { mu.Lock(); defer mu.Unlock(); return len(reports) == 1 })
+	// The command ends: tmux says so, and it is restarted.
+	before := tm.Ctl.sent.Load()
+	if _, err := tm.Ctl.Run(ctx, []string{"send-keys", "-t", pane, "Enter"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a restart", func() bool {
+		st, _ := os.ReadFile(s.StateFile)
+		return strings.Contains(string(st), `"restarts":1`)
+	})
+	if n := tm.Ctl.sent.Load() - before; n > 20 {
+		t.Errorf("%d tmux commands for one exit and restart", n)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -298,7 +298,8 @@ func (d *Deliverer) watchPane(ctx context.Context) (sctx context.Context, end fu
 	}
 	go func() {
 		defer close(done)
-		t := time.NewTicker(orDefault(d.Poll, time.Second))
+		poll := orDefault(d.Poll, time.Second)
+		t := time.NewTimer(poll)
 		defer t.Stop()
 		for {
 			select {
@@ -306,9 +307,11 @@ func (d *Deliverer) watchPane(ctx context.Context) (sctx context.Context, end fu
 				return
 			case <-changes:
 			case <-t.C:
-				if changes != nil && ctl.Watching() {
-					continue
-				}
+			}
+			if changes != nil && ctl.Watching() {
+				t.Reset(quietCheck)
+			} else {
+				t.Reset(poll)
 			}
 			// An error (no such pane) counts as exited; waitPane reports it.
 			if ok, _ := d.Tmux.PaneAlive(sctx, d.Pane); !ok && sctx.Err() == nil {

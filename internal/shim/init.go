@@ -200,7 +200,10 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	}
 	go sup.Run(dctx)
 
-	tick := time.NewTicker(poll)
+	// The tick is a safety net for what tmux can miss (see PaneState);
+	// while the control connection watches the pane (and the supervisor
+	// its process), it is slow.
+	tick := time.NewTimer(poll)
 	defer tick.Stop()
 	zombies := map[int]bool{}
 	for {
@@ -237,6 +240,11 @@ func Init(ctx context.Context, cfg InitConfig) int {
 			logf("tmux server (pid %d) exited (%s): the agent's session is gone", pid, describeWait(ws))
 			return ExitServerDied
 		case <-tick.C:
+			if t.Ctl.Watching() {
+				tick.Reset(quietCheck)
+			} else {
+				tick.Reset(poll)
+			}
 			reaper.Kick()
 			// tmux can miss a pane's SIGCHLD (see PaneState): nudge it about
 			// a zombie seen on two ticks in a row, long after its output

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/runner-dev/runner/internal/relay"
 )
 
@@ -197,6 +199,9 @@ type Supervisor struct {
 	// wakeAt is when the pane must be looked at again even if tmux reports
 	// no change (the next after_idle time due); zero: at the next tick.
 	wakeAt time.Time
+	// The pane process whose exit is watched (watchPID).
+	pidWatched int
+	pidStop    chan struct{}
 }
 
 // quietCheck bounds how long the supervisor trusts change notifications
@@ -245,7 +250,9 @@ func (s *Supervisor) Run(ctx context.Context) {
 		changes, cancel = ctl.Changes()
 		defer cancel()
 	}
-	t := time.NewTicker(orDefault(s.Poll, time.Second))
+	defer s.unwatchPID()
+	poll := orDefault(s.Poll, time.Second)
+	t := time.NewTimer(poll)
 	defer t.Stop()
 	for {
 		select {
@@ -255,10 +262,70 @@ func (s *Supervisor) Run(ctx context.Context) {
 			s.wakeAt = time.Time{}
 		case <-t.C:
 		}
-		if changes != nil && !s.wakeAt.IsZero() && s.clock.Now().Before(s.wakeAt) && ctl.Watching() {
-			continue
+		now := s.clock.Now()
+		watching := changes != nil && ctl.Watching()
+		if !watching || s.wakeAt.IsZero() || !now.Before(s.wakeAt) {
+			s.step(ctx)
+			now = s.clock.Now()
 		}
-		s.step(ctx)
+		// Without notifications, look every poll; with them, only when
+		// something is due.
+		next := poll
+		if watching && !s.wakeAt.IsZero() {
+			next = max(s.wakeAt.Sub(now), poll)
+		}
+		t.Reset(next)
+	}
+}
+
+// watchPID makes the exit of the pane's process pid an event (a pidfd
+// becomes readable when the process exits, reaped or not): tmux has been
+// seen to miss a pane's SIGCHLD and then shows the pane as running (see
+// PaneState), and nothing else would say so. Without pidfds (old kernels,
+// some sandboxes) the supervisor looks every Poll instead.
+func (s *Supervisor) watchPID(pid int) bool {
+	if pid == s.pidWatched && s.pidStop != nil {
+		return true
+	}
+	s.unwatchPID()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	stop := make(chan struct{})
+	s.pidWatched, s.pidStop = pid, stop
+	ctl := s.Tmux.Ctl
+	go func() {
+		defer unix.Close(fd)
+		for {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, int(quietCheck/time.Millisecond))
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err == nil && n > 0 {
+				// Let tmux read the last output before anyone nudges it.
+				select {
+				case <-stop:
+				case <-time.After(zombieGrace):
+					ctl.changed()
+				}
+				return
+			}
+			if err != nil && err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	return true
+}
+
+func (s *Supervisor) unwatchPID() {
+	if s.pidStop != nil {
+		close(s.pidStop)
+		s.pidStop, s.pidWatched = nil, 0
 	}
 }
 
@@ -279,7 +346,9 @@ func (s *Supervisor) step(ctx context.Context) {
 			s.wakeAt = s.clock.Now().Add(quietCheck) // decided: until it changes
 		}
 	case st.Running():
-		s.wakeAt = s.clock.Now().Add(quietCheck)
+		if s.Tmux.Ctl != nil && s.Tmux.Ctl.Watch != "" && s.watchPID(st.PID) {
+			s.wakeAt = s.clock.Now().Add(quietCheck)
+		}
 		s.idle(ctx, st)
 	}
 }
