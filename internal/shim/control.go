@@ -45,6 +45,11 @@ type Control struct {
 	// passed on to every Changes channel. Init watches whether the pane is
 	// dead and its process, so nothing polls the pane while it runs.
 	Watch string
+	// OnOutput, if set, gets every %output line (without "%output ") as it
+	// comes (the connection then attaches without no-output), and OnLost
+	// is called whenever a connection ends; see StreamServer.
+	OnOutput func(rest string)
+	OnLost   func()
 
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
@@ -80,7 +85,15 @@ type ctlConn struct {
 	replies chan ctlReply
 	done    chan struct{} // the reader ended: the connection is gone
 	quit    chan struct{} // closed by drop: nobody reads replies any more
+	hook    atomic.Pointer[ctlHook]
 	stderr  bytes.Buffer
+}
+
+func (conn *ctlConn) takeHook() ctlHook {
+	if h := conn.hook.Swap(nil); h != nil {
+		return *h
+	}
+	return nil
 }
 
 // ctlQuote quotes s for tmux's command parser (a control-mode line is
@@ -116,6 +129,18 @@ func ctlLine(args []string) (string, bool) {
 // it). It stops at the first that fails, with tmux's message. It returns an
 // error wrapping errCtlUnusable if nothing was sent.
 func (c *Control) Run(ctx context.Context, seq ...[]string) (string, error) {
+	return c.run(ctx, nil, seq)
+}
+
+// RunHook runs one command whose answer goes to hook, line by line, from
+// the goroutine that reads the connection: so hook.End runs before any
+// notification that follows the answer is handled.
+func (c *Control) RunHook(ctx context.Context, hook ctlHook, args ...string) error {
+	_, err := c.run(ctx, hook, [][]string{args})
+	return err
+}
+
+func (c *Control) run(ctx context.Context, hook ctlHook, seq [][]string) (string, error) {
 	lines := make([]string, len(seq))
 	for i, args := range seq {
 		l, ok := ctlLine(args)
@@ -133,6 +158,9 @@ func (c *Control) Run(ctx context.Context, seq ...[]string) (string, error) {
 	var out strings.Builder
 	for i, l := range lines {
 		c.sent.Add(1)
+		if hook != nil && i == len(lines)-1 {
+			conn.hook.Store(&hook)
+		}
 		if _, err := io.WriteString(conn.in, l); err != nil {
 			c.drop()
 			if i == 0 {
@@ -299,8 +327,12 @@ func (c *Control) Close() {
 }
 
 func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
+	flags := "no-output,ignore-size"
+	if c.OnOutput != nil {
+		flags = "ignore-size"
+	}
 	cmd := exec.Command(c.Bin, "-u", "-f", "/dev/null", "-S", c.Socket, "-C",
-		"attach-session", "-f", "no-output,ignore-size", "-t", "="+c.Session)
+		"attach-session", "-f", flags, "-t", "="+c.Session)
 	cmd.WaitDelay = 2 * time.Second
 	conn := &ctlConn{cmd: cmd, replies: make(chan ctlReply, 1), done: make(chan struct{}), quit: make(chan struct{})}
 	in, err := cmd.StdinPipe()
@@ -325,12 +357,16 @@ func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
 	}
 	ready := make(chan struct{})
 	go func() {
-		readControl(out, ready, conn.replies, conn.quit, c.changed)
+		readControl(out, ctlEvents{ready: ready, replies: conn.replies, quit: conn.quit,
+			changed: c.changed, output: c.OnOutput, hook: conn.takeHook})
 		in.Close()
 		io.Copy(io.Discard, out)
 		_ = wait(cmd)
 		close(conn.done)
 		c.changed() // watchers go back to looking for themselves
+		if c.OnLost != nil {
+			c.OnLost()
+		}
 	}()
 	tm := time.NewTimer(DefaultTimeout)
 	defer tm.Stop()
@@ -350,18 +386,37 @@ func (c *Control) dial(ctx context.Context) (*ctlConn, error) {
 	return nil, errors.New("the control client did not attach")
 }
 
+// ctlHook takes the answer to one command line by line as it arrives,
+// unbounded (a snapshot of the pane's whole scrollback), instead of Run.
+type ctlHook interface {
+	Line(string)
+	End(failed bool)
+}
+
+// ctlEvents is where readControl sends what it reads.
+type ctlEvents struct {
+	ready   chan<- struct{}   // closed after the attach's own answer
+	replies chan<- ctlReply   // the answers to our commands, in order
+	quit    <-chan struct{}   // closed when nobody reads replies any more
+	changed func()            // our subscription's notification
+	output  func(rest string) // a %output line, without "%output "
+	hook    func() ctlHook    // the hook of the command being answered, if any
+}
+
 // readControl parses the control client's output: the first block (the
 // attach's own answer) closes ready; every later block with flags 1 (a
-// command of ours) goes to replies; a %subscription-changed of ours calls
-// changed; other notifications are ignored; %exit, the
-// end of r, or anything malformed or too large ends it.
-func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, quit <-chan struct{}, changed func()) {
+// command of ours) goes to replies (or to its hook); a
+// %subscription-changed of ours calls changed, %output calls output;
+// other notifications are ignored; %exit, the end of r, or anything
+// malformed or too large ends it.
+func readControl(r io.Reader, ev ctlEvents) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	attached := false
 	var (
 		in    bool   // inside a block
 		tag   string // its %begin's "TIME NUMBER FLAGS"
 		ours  bool
+		hook  ctlHook
 		lines []string
 		size  int
 	)
@@ -374,17 +429,25 @@ func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, qu
 			switch line {
 			case "%end " + tag, "%error " + tag:
 				in = false
+				failed := strings.HasPrefix(line, "%error")
 				if !attached {
 					attached = true
-					close(ready)
+					close(ev.ready)
 				} else if ours {
+					if hook != nil {
+						hook.End(failed)
+					}
 					select {
-					case replies <- ctlReply{lines: lines, failed: strings.HasPrefix(line, "%error")}:
-					case <-quit:
+					case ev.replies <- ctlReply{lines: lines, failed: failed}:
+					case <-ev.quit:
 						return
 					}
 				}
-				lines, size = nil, 0
+				lines, size, hook = nil, 0, nil
+				continue
+			}
+			if hook != nil {
+				hook.Line(line)
 				continue
 			}
 			size += len(line)
@@ -404,11 +467,18 @@ func readControl(r io.Reader, ready chan<- struct{}, replies chan<- ctlReply, qu
 				return
 			}
 			in, ours = true, f[2] == "1"
+			if ours && attached && ev.hook != nil {
+				hook = ev.hook()
+			}
 		case line == "%exit" || strings.HasPrefix(line, "%exit "):
 			return
+		case strings.HasPrefix(line, "%output "):
+			if ev.output != nil {
+				ev.output(line[len("%output "):])
+			}
 		case strings.HasPrefix(line, "%subscription-changed "+watchName+" "):
-			if changed != nil {
-				changed()
+			if ev.changed != nil {
+				ev.changed()
 			}
 		}
 	}

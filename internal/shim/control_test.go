@@ -167,7 +167,7 @@ func TestReadControlUntrusted(t *testing.T) {
 	}, "\n") + "\n"
 	ready := make(chan struct{})
 	replies := make(chan ctlReply, 10)
-	readControl(strings.NewReader(in), ready, replies, nil, nil)
+	readControl(strings.NewReader(in), ctlEvents{ready: ready, replies: replies})
 	select {
 	case <-ready:
 	default:

@@ -176,6 +176,13 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	// From here on, tmux commands go over one control-mode connection.
 	t.Ctl = &Control{Bin: tmuxBin, Socket: socket, Session: SessionName, Start: reaper.Start, Wait: reaper.Wait, Watch: PaneWatch}
 	defer t.Ctl.Close()
+	// The recorder's `runner-agent stream` is served from that connection.
+	streams := &StreamServer{Ctl: t.Ctl, Pane: pane, Path: filepath.Join(filepath.Dir(socket), StreamSocketName), Logf: logf}
+	t.Ctl.OnOutput, t.Ctl.OnLost = streams.Output, streams.Lost
+	if err := streams.Listen(ctx); err != nil {
+		logf("init: cannot serve the pane's stream (%v): runner-agent stream runs its own tmux client", err)
+	}
+	defer streams.Close()
 	logf("started %s in tmux session %q (pane %s, server pid %d, socket %s)", cmdJSON, SessionName, pane, pid, socket)
 
 	// Messages from the relay, pasted into the pane (see Deliverer.Run);

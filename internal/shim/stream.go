@@ -84,6 +84,13 @@ func cmdStream(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *header {
 		o.Header = StreamHeader
 	}
+	if ok, err := streamFromInit(ctx, *socket, o); ok {
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "runner-agent: stream: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err := t.Stream(ctx, o); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "runner-agent: stream: %v\n", err)
 		return 1

@@ -193,3 +193,71 @@ func truncMid(s string) string {
 	}
 	return s
 }
+
+// Served by init (StreamServer on its control connection): the same bytes
+// as TestStreamKeepsClearedText, without a tmux client of the stream's
+// own; the stream ends when init's connection to tmux does.
+func TestStreamFromInit(t *testing.T) {
+	tm, dir := testTmux(t)
+	trigger := filepath.Join(dir, "go")
+	pane := newSession(t, tm, "sh", "-c", `printf 'before \033[31mred\033[0m\n\n\n'
+while [ ! -e "$1" ]; do sleep 0.05; done
+printf 'secret line\n'
+sleep 0.3
+printf '\033[2J\033[3J\033[H'
+printf 'after clear \\ back\ttab \303\251\n'
+exec sleep 30`, "sh", trigger)
+	waitStream(t, "the pane's first line", func() bool {
+		s, _ := tm.Capture(context.Background(), pane, 0)
+		return strings.Contains(s, "before red")
+	})
+	ctl := &Control{Bin: tm.Bin, Socket: tm.Socket, Session: SessionName, Watch: PaneWatch}
+	srv := &StreamServer{Ctl: ctl, Pane: pane, Path: filepath.Join(dir, StreamSocketName)}
+	ctl.OnOutput, ctl.OnLost = srv.Output, srv.Lost
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := srv.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	defer ctl.Close()
+
+	var out, errb streamBuf
+	code := make(chan int, 1)
+	go func() {
+		code <- MainIO([]string{"stream", "--socket", tm.Socket, "--header"}, nil, &out, &errb)
+	}()
+	waitStream(t, "the snapshot", func() bool { return strings.Contains(out.String(), "before ") })
+	if n := ctl.sent.Load(); n != 1 {
+		t.Errorf("%d commands on init's connection, want 1 (the snapshot): the stream did not come from init", n)
+	}
+	if err := os.WriteFile(trigger, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitStream(t, "the output after the clear", func() bool { return strings.Contains(out.String(), "tab \u00e9") })
+	got := out.String()
+	if want := StreamHeader + "before \x1b[31mred\r\n"; !strings.HasPrefix(got, want) {
+		t.Errorf("stream begins %q, want %q (header, snapshot without trailing blank lines)", got, want)
+	}
+	for _, want := range []string{"secret line\r\n", "\x1b[2J\x1b[3J\x1b[H", "after clear \\ back\ttab \u00e9\r\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("stream lacks %q:\n%q", want, got)
+		}
+	}
+	if n := strings.Count(got, "before "); n != 1 {
+		t.Errorf("the first line appears %d times:\n%q", n, got)
+	}
+	// init's connection to tmux ends: so does the stream (the recorder asks again).
+	ctl.mu.Lock()
+	conn := ctl.conn
+	ctl.mu.Unlock()
+	conn.cmd.Process.Kill()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit %d (%s) after init's connection ended", c, errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream did not end with init's connection")
+	}
+}
