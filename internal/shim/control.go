@@ -155,27 +155,31 @@ func (c *Control) run(ctx context.Context, hook ctlHook, seq [][]string) (string
 	if err != nil {
 		return "", err
 	}
+	// All lines go at once and tmux answers each in turn: one round trip
+	// for a paste, not two. A later command runs even if an earlier one
+	// failed (tmux runs every line); for the sequences sent here the later
+	// one then fails too (no buffer to paste, no pane to respawn).
+	c.sent.Add(int64(len(lines)))
+	if hook != nil { // RunHook: one command
+		conn.hook.Store(&hook)
+	}
+	if _, err := io.WriteString(conn.in, strings.Join(lines, "")); err != nil {
+		c.drop()
+		return "", fmt.Errorf("%w: %v", errCtlUnusable, err)
+	}
 	var out strings.Builder
-	for i, l := range lines {
-		c.sent.Add(1)
-		if hook != nil && i == len(lines)-1 {
-			conn.hook.Store(&hook)
-		}
-		if _, err := io.WriteString(conn.in, l); err != nil {
-			c.drop()
-			if i == 0 {
-				return "", fmt.Errorf("%w: %v", errCtlUnusable, err)
-			}
-			return "", fmt.Errorf("tmux %s: control connection lost: %v", seq[i][0], err)
-		}
+	var first error
+	for i := range lines {
 		select {
 		case r := <-conn.replies:
-			if r.failed {
-				return "", fmt.Errorf("tmux %s: %s", seq[i][0], strings.Join(r.lines, "; "))
+			if r.failed && first == nil {
+				first = fmt.Errorf("tmux %s: %s", seq[i][0], strings.Join(r.lines, "; "))
 			}
-			for _, s := range r.lines {
-				out.WriteString(s)
-				out.WriteByte('\n')
+			if first == nil {
+				for _, s := range r.lines {
+					out.WriteString(s)
+					out.WriteByte('\n')
+				}
 			}
 		case <-conn.done:
 			c.drop()
@@ -185,6 +189,9 @@ func (c *Control) run(ctx context.Context, hook ctlHook, seq [][]string) (string
 			c.drop()
 			return "", fmt.Errorf("tmux %s: no answer on the control connection: %w", seq[i][0], ctx.Err())
 		}
+	}
+	if first != nil {
+		return "", first
 	}
 	return out.String(), nil
 }
