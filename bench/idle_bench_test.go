@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-dev/runner/internal/profile"
 	"github.com/runner-dev/runner/internal/state"
 )
 
@@ -32,7 +33,19 @@ const idleWindow = 60 * time.Second
 //	services-rss-MiB the host-services process
 //	shim-%core       the engine's per-container shims (containerd-shim), for reference
 //	forks/s          processes created on the whole machine per second (noisy)
-func BenchmarkIdle50(b *testing.B) { benchIdle(b, 50) }
+//
+// It runs twice: with the engine's health check as runner sets it (every
+// 15s an exec of `runner-agent health` in each container, which is most of
+// the cost), and with its interval set to a day, to show what the rest costs.
+func BenchmarkIdle50(b *testing.B) {
+	b.Run("health=15s", func(b *testing.B) { benchIdle(b, 50) })
+	b.Run("health=24h", func(b *testing.B) {
+		saved := profile.HealthTimings
+		profile.HealthTimings.Interval = 24 * time.Hour
+		defer func() { profile.HealthTimings = saved }()
+		benchIdle(b, 50)
+	})
+}
 
 func benchIdle(b *testing.B, n int) {
 	for i := 0; i < b.N; i++ {
