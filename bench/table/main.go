@@ -42,6 +42,9 @@ var goals = map[string]goal{
 	"ratio":             {limit: 0.8, atLeast: true, text: "≥ 0.8 of direct"},
 	"added-p50-µs":      {limit: 1000, text: "≤ 1 ms"},
 	"status50/status10": {limit: 5 * 1.25, text: "linear: ≤ 5× (+25%) of 10 agents"},
+	"cpu-%core":         {limit: 5, text: "< 5% of a core for 50 idle agents"},
+	"rss-MiB/agent":     {limit: 8, text: "< 8 MiB per idle agent"},
+	"procs/agent":       {limit: 5.99, text: "< 6 processes per idle agent"},
 }
 
 type row struct {
