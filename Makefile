@@ -49,6 +49,7 @@ bench-run:
 	$(GO) test -run '^$$' -bench ContainerdRemap -benchtime 3x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench SendToPane -benchtime 200x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench Idle50 -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench ServicesRestart -benchtime 5x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench RelayMemory50 -benchtime 1x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench ApplyWorkspace4 -benchtime 1x -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench DiskFsync -benchtime 3s -timeout 30m ./internal/relay/
