@@ -137,6 +137,11 @@ func (p *relayProc) start() {
 	p.tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), procEnv+"="+p.path)
+	// RELAY_TEST_GOMEMLIMIT: a soft memory limit for the relay process
+	// alone (the host-services process could set one).
+	if v := os.Getenv("RELAY_TEST_GOMEMLIMIT"); v != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+v)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
