@@ -55,6 +55,7 @@ bench-run:
 	$(GO) test -run '^$$' -bench DiskFsync -benchtime 3s -timeout 30m ./internal/relay/
 	$(GO) test -run '^$$' -bench RelayAccept -benchtime 3s -timeout 30m ./internal/relay/
 	$(GO) test -run '^$$' -bench RelayPaced -benchtime 1x -timeout 30m ./internal/relay/
+	$(GO) test -run '^$$' -bench RelayMemory1M -benchtime 1x -timeout 30m ./internal/relay/
 	$(GO) test -run '^$$' -bench AuditAppend -benchtime 2s -timeout 30m ./internal/audit/
 	$(GO) test -run '^$$' -bench Download256MiB -benchtime 8x -timeout 30m ./internal/egress/proxy/
 	$(GO) test -run '^$$' -bench ConnectSetup -benchtime 3000x -timeout 30m ./internal/egress/proxy/

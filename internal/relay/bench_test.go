@@ -271,14 +271,14 @@ func BenchmarkRelayPaced(b *testing.B) {
 	}
 }
 
-// BenchmarkRelayMemory50: 50 agents, all subscribed and acking, each
+// BenchmarkRelayMemory1M: 50 agents, all subscribed and acking, each
 // sending to the next with at most 50 of its messages undelivered (so the
 // relay runs as fast as it delivers). The relay's resident memory at rest
 // (rss-rest-MiB), its largest sample under load (rss-load-MiB), after
 // 100 000 and after 1 000 000 messages (rss-100k-MiB, rss-1M-MiB; set
 // RELAY_BENCH_MESSAGES for a shorter run), at rest again afterwards, and
 // the journal's largest size on disk (journal-max-MiB: compaction bounds it).
-func BenchmarkRelayMemory50(b *testing.B) {
+func BenchmarkRelayMemory1M(b *testing.B) {
 	const agents, window = 50, 50
 	total := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("RELAY_BENCH_MESSAGES")); err == nil && v > 0 {
