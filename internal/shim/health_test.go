@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func intp(n int) *int { return &n }
@@ -41,7 +42,12 @@ func TestHealthCommand(t *testing.T) {
 		t.Fatalf("health of a running pane: exit %d, %q", code, out)
 	}
 	// Another window keeps the server up while the agent's pane goes.
-	pane, _ := p.tm.Option(context.Background(), OptionPane)
+	// init records the pane's id just after creating it: wait for that.
+	var pane string
+	waitFor(t, 10*time.Second, "init's "+OptionPane, func() bool {
+		pane, _ = p.tm.Option(context.Background(), OptionPane)
+		return pane != ""
+	})
 	if _, err := p.tm.exec(context.Background(), "new-window", "-d", "-t", "="+SessionName+":", "sleep", "1000"); err != nil {
 		t.Fatal(err)
 	}
