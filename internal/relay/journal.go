@@ -271,23 +271,17 @@ func (j *journal) startRewrite(recs iter.Seq[record]) error {
 	if err != nil {
 		return fmt.Errorf("compact relay journal: %w", err)
 	}
-	w := bufio.NewWriterSize(f, 64<<10)
-	var size int64
+	w := &countingWriter{w: bufio.NewWriterSize(f, 64<<10)}
+	enc := json.NewEncoder(w) // the same bytes as Marshal and a newline, without a buffer per record
 	for r := range recs {
-		b, merr := json.Marshal(r)
-		if merr != nil {
-			err = fmt.Errorf("encode journal record: %w", merr)
+		if err = enc.Encode(r); err != nil {
 			break
 		}
-		b = append(b, '\n')
-		if _, err = w.Write(b); err != nil {
-			break
-		}
-		size += int64(len(b))
 	}
 	if err == nil {
-		err = w.Flush()
+		err = w.w.Flush()
 	}
+	size := w.n
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
@@ -324,6 +318,17 @@ func (j *journal) finishRewrite() error {
 	}
 	j.f, j.size, j.base = nf, j.tmpSize, j.tmpSize
 	return nil
+}
+
+type countingWriter struct {
+	w *bufio.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 func syncDir(dir string) error {

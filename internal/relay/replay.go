@@ -89,16 +89,18 @@ func (s *Server) replay(recs []record) (lost []*message) {
 }
 
 // snapshot is the current state as journal records, for compaction. Range
-// over it with s.mu held.
+// over it with s.mu held, and use each record before taking the next.
 func (s *Server) snapshot() iter.Seq[record] {
 	return func(yield func(record) bool) {
 		if !yield(record{Op: "hdr", Next: s.nextID}) {
 			return
 		}
+		var seen seenID // one for all: each record is written before the next
 		for _, c := range s.creds {
 			set := s.seen[c.id]
 			for _, cid := range set.order {
-				if !yield(record{Op: "seen", Seen: &seenID{From: c.id, ClientID: cid, ID: set.ids[cid]}}) {
+				seen = seenID{From: c.id, ClientID: cid, ID: set.ids[cid]}
+				if !yield(record{Op: "seen", Seen: &seen}) {
 					return
 				}
 			}
