@@ -156,6 +156,8 @@ func BenchmarkSendToPane(b *testing.B) {
 		return ms(d[min(len(d)*p/100, len(d)-1)])
 	}
 	b.ReportMetric(pct(lat, 50), "p50-ms")
+	b.ReportMetric(pct(lat, 90), "p90-ms")
+	b.ReportMetric(pct(lat, 95), "p95-ms")
 	b.ReportMetric(pct(lat, 99), "p99-ms")
 	b.ReportMetric(pct(full, 50), "send-p50-ms")
 	b.ReportMetric(pct(full, 99), "send-p99-ms")

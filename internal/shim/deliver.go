@@ -187,7 +187,8 @@ func orDefault(v, def time.Duration) time.Duration {
 //     acknowledged: the subscription is closed, so the relay keeps it and
 //     everything after it queued, and Run checks the pane every Poll until
 //     it runs again (the state is "waiting: pane exited", logged once). The
-//     pane is also checked every Poll while subscribed, so the subscription
+//     pane is also checked while subscribed (when tmux reports a change, or
+//     every Poll without a watching control connection), so the subscription
 //     ends as soon as the command exits, message or not;
 //   - otherwise it is pasted (FormatDelivery, Tmux.Paste), acknowledged, and
 //     submitted with Enter.

@@ -17,7 +17,17 @@
 // tmux is always given several arguments (a single one would go to sh -c), and
 // every argument is escaped for tmux's own parser (see tmuxArg), so the
 // agent's argv arrives byte for byte. Init then reaps orphans (see Reaper),
-// nudges tmux to reap its panes (see Tmux.PaneState), and waits. On
+// nudges tmux to reap its panes (see Tmux.PaneState), and waits. From then
+// on every tmux command init sends goes over one persistent control-mode
+// client (tmux -C attach-session -f ignore-size, see Control), not a client
+// process per command: its replies (%begin/%end/%error blocks) are parsed
+// as untrusted input, it is reconnected when it drops, and a command it
+// cannot carry (an argument holding a newline), or any command while it is
+// down, runs as a client process as before. The same connection subscribes
+// to the pane's state (refresh-client -B; tmux evaluates it once a second
+// and reports only changes), and init watches the pane's process with a
+// pidfd, so nothing polls an idle agent. It also serves the recorder's
+// `runner-agent stream` (below) from the connection's %output. On
 // SIGTERM/SIGINT/SIGHUP it runs tmux kill-server (the pane gets SIGHUP), as
 // PID 1 also SIGTERMs every other process, waits up to 5s for them to exit
 // and exits 0. Exit codes: 0 after such a stop, 1 when the tmux
@@ -29,8 +39,9 @@
 // Restarts (see Supervisor): RUNNER_RESTART=POLICY:MAX, set by the runner
 // from the agent's restart and max_restarts, says whether init starts the
 // command again — on-failure after a non-zero status or a signal, always
-// after any exit, never not; unset means never. Init checks the pane every
-// second; after a pause of 1s, doubling up to 30s (back to 1s once a run
+// after any exit, never not; unset means never. Init looks at the pane when
+// tmux reports a change or the pane's process exits (every second while the
+// control connection is down); after a pause of 1s, doubling up to 30s (back to 1s once a run
 // lasted a minute), it respawns the pane (tmux respawn-pane; the container
 // and tmux stay up) with `runner-agent exec --note NOTE -- COMMAND...`.
 // The ended run's output and its "Pane is dead (status N, ...)" line are
@@ -62,7 +73,9 @@
 //
 // the whole line sanitized (SanitizeMessage: no control characters but \n and
 // \t, no DEL, ESC or C1, no invalid UTF-8; trailing newlines dropped), put in
-// a tmux buffer from stdin and pasted with paste-buffer -p (bracketed paste if
+// a tmux buffer (load-buffer from a 0600 file in the socket's 0700 directory,
+// removed at once, when sent over the control connection; from the client's
+// stdin otherwise: never as an argument) and pasted with paste-buffer -p (bracketed paste if
 // the program asked for it), then Enter pressed by a separate send-keys. A
 // message "C-c" or "Enter" is text like any other.
 //
@@ -128,6 +141,11 @@
 //	                                    prints "check-in #ID due RFC3339 (in D)"
 //
 // --socket exists for tests and debugging; the runner never passes it.
+//
+// `runner-agent stream` (the host recorder's, run through the engine's exec
+// API) asks init for the pane's snapshot and output on stream.sock next to
+// the tmux socket (see StreamServer), so it is one process in the container;
+// without init's server it runs its own read-only control client.
 //
 // All tmux interaction is in type Tmux (NewSession, SetOption, Option,
 // Capture, PaneState, ServerPID, KillServer, Respawn, and for messages
