@@ -100,11 +100,16 @@ func (r *Runner) lockRun(ctx context.Context, run, op, file string) (context.Con
 				f.Close()
 			}, nil
 		}
+		if deadline.IsZero() && holder.Operation == "services" {
+			// A command or a services child starting the host services
+			// again: short, and not the operator's, so always waited for.
+			deadline = time.Now().Add(2 * servicesStartTimeout)
+		}
 		if deadline.IsZero() || time.Now().After(deadline) {
 			return ctx, nil, &LockedError{Run: run, Holder: holder, Waited: r.LockTimeout}
 		}
 		if !told {
-			r.progress("run %q is locked by %s; waiting up to %s for it...", run, holder, r.LockTimeout)
+			r.progress("run %q is locked by %s; waiting up to %s for it...", run, holder, time.Until(deadline).Round(time.Second))
 			told = true
 		}
 		select {

@@ -234,21 +234,28 @@ func servingComponents(st state.Run) string {
 // killed comes back at the next command that needs it. It reports whether
 // it started one.
 func (r *Runner) reviveServices(ctx context.Context, st state.Run) (bool, error) {
-	if _, err := os.Stat(st.ServicesConfig()); err != nil || findServices(st) != nil {
+	if _, err := os.Stat(st.ServicesConfig()); err != nil {
 		return false, nil
 	}
-	// Not while another operation (apply, destroy) has the run: it starts
-	// or stops the services itself, and a destroy must not be followed by
-	// a process serving a run it has removed.
-	nowait := *r
-	nowait.LockTimeout = 0
-	ctx, unlock, err := nowait.lockRun(ctx, st.Name, "services", "")
+	if h := findServices(st); h != nil {
+		return r.answersSoon(ctx, h), nil // its supervisor is restarting the child
+	}
+	// Not while another operation (apply, destroy, a child starting a new
+	// supervisor) has the run: it starts or stops the services itself, and
+	// a destroy must not be followed by a process serving a run it has
+	// removed. A short one is waited for.
+	w := *r
+	w.LockTimeout, w.Progress = servicesStartTimeout, nil
+	ctx, unlock, err := w.lockRun(ctx, st.Name, "services", "")
 	if err != nil {
 		return false, nil
 	}
 	defer unlock()
-	if _, err := os.Stat(st.ServicesConfig()); err != nil || findServices(st) != nil {
+	if _, err := os.Stat(st.ServicesConfig()); err != nil {
 		return false, nil
+	}
+	if h := findServices(st); h != nil {
+		return r.relayAnswers(ctx, st) || r.answersSoon(ctx, h), nil
 	}
 	h, err := r.startServices(ctx, st)
 	if err != nil {

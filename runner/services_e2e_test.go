@@ -90,11 +90,11 @@ func operatorInbox(t *testing.T, r *runner.Runner, run string) string {
 	return b.String()
 }
 
-// TestHostServices: one process per run hosts the relay and the recorder;
-// a changed relay config is reloaded into it (same pid, no message lost);
-// killed with SIGKILL, it is started again by the next command that needs
-// it (here `runner send`), with no message lost; destroy leaves no process
-// and no socket.
+// TestHostServices: one process per run (a supervisor and its child) hosts
+// the relay and the recorder; a changed relay config is reloaded into it
+// (same pid, no message lost); both killed with SIGKILL, it is started
+// again by the next command that needs it (here `runner send`), with no
+// message lost; destroy leaves no process and no socket.
 func TestHostServices(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, te *testEngine) {
 		run := runName(t, te, "svc")
@@ -167,10 +167,14 @@ func TestHostServices(t *testing.T) {
 		})
 
 		t.Run("kill -9 then send brings it back", func(t *testing.T) {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			// The supervisor and its child at once (its process group):
+			// neither can start the other again.
+			child := oneChild(t, run, pid)
+			if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			waitGone(t, pid)
+			waitGone(t, child)
 			if svcs, _ := hostProcs(t, run); len(svcs) != 0 {
 				t.Fatalf("still running after kill -9: %v", svcs)
 			}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/runner-dev/runner/internal/audit"
@@ -152,13 +153,43 @@ func ServeServicesChild(ctx context.Context, root, run string, o ServicesOptions
 	// Neither is for what this process starts.
 	unix.CloseOnExec(childLockFD)
 	unix.CloseOnExec(childReadyFD)
-	defer lock.Close()
 	o.supervisor = os.Getppid()
-	return serveServices(ctx, st, o, log, func() error {
+	err = serveServices(ctx, st, o, log, func() error {
 		_, err := ready.WriteString("ready\n")
 		ready.Close()
 		return err
 	}, func() {})
+	lock.Close()
+	if os.Getppid() != o.supervisor && len(o.Program) > 0 {
+		// Stopped because the supervisor died (Pdeathsig), not by it:
+		// start a new one, which starts a new child.
+		respawnSupervisor(st, o, log)
+	}
+	return err
+}
+
+// respawnSupervisor starts a new supervisor for the run unless another
+// operation holds the run (destroy stops the services itself) or the run
+// is gone, and waits until it serves.
+func respawnSupervisor(st state.Run, o ServicesOptions, log hclog.Logger) {
+	r := &Runner{StateRoot: st.Root, Program: o.Program, Log: log, LockTimeout: servicesStartTimeout}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*servicesStartTimeout)
+	defer cancel()
+	ctx, unlock, err := r.lockRun(ctx, st.Name, "services", "")
+	if err != nil {
+		log.Warn("the supervisor died; not starting a new one", "reason", err)
+		return
+	}
+	defer unlock()
+	if _, err := os.Stat(st.ServicesConfig()); err != nil || findServices(st) != nil {
+		return
+	}
+	h, err := r.startServices(ctx, st)
+	if err != nil {
+		log.Error("the supervisor died; starting a new one failed", "error", err)
+		return
+	}
+	r.audit(st, "services_revived", st.Name, fmt.Sprintf("pid=%d: the supervisor [pid=%d] was killed; its child started a new one", h.pid, o.supervisor))
 }
 
 // sameFile reports whether f is the file at path.

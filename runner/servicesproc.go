@@ -130,6 +130,9 @@ type ServicesOptions struct {
 	// ChildArgv runs this program's ServeServicesChild for the same run
 	// (SuperviseServices starts it).
 	ChildArgv []string
+	// Program runs this program (the child starts a new supervisor with
+	// it, "services serve ROOT RUN", if its own was killed).
+	Program []string
 
 	supervisor int // the pid of the supervising parent, for control replies
 }

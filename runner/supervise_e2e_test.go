@@ -68,8 +68,8 @@ func oneChild(t *testing.T, run string, supervisor int) int {
 
 // TestServicesSupervised: the process that serves the run's relay,
 // recorder and check-ins, killed with SIGKILL, is started again by its
-// supervisor with no runner command run: the audit log records the
-// restart, the agents' shims reconnect by themselves (a message sent
+// supervisor with no runner command run; the supervisor killed, its child
+// starts a new one before it stops: the audit log records each restart, the agents' shims reconnect by themselves (a message sent
 // after the kill reaches the pane), check-ins keep firing, and no message
 // accepted before or after is lost or delivered twice. destroy stops the
 // supervisor and its child.
@@ -144,7 +144,39 @@ agent "b" {
 			}
 		}
 
-		// Delivering after the restart: the relay serves and b's shim has
+		// The supervisor killed: its child starts a new supervisor (and
+		// stops), which starts a new child; still no runner command.
+		if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		old := sup
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			svcs, _ := hostProcs(t, run)
+			kids := childProcs(t, run)
+			if len(svcs) == 1 && svcs[0] != old && len(kids) == 1 && kids[child] == 0 {
+				if _, gone := kids[child]; !gone {
+					sup = svcs[0]
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no new supervisor after SIGKILL of %d: supervisors %v, children %v\nlog:\n%s", old, svcs, kids, readFile(st.ServicesLog()))
+			}
+		}
+		child = oneChild(t, run, sup)
+		want := fmt.Sprintf("the supervisor [pid=%d] was killed; its child started a new one", old)
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(auditEvents(t, run), want); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the audit log does not say %q:\n%s", want, auditEvents(t, run))
+			}
+		}
+		for deadline := time.Now().Add(30 * time.Second); readPID(t, st.ServicesPID()) != sup; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the pid file does not name the new supervisor %d", sup)
+			}
+		}
+
+		// Delivering after the restarts: the relay serves and b's shim has
 		// subscribed again.
 		if _, err := r.Send(ctx(t), cfg, "b", "after-kill"); err != nil {
 			t.Fatalf("send after the restart: %v", err)
@@ -170,8 +202,8 @@ agent "b" {
 				t.Errorf("%q is %d times in the operator's inbox, want once:\n%s", m, n, inbox)
 			}
 		}
-		if ev := auditEvents(t, run); strings.Contains(ev, `"event":"services_revived"`) || strings.Count(ev, `"event":"services_restart"`) != 2 {
-			t.Errorf("want exactly 2 services_restart entries and no revival by a command:\n%s", ev)
+		if ev := auditEvents(t, run); strings.Count(ev, `"event":"services_revived"`) != 1 || strings.Count(ev, `"event":"services_restart"`) != 2 {
+			t.Errorf("want exactly 2 services_restart entries and 1 services_revived (by the child):\n%s", ev)
 		}
 		if got := oneProcess(t, run, st); got != sup {
 			t.Fatalf("the supervisor is %d, was %d", got, sup)

@@ -33,19 +33,20 @@ func cmdServices(ctx context.Context, g *globals, args []string, _, stderr io.Wr
 	if l := hclog.LevelFromString(g.logLevel); g.logLevel != "warn" && l != hclog.NoLevel {
 		log.SetLevel(l)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	serve := runner.ServeServicesChild
 	var child []string
 	if args[0] == "serve" {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
 		serve = runner.SuperviseServices
 		child = []string{self, "-log-level", g.logLevel, "services", "child", args[1], args[2]}
 	}
 	return serve(ctx, args[1], args[2], runner.ServicesOptions{
 		Log:       log,
 		ChildArgv: child,
+		Program:   []string{self},
 		Engine: func(ctx context.Context, endpoint string) (engine.Engine, error) {
 			if addr, ok := strings.CutPrefix(endpoint, runner.ContainerdEndpoint); ok {
 				return containerd.New(ctx, addr)
