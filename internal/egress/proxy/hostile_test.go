@@ -90,6 +90,10 @@ func TestHostileClients(t *testing.T) {
 			c.Close()
 		}
 	})
+	// Of the CONNECTs to the denied name: sent, and answered (a refusal is
+	// recorded before it is answered). A dial refused under load sends
+	// nothing, so the log can only be held between the two.
+	var deniedSent, deniedAnswered atomic.Int64
 	t.Run("ten-thousand-connects", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var answered atomic.Int64
@@ -106,10 +110,18 @@ func TestHostileClients(t *testing.T) {
 						continue
 					}
 					c.SetDeadline(time.Now().Add(10 * time.Second))
-					fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", targets[i%len(targets)])
+					target := targets[i%len(targets)]
+					_, werr := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", target)
+					denied := strings.HasPrefix(target, "denied.")
+					if werr == nil && denied {
+						deniedSent.Add(1)
+					}
 					var b [12]byte
 					if _, err := io.ReadFull(c, b[:]); err == nil {
 						answered.Add(1)
+						if denied {
+							deniedAnswered.Add(1)
+						}
 					}
 					c.Close()
 				}
@@ -143,8 +155,8 @@ func TestHostileClients(t *testing.T) {
 			sum += e.Count
 		}
 	}
-	if sum != 2500 {
-		t.Errorf("folded denials of denied.example.com add up to %d, want 2500", sum)
+	if lo, hi := deniedAnswered.Load(), deniedSent.Load(); int64(sum) < lo || int64(sum) > hi || lo < 2000 {
+		t.Errorf("folded denials of denied.example.com add up to %d, want between the %d answered and the %d sent (of 2500)", sum, lo, hi)
 	}
 }
 
