@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os/exec"
 	"strings"
 	"sync"
@@ -54,7 +55,8 @@ type Control struct {
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
 
-	sent atomic.Int64 // commands written (tests: how much is polled)
+	sent  atomic.Int64 // commands written (tests: how much is polled)
+	syncN atomic.Uint64
 
 	mu      sync.Mutex // one command at a time: replies come in order
 	conn    *ctlConn
@@ -130,6 +132,53 @@ func ctlLine(args []string) (string, bool) {
 // error wrapping errCtlUnusable if nothing was sent.
 func (c *Control) Run(ctx context.Context, seq ...[]string) (string, error) {
 	return c.run(ctx, nil, seq)
+}
+
+// RunSync sends seq and then a display-message of a line of its own, and
+// returns the output of every answer up to that one's: for commands that
+// are answered a number of times not known in advance (if-shell runs the
+// commands of its branch as commands of their own, each answered).
+func (c *Control) RunSync(ctx context.Context, seq ...[]string) ([]string, error) {
+	sentinel := fmt.Sprintf("runner-sync-%d-%x", c.syncN.Add(1), rand.Uint64())
+	lines := make([]string, 0, len(seq)+1)
+	for _, args := range append(seq, []string{"display-message", "-p", sentinel}) {
+		l, ok := ctlLine(args)
+		if !ok {
+			return nil, fmt.Errorf("%w: an argument holds a newline", errCtlUnusable)
+		}
+		lines = append(lines, l)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.sent.Add(int64(len(lines)))
+	if _, err := io.WriteString(conn.in, strings.Join(lines, "")); err != nil {
+		c.drop()
+		return nil, fmt.Errorf("%w: %v", errCtlUnusable, err)
+	}
+	var out []string
+	var first error
+	for {
+		select {
+		case r := <-conn.replies:
+			if !r.failed && len(r.lines) == 1 && r.lines[0] == sentinel {
+				return out, first
+			}
+			if r.failed && first == nil {
+				first = fmt.Errorf("tmux %s: %s", seq[0][0], strings.Join(r.lines, "; "))
+			}
+			out = append(out, r.lines...)
+		case <-conn.done:
+			c.drop()
+			return nil, fmt.Errorf("tmux %s: control connection lost", seq[0][0])
+		case <-ctx.Done():
+			c.drop()
+			return nil, fmt.Errorf("tmux %s: no answer on the control connection: %w", seq[0][0], ctx.Err())
+		}
+	}
 }
 
 // RunHook runs one command whose answer goes to hook, line by line, from

@@ -243,3 +243,59 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// PasteIfRunning pastes in one round trip only into the pane process it
+// names, alive: a wrong pid or a dead pane gets nothing, and no buffer is
+// left behind.
+func TestPasteIfRunning(t *testing.T) {
+	tm, _ := testTmux(t)
+	pane, file := recorder(t, tm, true)
+	ctlOnly(t, tm)
+	ctx := context.Background()
+	st, err := tm.PaneState(ctx, pane)
+	if err != nil || !st.Running() {
+		t.Fatalf("%+v %v", st, err)
+	}
+	before := tm.Ctl.sent.Load()
+	if err := tm.PasteIfRunning(ctx, pane, st.PID, "[from pm] one\n[from pm] two"); err != nil {
+		t.Fatal(err)
+	}
+	if n := tm.Ctl.sent.Load() - before; n != 3 {
+		t.Errorf("%d lines sent for a paste, want 3 (load, if-shell, sync): one round trip", n)
+	}
+	waitFile(t, file, "\x1b[200~[from pm] one\r[from pm] two\x1b[201~")
+	if err := tm.PasteIfRunning(ctx, pane, st.PID+1, "[from pm] wrong pid"); !errors.Is(err, ErrPaneDead) {
+		t.Fatalf("another pid: err = %v, want ErrPaneDead", err)
+	}
+	if _, err := tm.exec(ctx, "kill-pane", "-t", pane); err == nil {
+		// kill-pane removes it: then it is no pane at all.
+		if err := tm.PasteIfRunning(ctx, pane, st.PID, "[from pm] gone"); err == nil {
+			t.Fatal("pasted into a pane that is gone")
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if b, _ := os.ReadFile(file); strings.Contains(string(b), "wrong pid") || strings.Contains(string(b), "gone") {
+		t.Errorf("text reached a pane it should not have: %q", b)
+	}
+	if out, _ := tm.exec(ctx, "list-buffers"); out != "" {
+		t.Errorf("buffers left behind: %q", out)
+	}
+}
+
+func TestPasteIfRunningDeadPane(t *testing.T) {
+	tm, _ := testTmux(t)
+	pane := newSession(t, tm, echoLinger(t), "bye")
+	ctlOnly(t, tm)
+	st, _ := tm.PaneState(context.Background(), pane)
+	pid := st.PID
+	st = waitDead(t, tm, pane)
+	if err := tm.PasteIfRunning(context.Background(), pane, pid, "[from pm] are you there"); !errors.Is(err, ErrPaneDead) {
+		t.Fatalf("err = %v, want ErrPaneDead", err)
+	}
+	if out, _ := tm.Capture(context.Background(), pane, 0); strings.Contains(out, "are you there") {
+		t.Errorf("a message landed in a dead pane:\n%s", out)
+	}
+	if out, _ := tm.exec(context.Background(), "list-buffers"); out != "" {
+		t.Errorf("buffers left behind: %q", out)
+	}
+}

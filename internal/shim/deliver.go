@@ -370,11 +370,26 @@ func (d *Deliverer) handle(ctx context.Context, m relay.Delivery) error {
 		d.logf("relay: dropped a repeat of message %d (already pasted)", m.ID)
 		return nil
 	}
+	text := FormatDelivery(m)
+	grace := orDefault(d.Grace, 2*time.Second)
+	// The fast way: the pane process seen last still runs (as /proc says)
+	// and is past its grace; tmux pastes only if it is still the pane's
+	// and the pane not dead, in the same step (one round trip).
+	if pid := d.seenPID; d.Tmux.Ctl != nil && pid > 0 && time.Since(d.seenAt) >= grace &&
+		alive(pid) && !isZombie(pid) {
+		err := d.Tmux.PasteIfRunning(ctx, d.Pane, pid, text)
+		if err == nil {
+			return d.pasted(ctx, m)
+		}
+		if !errors.Is(err, errCtlUnusable) {
+			return err
+		}
+	}
 	ok, err := d.paneAlive(ctx)
 	if err != nil || !ok {
 		return ErrPaneDead
 	}
-	if grace := orDefault(d.Grace, 2*time.Second); grace > 0 {
+	if grace > 0 {
 		if wait := grace - time.Since(d.seenAt); wait > 0 {
 			if err := sleepCtx(ctx, wait); err != nil {
 				return err
@@ -384,9 +399,14 @@ func (d *Deliverer) handle(ctx context.Context, m relay.Delivery) error {
 			}
 		}
 	}
-	if err := d.Tmux.Paste(ctx, d.Pane, FormatDelivery(m)); err != nil {
+	if err := d.Tmux.Paste(ctx, d.Pane, text); err != nil {
 		return err
 	}
+	return d.pasted(ctx, m)
+}
+
+// pasted acknowledges m, once it is in the pane, and submits it.
+func (d *Deliverer) pasted(ctx context.Context, m relay.Delivery) error {
 	d.last = m.ID
 	if d.afterPaste != nil {
 		d.afterPaste(m)

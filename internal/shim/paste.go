@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,57 @@ func (t *Tmux) pasteCtl(ctx context.Context, name, target, text string) error {
 		return fmt.Errorf("paste into %s: %w", target, err)
 	}
 	return err
+}
+
+// PasteIfRunning is Paste over the control connection, in one round trip,
+// done by tmux only if the pane's command is still pid and its pane not
+// dead, checked by tmux at the moment it pastes (if-shell -F): ErrPaneDead
+// otherwise, with nothing pasted. It needs the control connection (an error
+// wrapping errCtlUnusable without it, nothing done).
+func (t *Tmux) PasteIfRunning(ctx context.Context, target string, pid int, text string) error {
+	text = SanitizeMessage(text)
+	if text == "" {
+		return nil
+	}
+	if t.Ctl == nil || !paneIDRE.MatchString(target) || pid <= 0 {
+		return fmt.Errorf("%w: no connection, or not a pane id", errCtlUnusable)
+	}
+	name := fmt.Sprintf("runner-msg-%d-%d-%x", os.Getpid(), pasteSeq.Add(1), rand.Uint32())
+	f, err := os.CreateTemp(filepath.Dir(t.Socket), ".msg-*")
+	if err != nil {
+		return fmt.Errorf("%w: %v", errCtlUnusable, err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.WriteString(text)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("%w: %v", errCtlUnusable, werr)
+	}
+	dead := "runner-dead-" + name
+	// name and target are [A-Za-z0-9%-]: nothing in the branches, parsed
+	// again by if-shell, needs quoting.
+	cond := "#{&&:#{!=:#{pane_dead},1},#{==:#{pane_pid}," + strconv.Itoa(pid) + "}}"
+	cctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	out, err := t.Ctl.RunSync(cctx, []string{"load-buffer", "-b", name, "--", f.Name()},
+		[]string{"if-shell", "-F", "-t", target, cond,
+			"paste-buffer -p -d -b " + name + " -t " + target,
+			"delete-buffer -b " + name + " ; display-message -p " + dead})
+	if errors.Is(err, errCtlUnusable) {
+		return err
+	}
+	if err != nil {
+		_, _ = t.exec(context.WithoutCancel(ctx), "delete-buffer", "-b", name)
+		return fmt.Errorf("paste into %s: %w", target, err)
+	}
+	for _, l := range out {
+		if l == dead {
+			return ErrPaneDead
+		}
+	}
+	return nil
 }
 
 // Submit presses Enter in target (send-keys with the key name, never text).
