@@ -76,6 +76,8 @@ func checkPaneState(st PaneState) error {
 		return errors.New("both an exit status and a signal")
 	case (st.ExitStatus != nil || st.ExitSignal != nil) && !st.PaneDead:
 		return errors.New("an exit status for a live pane")
+	case st.FirstRunMS != nil && *st.FirstRunMS < 0:
+		return fmt.Errorf("first_run_ms %d out of range", *st.FirstRunMS)
 	case st.Restarting && !st.PaneDead:
 		return errors.New("restarting a live pane")
 	case st.PID != nil && (*st.PID < 1 || *st.PID > 1<<22):

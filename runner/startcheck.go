@@ -47,9 +47,10 @@ func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent, re
 	}
 	// The answer describes some moment before it arrived. One that came
 	// more than the restart pause after the window closed (a loaded
-	// engine) may show a failure from after the window, so only a command
-	// that could never start (127, 126) is judged from it.
-	if time.Since(end) > restartPause && !cannotStart(ps) {
+	// engine) may show a failure from after the window, so it is judged
+	// only when it could not be: a command that could never start (127,
+	// 126), or one whose first run init timed as ending within the window.
+	if time.Since(end) > restartPause && !cannotStart(ps) && !firstRunFailedEarly(ps) {
 		return nil
 	}
 	if why := notStarted(ps); why != "" {
@@ -61,6 +62,12 @@ func (r *Runner) checkStarted(ctx context.Context, id string, a config.Agent, re
 // restartPause is the least time runner-agent's supervisor waits between
 // a command's exit and its restart.
 const restartPause = time.Second
+
+// firstRunFailedEarly: init saw the command's first run end within
+// startGrace (older runner-agents do not say).
+func firstRunFailedEarly(ps PaneState) bool {
+	return ps.FirstRunMS != nil && *ps.FirstRunMS <= startGrace.Milliseconds()
+}
 
 // cannotStart: the command was not found or not executable.
 func cannotStart(ps PaneState) bool {

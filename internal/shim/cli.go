@@ -159,6 +159,9 @@ type Status struct {
 	Restart    string `json:"restart,omitempty"`
 	Restarts   int    `json:"restarts"`
 	Restarting bool   `json:"restarting"`
+	// FirstRunMS is how long the command's first run lasted, once it
+	// ended (absent while the first run goes on).
+	FirstRunMS *int64 `json:"first_run_ms,omitempty"`
 	// IdleS is how many seconds ago the pane last printed anything.
 	IdleS *int64 `json:"idle_s"`
 	Error string `json:"error,omitempty"`

@@ -126,6 +126,10 @@ type supervisorState struct {
 	Policy     string `json:"policy"`     // RestartPolicy.String()
 	Restarts   int    `json:"restarts"`   // done so far
 	Restarting bool   `json:"restarting"` // the command exited and is about to start again
+	// FirstRunMS is how long the command's first run lasted, once it
+	// ended (as init saw it: at most a poll late), so apply can tell a
+	// command that failed in its first second however late it asks.
+	FirstRunMS *int64 `json:"first_run_ms,omitempty"`
 }
 
 func supervisorStatePath(socket string) string {
@@ -150,7 +154,7 @@ func (st *Status) addSupervisor(socket string, ps PaneState, now time.Time) {
 		st.IdleS = &idle
 	}
 	sv := readSupervisorState(socket)
-	st.Restart, st.Restarts = sv.Policy, sv.Restarts
+	st.Restart, st.Restarts, st.FirstRunMS = sv.Policy, sv.Restarts, sv.FirstRunMS
 	pol, _ := ParseRestartPolicy(sv.Policy)
 	st.Restarting = ps.Dead && (sv.Restarting || pol.Restart(ps, sv.Restarts))
 }
@@ -190,6 +194,7 @@ type Supervisor struct {
 	clock      clock
 	restarts   int
 	restarting bool
+	firstRun   *int64    // ms, see supervisorState.FirstRunMS
 	started    time.Time // when the current command started, as far as we know
 	handled    int       // the dead pane process already decided on
 	spell      time.Time // the pane's last output: the current quiet spell began then
@@ -226,7 +231,7 @@ func (s *Supervisor) writeState() {
 	if s.StateFile == "" {
 		return
 	}
-	b, _ := json.Marshal(supervisorState{Policy: s.Policy.String(), Restarts: s.restarts, Restarting: s.restarting})
+	b, _ := json.Marshal(supervisorState{Policy: s.Policy.String(), Restarts: s.restarts, Restarting: s.restarting, FirstRunMS: s.firstRun})
 	if err := writeFileAtomic(s.StateFile, string(b)+"\n"); err != nil {
 		s.problem(fmt.Sprintf("cannot record the restart state: %v", err))
 	}
@@ -370,6 +375,10 @@ func (s *Supervisor) exited(ctx context.Context, st PaneState) {
 		return
 	}
 	ran := s.clock.Now().Sub(s.started)
+	if s.firstRun == nil {
+		ms := ran.Milliseconds()
+		s.firstRun = &ms
+	}
 	how := describeExit(st)
 	if !s.Policy.Restart(st, s.restarts) {
 		s.handled = st.PID

@@ -212,8 +212,12 @@ func TestSupervisorRestartsOnFailure(t *testing.T) {
 
 	b, _ := os.ReadFile(s.StateFile)
 	var sv supervisorState
-	if json.Unmarshal(b, &sv) != nil || sv != (supervisorState{Policy: "on-failure:3", Restarts: 3}) {
+	if json.Unmarshal(b, &sv) != nil || sv.Policy != "on-failure:3" || sv.Restarts != 3 || sv.Restarting {
 		t.Errorf("state file %s", b)
+	}
+	// The first run ended at once (the fake clock did not move before it).
+	if sv.FirstRunMS == nil || *sv.FirstRunMS != 0 {
+		t.Errorf("state file %s: want first_run_ms 0", b)
 	}
 	status := ReadStatus(context.Background(), s.Tmux)
 	if !status.PaneDead || status.Restarts != 3 || status.Restarting || status.Restart != "on-failure:3" || *status.ExitStatus != 3 {
