@@ -270,6 +270,22 @@ func forEveryBackend(t *testing.T, f func(t *testing.T, te *testEngine)) {
 
 func runOn(t *testing.T, conformance bool, f func(t *testing.T, te *testEngine)) {
 	t.Helper()
+	runWhere(t, func(te *testEngine) bool { return conformance || !te.conformanceOnly }, f)
+}
+
+// onEngine runs a test that only one engine can host (say why at the
+// caller); that engine missing is a failure, never a skip.
+func onEngine(t *testing.T, name string, f func(t *testing.T, te *testEngine)) {
+	t.Helper()
+	if n := runWhere(t, func(te *testEngine) bool { return te.name == name }, f); n == 0 {
+		t.Fatalf("this test runs on the %s engine, which the suite does not have", name)
+	}
+}
+
+// runWhere runs f as a subtest on every engine pick accepts, and says how
+// many.
+func runWhere(t *testing.T, pick func(*testEngine) bool, f func(t *testing.T, te *testEngine)) int {
+	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -277,15 +293,18 @@ func runOn(t *testing.T, conformance bool, f func(t *testing.T, te *testEngine))
 	if enginesErr != nil {
 		t.Fatalf("the Docker suite needs a running engine: %v", enginesErr)
 	}
+	n := 0
 	for _, te := range engines {
-		if te.conformanceOnly && !conformance {
+		if !pick(te) {
 			continue
 		}
+		n++
 		t.Run(te.name, func(t *testing.T) {
 			ensureImage(t, te)
 			f(t, te)
 		})
 	}
+	return n
 }
 
 func ensureImage(t *testing.T, te *testEngine) {

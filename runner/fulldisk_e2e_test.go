@@ -83,10 +83,7 @@ func fill(t *testing.T, path string) {
 // namespace, which does not see a filesystem mounted after it started, so
 // it cannot bind-mount the relay sockets from one.
 func TestFullDiskStopsTheRelayAndItRecovers(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, te *testEngine) {
-		if te.name != "docker" {
-			t.Skipf("%s: its daemon's mount namespace does not see the small filesystem this test mounts", te.name)
-		}
+	onEngine(t, "docker", func(t *testing.T, te *testEngine) {
 		root := smallStateRoot(t, "8m")
 		run := runName(t, te, "full")
 		r := newRunner(te)

@@ -4,8 +4,10 @@
 //
 //	go test -bench . ./bench/ | go run ./bench/table
 //
-// Lines that are not benchmark results pass through to stderr, so a failed
-// benchmark's output is not lost.
+// A benchmark that failed or was skipped is listed under the table (its
+// goals count as not met), and the command then exits 1; everything else
+// that is not a result is left to the raw output (make bench keeps it in
+// bench-results.txt).
 package main
 
 import (
@@ -74,13 +76,19 @@ type row struct {
 
 func main() {
 	var rows []row
+	var problems []string
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		f := strings.Fields(line)
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(t, "--- FAIL:"), strings.HasPrefix(t, "--- SKIP:"), strings.HasPrefix(t, "FAIL\t"), strings.HasPrefix(t, "panic:"):
+			problems = append(problems, t)
+			continue
+		}
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			fmt.Fprintln(os.Stderr, line)
 			continue
 		}
 		name := f[0]
@@ -117,6 +125,13 @@ func main() {
 	}
 	tw.Flush()
 	fmt.Printf("\n%d figures; %d goals met, %d not met\n", len(rows), met, missed)
+	if len(problems) > 0 {
+		fmt.Printf("\n%d benchmark(s) failed or were skipped (their figures are missing above):\n", len(problems))
+		for _, p := range problems {
+			fmt.Println("  " + p)
+		}
+		os.Exit(1)
+	}
 }
 
 // derived are figures the goals name that are ratios of two reported ones.

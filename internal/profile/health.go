@@ -18,13 +18,13 @@ import (
 // cost a fifth of a core. The signals that matter do not wait for it:
 // init exits, and so the container stops, when its tmux server dies, and
 // it sees the agent's command exit at once. The check catches a tmux that
-// is alive but wedged, within Interval; until its first run the engine
-// says "starting".
+// is alive but wedged, within two Intervals; until its first run the
+// engine says "starting".
 var HealthTimings = engine.Health{
 	Interval:    5 * time.Minute,
 	Timeout:     5 * time.Second, // runner-agent gives up after 4s
 	StartPeriod: 15 * time.Second,
-	Retries:     1,
+	Retries:     2, // one slow answer on a loaded host is not "unhealthy"
 }
 
 // healthCheck is the check Build puts in every Spec.

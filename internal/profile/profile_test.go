@@ -88,7 +88,7 @@ func TestBuild(t *testing.T) {
 		Init: false,
 		Health: &engine.Health{
 			Test:     []string{"/usr/local/bin/runner-agent", "health"},
-			Interval: 5 * time.Minute, Timeout: 5 * time.Second, StartPeriod: 15 * time.Second, Retries: 1,
+			Interval: 5 * time.Minute, Timeout: 5 * time.Second, StartPeriod: 15 * time.Second, Retries: 2,
 		},
 		MaskedPaths: append([]string{
 			"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
