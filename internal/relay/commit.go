@@ -214,6 +214,12 @@ func (s *Server) commit(batch []*op) {
 	if serr != nil {
 		jerr = serr
 		s.kill(serr)
+		// Refused, so not stored either: the unsynced records may still
+		// reach the disk, and a restart would deliver what the sender was
+		// told was refused. Best effort: the journal is failing anyway.
+		if len(recs) > 0 {
+			s.j.drop(start)
+		}
 		var why []audit.Event
 		for _, o := range batch {
 			if len(o.recs) > 0 || o.after != nil && len(o.after.recs) > 0 {

@@ -20,6 +20,7 @@ type diskGate struct {
 	entered   chan struct{}
 	release   chan struct{}
 	failWrite atomic.Bool
+	failSync  atomic.Bool
 }
 
 func gate(h *harness) *diskGate {
@@ -27,6 +28,9 @@ func gate(h *harness) *diskGate {
 	h.beforeServe = func(s *Server) {
 		s.j.syncFile = func(f *os.File) error {
 			g.syncs.Add(1)
+			if g.failSync.Load() {
+				return &os.PathError{Op: "fsync", Path: f.Name(), Err: syscall.EIO}
+			}
 			if g.hold.Load() {
 				g.entered <- struct{}{}
 				<-g.release
@@ -307,5 +311,32 @@ func TestAuditFailureTakesTheBatchBack(t *testing.T) {
 	}
 	if j := journalText(t, h); strings.Contains(j, "unrecorded") {
 		t.Errorf("the unrecorded message stayed in the journal:\n%s", j)
+	}
+}
+
+// A journal whose fsync fails refuses the send, stops the relay and takes
+// the records back out, so a restart cannot deliver what the sender was
+// told was refused.
+func TestFailedSyncTakesTheBatchBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	g := gate(h)
+	h.start()
+	op := h.dial(Operator)
+	g.failSync.Store(true)
+	if _, err := op.Send("eng-1", "unsynced"); err == nil {
+		t.Fatal("send answered ok although the journal could not be synced")
+	}
+	select {
+	case err := <-h.done:
+		if err == nil {
+			t.Fatal("Serve returned nil after a failed journal sync")
+		}
+		h.cancel = nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("relay kept running with a journal it cannot sync")
+	}
+	if j := journalText(t, h); strings.Contains(j, "unsynced") {
+		t.Errorf("the refused message stayed in the journal:\n%s", j)
 	}
 }

@@ -245,6 +245,16 @@ func (j *journal) undo(size int64) error {
 	return errUndone
 }
 
+// drop cuts the journal back to size bytes after a failed sync, when
+// it is broken already (undo would refuse): best effort, so the records a
+// refused commit wrote are not on disk for the next start to deliver.
+func (j *journal) drop(size int64) {
+	if j.f.Truncate(size) == nil {
+		j.size = size
+		_ = j.syncFile(j.f)
+	}
+}
+
 // errUndone: the records were taken back out of the journal.
 var errUndone = errors.New("not stored: the audit log could not be written")
 
