@@ -28,6 +28,10 @@ type Process struct {
 	Restarted func(Restart)
 	// Grace is how long a child has to stop after SIGTERM (default 5s).
 	Grace time.Duration
+	// ServeTimeout is how long a new child may take to serve (default
+	// 60s); one wedged before it serves (say, on a lock) is killed and
+	// counts as a failure, so the supervisor never waits on it forever.
+	ServeTimeout time.Duration
 }
 
 // Restart is one restart of the kept process.
@@ -110,7 +114,17 @@ func (p *Process) startServing(ctx context.Context) (*exec.Cmd, <-chan error, er
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	timeout := p.ServeTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	wedged := time.NewTimer(timeout)
+	defer wedged.Stop()
 	select {
+	case <-wedged.C:
+		cmd.Process.Kill()
+		<-exited
+		return nil, nil, fmt.Errorf("it did not serve within %s; killed", timeout)
 	case err := <-serving:
 		if err == nil {
 			return cmd, exited, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,6 +20,9 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "fail":
 		os.Exit(3)
+	case "wedge": // never says it serves
+		time.Sleep(time.Hour)
+		os.Exit(0)
 	default:
 		f := os.NewFile(3, "ready")
 		f.WriteString("ready\n")
@@ -106,6 +110,27 @@ func TestProcessFirstStartFails(t *testing.T) {
 	err := p.Run(context.Background(), func(int) { t.Error("ready called") })
 	if err == nil {
 		t.Fatal("Run succeeded with a child that exits at once")
+	}
+}
+
+// A child wedged before it serves is killed after ServeTimeout and is a
+// failure, not a wait forever.
+func TestProcessKillsAChildThatNeverServes(t *testing.T) {
+	var pid int
+	start := childStarter(t, func() string { return "wedge" })
+	p := Process{ServeTimeout: 200 * time.Millisecond, Start: func() (*exec.Cmd, <-chan error, error) {
+		cmd, ready, err := start()
+		if cmd != nil && cmd.Process != nil {
+			pid = cmd.Process.Pid
+		}
+		return cmd, ready, err
+	}}
+	err := p.Run(context.Background(), func(int) { t.Error("ready called") })
+	if err == nil || !strings.Contains(err.Error(), "did not serve within") {
+		t.Fatalf("Run = %v, want the serve timeout", err)
+	}
+	if pid == 0 || syscall.Kill(pid, 0) == nil {
+		t.Errorf("the wedged child %d still runs", pid)
 	}
 }
 
