@@ -59,9 +59,13 @@ type committer struct {
 	commits, ops atomic.Int64
 }
 
-// submit queues o for the next commit; it never blocks, so it may be called
-// with s.mu held (which keeps the queue in id order). Before Serve starts the
-// committer and after it stops, o is committed at once, in the caller.
+// submit queues o for the next commit; while the committer runs it never
+// blocks, so it may be called with s.mu held (which keeps the queue in id
+// order). Before Serve starts the committer and after it stops, o is
+// committed at once, in the caller, and commit takes s.mu: there it must be
+// called without s.mu. Serve keeps that true by starting the committer
+// before it accepts a connection and stopping it only after every
+// connection's handler has returned.
 func (s *Server) submit(o *op) {
 	o.done = make(chan struct{})
 	c := &s.commits
