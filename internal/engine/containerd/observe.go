@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/ocispec"
 	"github.com/runner-dev/runner/internal/uids"
 )
 
@@ -66,7 +66,7 @@ func observe(r record) engine.Observed {
 	}
 	p, l := sp.Process, sp.Linux
 
-	o.User = fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)
+	o.User = ocispec.User(p)
 	o.Env = p.Env
 	n, err := strconv.Atoi(sp.Annotations[annoEntrypoint])
 	if err != nil || n < 0 || n > len(p.Args) {
@@ -93,13 +93,14 @@ func observe(r record) engine.Observed {
 			o.CapDrop = []string{"ALL"}
 		}
 	}
-	if p.Terminal || p.SelinuxLabel != "" || sp.Hooks != nil || len(l.Sysctl) > 0 ||
+	if p.Terminal || p.SelinuxLabel != "" || sp.Hooks != nil || // even an empty section: runner writes none
+		len(l.Sysctl) > 0 ||
 		(l.RootfsPropagation != "" && l.RootfsPropagation != "private" && l.RootfsPropagation != "rprivate") ||
 		l.IntelRdt != nil || l.Personality != nil {
 		o.Privileged = true
 	}
 
-	o.SeccompProfile = observeSeccomp(sp)
+	o.SeccompProfile = ocispec.Seccomp(sp)
 
 	// Limits.
 	if res := l.Resources; res != nil {
@@ -117,11 +118,11 @@ func observe(r record) engine.Observed {
 		if res.Pids != nil && res.Pids.Limit != nil {
 			o.PidsLimit = *res.Pids.Limit
 		}
-		o.Devices += extraDeviceRules(res.Devices)
+		o.Devices += ocispec.ExtraDeviceRules(res.Devices, minimalDeviceRules()[1:], true)
 	} else {
 		o.Devices++ // no device cgroup: every device allowed
 	}
-	o.Devices += extraDevices(l.Devices)
+	o.Devices += ocispec.ExtraDevices(l.Devices, minimalDevices)
 
 	// Namespaces: each must be new; a missing one is the host's.
 	o.NetworkMode = "host"
@@ -157,7 +158,7 @@ func observe(r record) engine.Observed {
 	}
 	// Container root must not be host root: no mapping, or one that maps
 	// any container id onto host uid/gid 0, is the host's namespace.
-	if o.UsernsMode == "" && (!safeIDMap(l.UIDMappings) || !safeIDMap(l.GIDMappings)) {
+	if o.UsernsMode == "" && (!ocispec.SafeIDMap(l.UIDMappings) || !ocispec.SafeIDMap(l.GIDMappings)) {
 		o.UsernsMode = "host"
 	}
 
@@ -187,90 +188,6 @@ func taskState(s string) string {
 	return s
 }
 
-// safeIDMap: at least one extent, and none reaching host id 0.
-func safeIDMap(m []specs.LinuxIDMapping) bool {
-	if len(m) == 0 {
-		return false
-	}
-	for _, e := range m {
-		if e.HostID == 0 || e.Size == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// observeSeccomp returns the Docker-format profile the spec's filter was
-// built from, if the filter is exactly its translation; "" without a
-// filter; and a JSON document that matches no profile otherwise.
-func observeSeccomp(sp *specs.Spec) string {
-	if sp.Linux.Seccomp == nil {
-		return ""
-	}
-	src := sp.Annotations[annoSeccomp]
-	if src == "" {
-		return `{"runner":"a seccomp filter without its recorded profile"}`
-	}
-	// The translation depends on the spec's capabilities, as at create.
-	want, err := seccomp.LoadProfile(src, sp)
-	if err != nil || want == nil || !reflect.DeepEqual(normSeccomp(want), normSeccomp(sp.Linux.Seccomp)) {
-		return `{"runner":"a seccomp filter that is not its recorded profile"}`
-	}
-	return src
-}
-
-// normSeccomp re-encodes a filter so nil and empty slices compare equal
-// (the spec came back through JSON).
-func normSeccomp(s *specs.LinuxSeccomp) any {
-	b, _ := json.Marshal(s)
-	var v any
-	json.Unmarshal(b, &v)
-	return v
-}
-
-// extraDeviceRules counts device cgroup rules other than deny-all and the
-// minimal allow list; without a leading deny-all every device is allowed.
-func extraDeviceRules(rules []specs.LinuxDeviceCgroup) int {
-	allowed := minimalDeviceRules()
-	n := 0
-	if len(rules) == 0 || rules[0].Allow || rules[0].Type != "" && rules[0].Type != "a" || rules[0].Major != nil || rules[0].Minor != nil {
-		n++
-	}
-	for i, r := range rules {
-		if i == 0 {
-			continue
-		}
-		if !r.Allow {
-			continue // a further deny only narrows
-		}
-		if !slices.ContainsFunc(allowed[1:], func(a specs.LinuxDeviceCgroup) bool { return sameRule(a, r) }) {
-			n++
-		}
-	}
-	return n
-}
-
-func sameRule(a, b specs.LinuxDeviceCgroup) bool {
-	eq := func(x, y *int64) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
-	return a.Allow == b.Allow && a.Type == b.Type && eq(a.Major, b.Major) && eq(a.Minor, b.Minor) && a.Access == b.Access
-}
-
-// extraDevices counts device nodes other than the minimal ones.
-func extraDevices(ds []specs.LinuxDevice) int {
-	n := 0
-	for _, d := range ds {
-		if !slices.ContainsFunc(minimalDevices, func(m struct {
-			path         string
-			major, minor int64
-		}) bool {
-			return m.path == d.Path && m.major == d.Major && m.minor == d.Minor && d.Type == "c"
-		}) {
-			n++
-		}
-	}
-	return n
-}
-
 // observeMounts reads the mounts back: the kernel filesystems must be
 // exactly runner's, tmpfs options exactly the translation of the Spec's
 // (recorded in annoTmpfs; reported as given when they match, as the raw
@@ -287,7 +204,7 @@ func observeMounts(o *engine.Observed, sp *specs.Spec) {
 				continue
 			}
 		}
-		isBind := m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+		isBind := ocispec.IsBind(m)
 		switch {
 		case m.Type == "tmpfs" && !isBind:
 			if o.Tmpfs == nil {
@@ -303,9 +220,8 @@ func observeMounts(o *engine.Observed, sp *specs.Spec) {
 		case isBind && slices.Equal(m.Options, bindMount(engine.Mount{}).Options):
 			o.Mounts = append(o.Mounts, engine.Mount{Source: m.Source, Target: m.Destination})
 		default:
-			// A recursive, shared, suid or otherwise different mount: shown
-			// with its type and options so the refusal says what it is.
-			o.Mounts = append(o.Mounts, engine.Mount{Source: m.Type + ":" + m.Source + " (" + strings.Join(m.Options, ",") + ")", Target: m.Destination, ReadOnly: slices.Contains(m.Options, "ro")})
+			// A recursive, shared, suid or otherwise different mount.
+			o.Mounts = append(o.Mounts, ocispec.Other(m))
 		}
 	}
 	// A kernel filesystem runner mounts that is missing (an unmasked host

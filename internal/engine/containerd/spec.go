@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/ocispec"
 	"github.com/runner-dev/runner/internal/uids"
 )
 
@@ -27,7 +28,7 @@ const (
 	annoEntrypoint = "dev.runner.entrypoint-args"
 	// annoSeccomp is the Docker-format profile the filter was built from;
 	// observe requires Linux.Seccomp to be exactly its translation.
-	annoSeccomp = "dev.runner.seccomp"
+	annoSeccomp = ocispec.AnnoSeccomp
 	// annoHealth is the health check (JSON of engine.Health), run on
 	// demand: containerd has no health checks of its own.
 	annoHealth = "dev.runner.health"
@@ -46,32 +47,11 @@ var nsKinds = []specs.LinuxNamespaceType{
 	specs.NetworkNamespace, specs.UserNamespace, specs.CgroupNamespace,
 }
 
-// minimalDevices are the device nodes every container has (runc
-// bind-mounts them from the host inside a user namespace), and nothing
-// else: no disk, no tun, no console of the host.
-var minimalDevices = []struct {
-	path         string
-	major, minor int64
-}{
-	{"/dev/null", 1, 3}, {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
-	{"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
-}
+// minimalDevices are the device nodes every container has, and nothing
+// else (ocispec.MinimalDevices).
+var minimalDevices = ocispec.MinimalDevices
 
-// minimalDeviceRules are the device cgroup: deny all, then allow the nodes
-// above plus the pty multiplexer and the ptys tmux opens (no mknod).
-func minimalDeviceRules() []specs.LinuxDeviceCgroup {
-	rules := []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
-	for _, d := range minimalDevices {
-		rules = append(rules, devRule(d.major, d.minor))
-	}
-	rules = append(rules, devRule(5, 2)) // /dev/ptmx
-	rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(136), Access: "rwm"})
-	return rules
-}
-
-func devRule(major, minor int64) specs.LinuxDeviceCgroup {
-	return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(major), Minor: i64(minor), Access: "rwm"}
-}
+func minimalDeviceRules() []specs.LinuxDeviceCgroup { return ocispec.MinimalDeviceRules() }
 
 func i64(v int64) *int64 { return &v }
 
@@ -144,7 +124,7 @@ func buildSpec(s engine.Spec, img ImageConfig, ns uids.Mapping, cgroupParent str
 	for _, d := range minimalDevices {
 		mode := os.FileMode(0o666)
 		sp.Linux.Devices = append(sp.Linux.Devices, specs.LinuxDevice{
-			Path: d.path, Type: "c", Major: d.major, Minor: d.minor, FileMode: &mode, UID: u32(0), GID: u32(0),
+			Path: d.Path, Type: "c", Major: d.Major, Minor: d.Minor, FileMode: &mode, UID: u32(0), GID: u32(0),
 		})
 	}
 	if s.Health != nil {

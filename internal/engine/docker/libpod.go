@@ -25,14 +25,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
+	"time"
 
-	"github.com/moby/profiles/seccomp"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runner-dev/runner/internal/engine"
+	"github.com/runner-dev/runner/internal/engine/ocispec"
 )
 
 // libpodVersion is the API version in libpod paths; Podman 4 serves 4.x.
@@ -40,7 +42,7 @@ const libpodVersion = "v4.0.0"
 
 // annoSeccomp records the Docker-format profile the runtime's filter was
 // compiled from, so the read-back can compile it again and compare.
-const annoSeccomp = "dev.runner.seccomp"
+const annoSeccomp = ocispec.AnnoSeccomp
 
 // The part of Podman's SpecGenerator runner sets. Anything left out is
 // Podman's default, which the read-back then sees.
@@ -199,7 +201,14 @@ func (e *Engine) libpodCreate(ctx context.Context, s engine.Spec) (string, error
 	}
 	// The runtime's spec exists only once the container is initialised.
 	if err := e.libpod(ctx, http.MethodPost, "containers/"+created.ID+"/init", nil, nil); err != nil {
-		return created.ID, fmt.Errorf("podman init %s: %w", s.Name, err)
+		// Nothing is left behind a failed create: the caller never sees
+		// this container, so it is removed here, even after a Ctrl-C.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if rerr := e.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil && !errdefs.IsNotFound(rerr) {
+			return created.ID, fmt.Errorf("podman init %s: %w; removing the uninitialised container failed too: %v (remove it with `podman rm -f %s`)", s.Name, err, rerr, created.ID)
+		}
+		return "", fmt.Errorf("podman init %s: %w", s.Name, err)
 	}
 	return created.ID, nil
 }
@@ -240,7 +249,18 @@ func (e *Engine) podmanReadBack(ctx context.Context, id string, o *engine.Observ
 		return fmt.Errorf("podman read-back of %s: %s: %w", id, path, err)
 	}
 	o.Runtime = li.OCIRuntime
-	observeOCI(o, &sp, filepath.Dir(li.StaticDir))
+	netnsDir := ""
+	if sp.Linux != nil && slices.ContainsFunc(sp.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+		return ns.Type == specs.NetworkNamespace && ns.Path != ""
+	}) {
+		// Asked only then: Podman's info takes about a second.
+		pi, err := e.podmanInfo(ctx)
+		if err != nil {
+			return fmt.Errorf("podman read-back of %s: %w", id, err)
+		}
+		netnsDir = pi.netnsDir()
+	}
+	observeOCI(o, &sp, filepath.Dir(li.StaticDir), netnsDir)
 	return nil
 }
 
@@ -248,15 +268,34 @@ func (e *Engine) podmanReadBack(ctx context.Context, id string, o *engine.Observ
 // from the container's own directory (userdata).
 var podmanOwnBinds = []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev/shm", "/run/.containerenv"}
 
+// podmanKernelMounts are the kernel filesystems Podman gives every
+// container, with their options. The same mount with other options (a rw
+// sysfs, a suid /dev) is reported as a mount, which Check refuses.
+var podmanKernelMounts = []specs.Mount{
+	{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+	{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "noexec", "strictatime", "mode=755", "size=65536k"}},
+	{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+	{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+	{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+	{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+}
+
+// bindOptions are the options a plain bind may have: not recursive, not
+// shared, no suid, no dev.
+var bindOptions = []string{"bind", "ro", "rw", "rprivate", "private", "nosuid", "noexec", "nodev"}
+
 // observeOCI takes the security settings from the runtime's spec. ctrDir
 // is the container's directory (…/<id>); Podman's own files bound from
-// under it are not runner's mounts.
-func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir string) {
+// under it are not runner's mounts. netnsDir is where Podman keeps the
+// network namespaces it makes ("" when none is expected): a namespace
+// path anywhere else is another's (the host's /proc/1/ns/net).
+func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir, netnsDir string) {
 	if sp.Process == nil || sp.Linux == nil || sp.Root == nil {
 		o.Privileged = true // nothing to prove anything with
 		return
 	}
 	p, l := sp.Process, sp.Linux
+	o.User = ocispec.User(p)
 	o.NoNewPrivileges = p.NoNewPrivileges
 	o.ReadonlyRootfs = sp.Root.Readonly
 	o.CapAdd, o.CapDrop = nil, nil
@@ -274,7 +313,14 @@ func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir string) {
 			o.CapDrop = []string{"ALL"}
 		}
 	}
-	if p.Terminal || sp.Hooks != nil && (len(sp.Hooks.Prestart)+len(sp.Hooks.CreateRuntime)+len(sp.Hooks.CreateContainer)+len(sp.Hooks.StartContainer) > 0) {
+	// Settings Observed has no field for: only their harmless values pass.
+	// An SELinux label must keep the container type (spc_t is unconfined);
+	// AppArmor may be absent (rootless Podman sets none) but not disabled.
+	if p.Terminal || ocispec.Hooks(sp) || p.ApparmorProfile == "unconfined" ||
+		p.SelinuxLabel != "" && !strings.Contains(p.SelinuxLabel, ":container_t:") ||
+		l.MountLabel != "" && !strings.Contains(l.MountLabel, ":container_file_t:") ||
+		l.RootfsPropagation != "" && l.RootfsPropagation != "private" && l.RootfsPropagation != "rprivate" ||
+		l.IntelRdt != nil || l.Personality != nil {
 		o.Privileged = true
 	}
 	for k, v := range l.Sysctl {
@@ -285,10 +331,14 @@ func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir string) {
 			o.Privileged = true
 		}
 	}
-	o.SeccompProfile = observeSeccomp(sp)
+	o.SeccompProfile = ocispec.Seccomp(sp)
 	o.MaskedPaths, o.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
 
+	// Devices: no node beyond the minimal ones, no allow rule beyond
+	// theirs. Rootless Podman writes no device cgroup (it cannot set one;
+	// the user namespace keeps host devices out), so none is not counted.
 	o.Memory, o.MemorySwap, o.NanoCPUs, o.PidsLimit = 0, 0, 0, 0
+	o.Devices = ocispec.ExtraDevices(l.Devices, ocispec.MinimalDevices)
 	if r := l.Resources; r != nil {
 		if m := r.Memory; m != nil && m.Limit != nil {
 			o.Memory = *m.Limit
@@ -302,16 +352,21 @@ func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir string) {
 		if r.Pids != nil && r.Pids.Limit != nil {
 			o.PidsLimit = *r.Pids.Limit
 		}
+		o.Devices += ocispec.ExtraDeviceRules(r.Devices, ocispec.MinimalDeviceRules()[1:], false)
 	}
 
 	// A namespace missing from the spec is the one runc runs in: Podman's
 	// (rootless: its user namespace, so the user namespace is never
-	// listed; container uid 0 is the Podman user).
+	// listed; container uid 0 is the Podman user). One with a path is
+	// another's, except a network namespace Podman made itself.
 	has := map[specs.LinuxNamespaceType]string{}
 	for _, ns := range l.Namespaces {
 		has[ns.Type] = "private"
 		if ns.Path != "" {
 			has[ns.Type] = "ns:" + ns.Path
+			if ns.Type == specs.NetworkNamespace && netnsDir != "" && filepath.Dir(filepath.Clean(ns.Path)) == netnsDir {
+				has[ns.Type] = "private"
+			}
 		}
 	}
 	mode := func(t specs.LinuxNamespaceType) string {
@@ -321,17 +376,29 @@ func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir string) {
 		return "host"
 	}
 	o.PidMode, o.IpcMode, o.UTSMode, o.CgroupnsMode = mode(specs.PIDNamespace), mode(specs.IPCNamespace), mode(specs.UTSNamespace), mode(specs.CgroupNamespace)
-	if mode(specs.NetworkNamespace) == "host" {
-		o.NetworkMode = "host"
+	if m := mode(specs.NetworkNamespace); m != "private" {
+		o.NetworkMode = m // "host" or "ns:PATH"; private keeps inspect's network name
 	}
-	if mode(specs.MountNamespace) == "host" {
+	if mode(specs.MountNamespace) != "private" {
 		o.Privileged = true
+	}
+	if m, ok := has[specs.UserNamespace]; ok {
+		o.UsernsMode = m
+		if m == "private" && (!ocispec.SafeIDMap(l.UIDMappings) || !ocispec.SafeIDMap(l.GIDMappings)) {
+			o.UsernsMode = "host" // a mapping onto host id 0
+		}
 	}
 
 	o.Tmpfs, o.Mounts = nil, nil
+	kernel := slices.Clone(podmanKernelMounts)
 	for _, m := range sp.Mounts {
+		if i := slices.IndexFunc(kernel, func(k specs.Mount) bool { return sameMount(k, m) }); i >= 0 {
+			kernel = slices.Delete(kernel, i, i+1) // each once: a second /proc is reported
+			continue
+		}
+		bind := ocispec.IsBind(m)
 		switch {
-		case m.Type == "tmpfs" && m.Destination != "/dev":
+		case m.Type == "tmpfs" && !bind:
 			if o.Tmpfs == nil {
 				o.Tmpfs = map[string]string{}
 			}
@@ -342,36 +409,23 @@ func observeOCI(o *engine.Observed, sp *specs.Spec, ctrDir string) {
 				}
 			}
 			o.Tmpfs[m.Destination] = strings.Join(kept, ",")
-		case m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind"):
+		case m.Type == "bind" && slices.Contains(m.Options, "bind") && !slices.ContainsFunc(m.Options, func(opt string) bool { return !slices.Contains(bindOptions, opt) }):
 			if slices.Contains(podmanOwnBinds, m.Destination) && strings.Contains(m.Source, "/"+filepath.Base(ctrDir)+"/userdata/") {
 				continue
 			}
 			o.Mounts = append(o.Mounts, engine.Mount{Source: m.Source, Target: m.Destination, ReadOnly: slices.Contains(m.Options, "ro")})
+		default:
+			// An rbind, a shared or suid bind, another filesystem.
+			o.Mounts = append(o.Mounts, ocispec.Other(m))
 		}
 	}
 }
 
-// observeSeccomp is the Docker-format profile the runtime's filter was
-// compiled from, if the filter is exactly its compilation; "" without a
-// filter; a document that matches no profile otherwise.
-func observeSeccomp(sp *specs.Spec) string {
-	if sp.Linux.Seccomp == nil {
-		return ""
-	}
-	src := sp.Annotations[annoSeccomp]
-	if src == "" {
-		return `{"runner":"a seccomp filter without its recorded profile"}`
-	}
-	want, err := seccomp.LoadProfile(src, sp)
-	if err != nil || want == nil || !reflect.DeepEqual(normJSON(want), normJSON(sp.Linux.Seccomp)) {
-		return `{"runner":"a seccomp filter that is not its recorded profile"}`
-	}
-	return src
-}
-
-func normJSON(v any) any {
-	b, _ := json.Marshal(v)
-	var out any
-	json.Unmarshal(b, &out)
-	return out
+// sameMount: m is k, its options in any order, perhaps with rprivate.
+func sameMount(k, m specs.Mount) bool {
+	opts := slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "rprivate" })
+	a, b := slices.Clone(k.Options), opts
+	slices.Sort(a)
+	slices.Sort(b)
+	return k.Destination == m.Destination && k.Type == m.Type && k.Source == m.Source && slices.Equal(a, b)
 }

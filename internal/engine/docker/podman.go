@@ -74,6 +74,22 @@ type podmanInfo struct {
 			Name string `json:"name"`
 		} `json:"ociRuntime"`
 	} `json:"host"`
+	Store struct {
+		RunRoot string `json:"runRoot"`
+	} `json:"store"`
+}
+
+// netnsDir is where Podman makes network namespaces: rootless under its
+// runtime directory (the run root's parent, $XDG_RUNTIME_DIR), rootful in
+// /run/netns; "" when the run root is unknown, so no path is Podman's.
+func (pi podmanInfo) netnsDir() string {
+	if !pi.Host.Security.Rootless {
+		return "/run/netns"
+	}
+	if !filepath.IsAbs(pi.Store.RunRoot) {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(pi.Store.RunRoot)), "netns")
 }
 
 func (e *Engine) podmanInfo(ctx context.Context) (podmanInfo, error) {
