@@ -86,6 +86,20 @@ func TestPodmanFailsClosed(t *testing.T) {
 		"no-seccomp":    {"SeccompProfile", func(sp *specs.Spec) { sp.Linux.Seccomp = nil }},
 		"unmasked":      {"MaskedPaths", func(sp *specs.Spec) { sp.Linux.MaskedPaths = sp.Linux.MaskedPaths[:1] }},
 		"writable-root": {"ReadonlyRootfs", func(sp *specs.Spec) { sp.Root.Readonly = false }},
+		"uid-0":         {"User", func(sp *specs.Spec) { sp.Process.User = specs.User{} }},
+		"a-disk": {"Devices", func(sp *specs.Spec) {
+			sp.Linux.Devices = append(sp.Linux.Devices, specs.LinuxDevice{Path: "/dev/sda", Type: "b", Major: 8})
+		}},
+		"host-netns": {"NetworkMode", func(sp *specs.Spec) {
+			for i, ns := range sp.Linux.Namespaces {
+				if ns.Type == specs.NetworkNamespace {
+					sp.Linux.Namespaces[i].Path = "/proc/1/ns/net"
+				}
+			}
+		}},
+		"proc-mount": {"Mounts[/hostproc]", func(sp *specs.Spec) {
+			sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/hostproc", Type: "proc", Source: "proc"})
+		}},
 		"extra-mount": {"Mounts[/host]", func(sp *specs.Spec) {
 			sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/host", Type: "bind", Source: "/", Options: []string{"rbind", "rw"}})
 		}},
