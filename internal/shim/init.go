@@ -176,9 +176,15 @@ func Init(ctx context.Context, cfg InitConfig) int {
 	// From here on, tmux commands go over one control-mode connection.
 	t.Ctl = &Control{Bin: tmuxBin, Socket: socket, Session: SessionName, Start: reaper.Start, Wait: reaper.Wait, Watch: PaneWatch}
 	defer t.Ctl.Close()
-	// The recorder's `runner-agent stream` is served from that connection.
-	streams := &StreamServer{Ctl: t.Ctl, Pane: pane, Path: filepath.Join(filepath.Dir(socket), StreamSocketName), Logf: logf}
-	t.Ctl.OnOutput, t.Ctl.OnLost = streams.Output, streams.Lost
+	// The recorder's `runner-agent stream` is served from a connection of
+	// its own: a snapshot puts pane text (the agent's to choose) inside a
+	// reply, which could forge the end of that reply and the answers after
+	// it; on its own connection that misleads only the agent's stream, never
+	// the answers delivery and supervision act on.
+	streamCtl := &Control{Bin: tmuxBin, Socket: socket, Session: SessionName, Start: reaper.Start, Wait: reaper.Wait}
+	defer streamCtl.Close()
+	streams := &StreamServer{Ctl: streamCtl, Pane: pane, Path: filepath.Join(filepath.Dir(socket), StreamSocketName), Logf: logf}
+	streamCtl.OnOutput, streamCtl.OnLost = streams.Output, streams.Lost
 	if err := streams.Listen(ctx); err != nil {
 		logf("init: cannot serve the pane's stream (%v): runner-agent stream runs its own tmux client", err)
 	}

@@ -15,8 +15,11 @@ import (
 	"time"
 )
 
-// Init serves `runner-agent stream` itself, from its control connection,
-// so that the recorder's stream is one process in the container (the
+// Init serves `runner-agent stream` itself, from a control connection of
+// the server's own (never the one delivery and supervision use: the
+// snapshot's reply carries pane text, which the agent controls and which
+// can hold a line ending the reply early; see TestStreamForgedReply), so
+// that the recorder's stream is one process in the container (the
 // exec'd runner-agent stream, relaying bytes) rather than that and a tmux
 // client of its own. The stream asks on StreamSocketName, next to the tmux
 // socket (in the 0700 directory), with one line
@@ -24,14 +27,16 @@ import (
 //	stream HISTORY\n
 //
 // (HISTORY as for --history) and gets streamHello, then the pane's
-// snapshot (capture-pane -p -e on the control connection) and everything
+// snapshot (capture-pane -p -e on that connection) and everything
 // the pane prints after it, as raw bytes: tmux answers in order, so the
 // %output that follows the snapshot's answer is new. The stream ends when
 // the connection to tmux does (tmux exited: the stream asks again and gets
 // a fresh snapshot), or when its reader falls more than streamMaxQueue
 // behind. Without init's server (an older init, a test), or if it ends
 // before streamHello, `runner-agent stream` runs its own control client
-// as before.
+// as before. At most streamMaxConns connections are served at once (each
+// may queue streamMaxQueue); another is closed at once, and its stream
+// runs its own client.
 
 // StreamSocketName is the stream server's socket, in the tmux socket's directory.
 const StreamSocketName = "stream.sock"
@@ -39,6 +44,7 @@ const StreamSocketName = "stream.sock"
 const (
 	streamHello    = "runner-agent stream-server 1\n"
 	streamMaxQueue = 32 << 20
+	streamMaxConns = 4
 )
 
 // StreamServer is init's side (see above).
@@ -48,9 +54,10 @@ type StreamServer struct {
 	Path string // the socket
 	Logf func(format string, a ...any)
 
-	mu   sync.Mutex
-	subs map[*streamSub]struct{} // past their snapshot: they get %output
-	ln   net.Listener
+	mu    sync.Mutex
+	subs  map[*streamSub]struct{} // past their snapshot: they get %output
+	ln    net.Listener
+	slots chan struct{} // one per connection served
 }
 
 // Listen starts serving; the Control's OnOutput and OnLost must be the
@@ -63,13 +70,19 @@ func (s *StreamServer) Listen(ctx context.Context) error {
 	}
 	os.Chmod(s.Path, 0o600)
 	s.ln = ln
+	s.slots = make(chan struct{}, streamMaxConns)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go s.serve(ctx, c)
+			select {
+			case s.slots <- struct{}{}:
+				go s.serve(ctx, c)
+			default:
+				c.Close() // too many: this stream runs its own client
+			}
 		}
 	}()
 	return nil
@@ -94,11 +107,21 @@ func (s *StreamServer) serve(ctx context.Context, c net.Conn) {
 	}
 	if herr != nil {
 		c.Close()
+		<-s.slots
 		return
 	}
 	sub := &streamSub{conn: c}
 	sub.cond = sync.NewCond(&sub.mu)
-	go sub.write()
+	go func() {
+		sub.write()
+		<-s.slots
+	}()
+	go func() {
+		// The stream writes nothing more: EOF means it went away, so
+		// its slot is freed even while the pane prints nothing.
+		io.Copy(io.Discard, c)
+		sub.close()
+	}()
 	start := "-"
 	switch {
 	case history == 0:
