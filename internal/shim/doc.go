@@ -26,8 +26,10 @@
 // down, runs as a client process as before. The same connection subscribes
 // to the pane's state (refresh-client -B; tmux evaluates it once a second
 // and reports only changes), and init watches the pane's process with a
-// pidfd, so nothing polls an idle agent. It also serves the recorder's
-// `runner-agent stream` (below) from the connection's %output. On
+// pidfd, so nothing polls an idle agent. The recorder's `runner-agent
+// stream` (below) is served from a second control connection, never this
+// one: a snapshot's reply carries pane text, which could forge the end of
+// the reply and the answers after it. On
 // SIGTERM/SIGINT/SIGHUP it runs tmux kill-server (the pane gets SIGHUP), as
 // PID 1 also SIGTERMs every other process, waits up to 5s for them to exit
 // and exits 0. Exit codes: 0 after such a stop, 1 when the tmux
