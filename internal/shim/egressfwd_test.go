@@ -173,16 +173,35 @@ func TestEgressForwarderCap(t *testing.T) {
 	p := newFakeProxy(t)
 	f, _ := startForwarder(t, p.socket(), 2)
 	c1, c2 := dialFwd(t, f), dialFwd(t, f)
-	s1, _ := p.next(t), p.next(t)
+	s1, s2 := p.next(t), p.next(t)
 	c3 := dialFwd(t, f) // the kernel accepts it; the forwarder must not yet
 	select {
 	case <-p.conns:
 		t.Fatal("a third connection was forwarded with a cap of 2")
 	case <-time.After(300 * time.Millisecond):
 	}
-	_ = c2
+	// Which proxy side belongs to c1 is the forwarder's accept order, so
+	// find it: c1's byte arrives on it.
+	deadline(s1)
+	deadline(s2)
+	got := make(chan net.Conn, 2)
+	for _, sc := range []net.Conn{s1, s2} {
+		go func() {
+			if _, err := io.ReadFull(sc, make([]byte, 1)); err == nil {
+				got <- sc
+			}
+		}()
+	}
+	c1.Write([]byte("1"))
+	var mine net.Conn
+	select {
+	case mine = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("c1's byte reached neither proxy connection")
+	}
 	c1.Close()
-	s1.Close()
+	mine.Close()
+	_ = c2
 	s3 := p.next(t) // the freed slot goes to the waiting connection
 	deadline(c3)
 	deadline(s3)
