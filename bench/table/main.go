@@ -45,7 +45,7 @@ var goals = []goal{
 	{"SendToPane", "p99-ms", 20, false, "≤ 20 ms"},
 	{"Idle50", "cpu-%core", 5, false, "< 5% of a core for 50"},
 	{"Idle50", "pss-MiB/agent", 8, false, "< 8 MiB per agent"},
-	{"Idle50", "procs/agent", 6, false, "< 6 per agent"},
+	{"Idle50", "procs/agent", 5.99, false, "< 6 per agent"},
 	{"ServicesRestart", "relay-ms", 1000, false, "back within 1 s"},
 	{"ServicesRestart", "pane-ms", 1000, false, "delivering within 1 s"},
 	{"RelayAccept", "msgs/s", 20000, true, "≥ 20 000 durable msgs/s"},
