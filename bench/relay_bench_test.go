@@ -29,15 +29,7 @@ func benchRun(b *testing.B, n int) (*runner.Runner, *config.Config, engine.Engin
 func benchRunCommand(b *testing.B, n int, command string) (*runner.Runner, *config.Config, engine.Engine, func()) {
 	b.Helper()
 	ctx := context.Background()
-	root, _ := filepath.Abs("..")
-	tmp := b.TempDir()
-	for name, pkg := range map[string]string{"runner": "./cmd/runner", "runner-agent": "./cmd/runner-agent"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(tmp, name), pkg)
-		build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("%v\n%s", err, out)
-		}
-	}
+	tmp := buildTools(b)
 	eng, err := docker.New(ctx, "")
 	if err != nil {
 		b.Fatal(err)

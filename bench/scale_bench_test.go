@@ -27,15 +27,7 @@ type scaleEnv struct {
 func newScaleEnv(b *testing.B) *scaleEnv {
 	b.Helper()
 	ctx := context.Background()
-	root, _ := filepath.Abs("..")
-	tmp := b.TempDir()
-	for name, pkg := range map[string]string{"runner": "./cmd/runner", "runner-agent": "./cmd/runner-agent"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(tmp, name), pkg)
-		build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("%v\n%s", err, out)
-		}
-	}
+	tmp := buildTools(b)
 	eng, err := docker.New(ctx, "")
 	if err != nil {
 		b.Fatal(err)
