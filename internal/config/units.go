@@ -2,58 +2,19 @@ package config
 
 import (
 	"fmt"
-	"math"
-	"regexp"
+	"github.com/runner-dev/runner/internal/bytesize"
 	"strconv"
 	"strings"
 )
 
-var sizeUnits = map[string]int64{
-	"":    1,
-	"B":   1,
-	"KiB": 1 << 10,
-	"MiB": 1 << 20,
-	"GiB": 1 << 30,
-	"KB":  1000,
-	"MB":  1000 * 1000,
-	"GB":  1000 * 1000 * 1000,
-}
-
-var sizeSyntax = regexp.MustCompile(`^([0-9]+) ?([A-Za-z]*)$`)
-
 // unitless reports whether a size was written as a bare number of bytes.
-func unitless(s string) bool {
-	m := sizeSyntax.FindStringSubmatch(s)
-	return m != nil && m[2] == ""
-}
+func unitless(s string) bool { return bytesize.Unitless(s) }
 
 // parseSize reads "256MiB", "1GB", "4096B" or "4096" as a number of bytes.
-// Units are case-sensitive so that "mb" cannot be misread as MiB or MB.
-func parseSize(s string) (int64, error) {
-	m := sizeSyntax.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf(`%q is not a size: use a whole number and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. "512MiB"`, s)
-	}
-	mult, ok := sizeUnits[m[2]]
-	if !ok {
-		return 0, fmt.Errorf(`unknown unit %q in %q: use B, KiB, MiB, GiB, KB, MB or GB, e.g. "512MiB"`, m[2], s)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return n * mult, nil
-}
+func parseSize(s string) (int64, error) { return bytesize.Parse(s, "512MiB") }
 
 // formatSize writes n in the largest binary unit that divides it exactly.
-func formatSize(n int64) string {
-	for _, u := range []string{"GiB", "MiB", "KiB"} {
-		if n != 0 && n%sizeUnits[u] == 0 {
-			return fmt.Sprintf("%d%s", n/sizeUnits[u], u)
-		}
-	}
-	return fmt.Sprintf("%dB", n)
-}
+func formatSize(n int64) string { return bytesize.Format(n) }
 
 // parseUser checks a user value and returns it as "uid:gid". A bare "uid"
 // becomes "uid:uid": without a gid, engines pick the image's group for that

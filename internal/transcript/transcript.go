@@ -42,11 +42,9 @@ package transcript
 import (
 	"errors"
 	"fmt"
-	"math"
+	"github.com/runner-dev/runner/internal/bytesize"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"time"
 )
 
@@ -105,32 +103,17 @@ func Exists(dir, agent string) bool {
 // SegmentCap is the cap of each segment of a transcript capped at total.
 func SegmentCap(total int64) int64 { return min(MaxSegment, max(MinSegment, total/16)) }
 
-var sizeSyntax = regexp.MustCompile(`^([0-9]+) ?([A-Za-z]*)$`)
-
-var sizeUnits = map[string]int64{
-	"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
-	"KB": 1000, "MB": 1000 * 1000, "GB": 1000 * 1000 * 1000,
-}
-
 // ParseSize reads a cap written as in the config file: "10MiB", "512KiB",
 // "1GB", "16384B" or "16384". It must be at least MinMax.
 func ParseSize(s string) (int64, error) {
-	m := sizeSyntax.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size: use a whole number and a unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. \"64MiB\"", s)
+	n, err := bytesize.Parse(s, "64MiB")
+	if err != nil {
+		return 0, err
 	}
-	mult, ok := sizeUnits[m[2]]
-	if !ok {
-		return 0, fmt.Errorf("unknown unit %q in %q: use B, KiB, MiB, GiB, KB, MB or GB", m[2], s)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	if n*mult < MinMax {
+	if n < MinMax {
 		return 0, fmt.Errorf("%q is below the minimum transcript size of %d bytes", s, MinMax)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 // MaxFromEnv is the cap EnvMax sets, or DefaultMax when it is unset.
