@@ -243,8 +243,7 @@ agent "bob" {
 	})
 
 	t.Run("inside", func(t *testing.T) {
-		var ps []map[string]any
-		execJSON(t, te, id, &ps, "/probe/testprobe", "procs")
+		ps := settledProcs(t, te, id)
 		if len(ps) < 3 {
 			t.Fatalf("expected init, tmux and the agent's processes, saw %d: %v", len(ps), ps)
 		}

@@ -463,21 +463,7 @@ agent "alice" {
 		})
 
 		t.Run("inside", func(t *testing.T) {
-			// A process named runc:[...] is the runtime setting up an
-			// exec (e.g. the transcript recorder's) before it drops its
-			// privileges; look again until none is mid-setup.
-			var ps []map[string]any
-			for try := 0; ; try++ {
-				execJSON(t, te, id, &ps, "/probe/testprobe", "procs")
-				settling := false
-				for _, p := range ps {
-					settling = settling || strings.HasPrefix(fmt.Sprint(p["name"]), "runc:")
-				}
-				if !settling || try == 20 {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			ps := settledProcs(t, te, id)
 			if len(ps) < 3 {
 				t.Fatalf("expected init, tmux and the agent's processes, saw %d: %v", len(ps), ps)
 			}
@@ -773,5 +759,25 @@ func checkObserved(t *testing.T, o engine.Observed, te *testEngine, pids int64) 
 	}
 	if o.User != "1000:1000" || o.Labels[engine.LabelAgent] != "alice" {
 		t.Errorf("User %q, labels %v", o.User, o.Labels)
+	}
+}
+
+// settledProcs is the probe's list of the container's processes, taken
+// when none is named runc:[...]: that is the runtime setting up an exec
+// (the transcript recorder's, a health check) before it drops its
+// privileges, so it is looked at again (up to 2 s), never excused.
+func settledProcs(t *testing.T, te *testEngine, id string) []map[string]any {
+	t.Helper()
+	var ps []map[string]any
+	for try := 0; ; try++ {
+		execJSON(t, te, id, &ps, "/probe/testprobe", "procs")
+		settling := false
+		for _, p := range ps {
+			settling = settling || strings.HasPrefix(fmt.Sprint(p["name"]), "runc:")
+		}
+		if !settling || try == 20 {
+			return ps
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
